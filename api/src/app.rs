@@ -1,0 +1,183 @@
+//! The application: shared state, the router, and a running server with its background workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{Notify, watch};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::error::{ApiError, ErrorBody};
+use crate::http;
+use crate::webhooks::delivery::{self, Sender};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    db: Database,
+    public_url: String,
+    webhook_wake: Arc<Notify>,
+    webhook_sender: Sender,
+    metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: Database, public_url: String) -> anyhow::Result<AppState> {
+        let webhook_sender = Sender::new(&config.webhooks)?;
+        Ok(AppState(Arc::new(Inner {
+            config,
+            db,
+            public_url,
+            webhook_wake: Arc::new(Notify::new()),
+            webhook_sender,
+            metrics: http::metrics::install_recorder(),
+        })))
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.0.db
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The base of URLs the API returns, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.0.public_url
+    }
+
+    pub fn webhook_sender(&self) -> &Sender {
+        &self.0.webhook_sender
+    }
+
+    /// Tells the webhook worker that new events are in the outbox.
+    pub fn wake_webhooks(&self) {
+        self.0.webhook_wake.notify_one();
+    }
+}
+
+/// The documented API, relative to `/api`.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<crate::openapi::ApiDoc as utoipa::OpenApi>::openapi())
+        .merge(crate::streams::routes::router())
+        .merge(crate::multistream::router())
+        .merge(crate::webhooks::routes::router())
+        .merge(crate::signing_keys::router())
+        .merge(crate::playback::router())
+        .merge(crate::tenancy::routes::router())
+        .routes(routes!(healthz))
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_router().split_for_parts();
+    let body_limit = state.config().max_body_bytes;
+    let timeout = state.config().request_timeout();
+    Router::new()
+        .nest("/api", api)
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(http::metrics::track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(axum::middleware::from_fn(http::cors::cors))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Database reachability.
+#[utoipa::path(get, path = "/healthz", tag = "system", operation_id = "healthz", security(()),
+    responses((status = 200, description = "The server and its database answer"), (status = 503, body = ErrorBody)))]
+async fn healthz(State(state): State<AppState>) -> axum::response::Response {
+    if state.db().ping().await {
+        Json(serde_json::json!({"ok": true})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { errors: vec!["the database does not answer".into()] })).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    state.0.metrics.render()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (StatusCode::METHOD_NOT_ALLOWED, Json(ErrorBody { errors: vec!["method not allowed on this path".into()] }))
+}
+
+/// A server accepting requests, with its webhook worker.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    webhooks: tokio::task::JoinHandle<()>,
+}
+
+/// Connects to the database, migrates it, binds the HTTP address and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let db = Database::connect(&config.database_url(), config.database_max_connections).await?;
+    db.migrate().await?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the HTTP address {}: {e}", config.http_addr))?;
+    let addr = listener.local_addr()?;
+    let public_url = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{addr}"),
+    };
+    let state = AppState::new(config, db.clone(), public_url)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let webhooks = tokio::spawn(delivery::run(
+        db.clone(),
+        state.webhook_sender().clone(),
+        state.0.webhook_wake.clone(),
+        shutdown_rx.clone(),
+    ));
+    let app = router(state.clone());
+    let mut http_shutdown = shutdown_rx;
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
+    Ok(RunningServer { addr, state, shutdown, http, webhooks })
+}
+
+impl RunningServer {
+    /// Stops accepting requests, lets requests and webhook attempts in flight finish, and closes
+    /// the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.http.await??;
+        self.webhooks.await?;
+        self.state.db().close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! The metadata database: SQLite on one machine, PostgreSQL when several nodes share state.
+//!
+//! Both run the same portable SQL through sqlx's `Any` driver: `$N` placeholders, `BIGINT` for
+//! integers, booleans and millisecond timestamps, `DOUBLE PRECISION` for reals and `TEXT` for JSON
+//! documents. Migrations live in the workspace's `migrations/` folder and are compiled in.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+/// Which engine sits behind the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Connection pools. SQLite allows one writer at a time, so it gets a dedicated single-connection
+/// pool for writes (no `SQLITE_BUSY` between our own connections); PostgreSQL uses one pool for both.
+#[derive(Clone)]
+pub struct Database {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+pub type Tx = Transaction<'static, Any>;
+
+/// One migration: its version (the file's numeric prefix), name and SQL.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sql: include_str!("../../migrations/0001_foundation.sql"),
+}];
+
+impl Database {
+    /// Connects to `url` (`sqlite://path` or `postgres://...`), creating a SQLite file when needed.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let path = sqlite_path(url);
+            if let Some(parent) = std::path::Path::new(&path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating the database directory {}", parent.display()))?;
+                }
+            }
+            let url = format!("sqlite://{path}?mode=rwc");
+            let options = |max: u32| {
+                AnyPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            Ok(())
+                        })
+                    })
+            };
+            let write = options(1).connect(&url).await.with_context(|| format!("opening SQLite database {path}"))?;
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
+            let read = options(max_connections.max(2)).connect(&url).await?;
+            Ok(Database { read, write, backend: Backend::Sqlite })
+        } else {
+            let pool = AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Database { read: pool.clone(), write: pool, backend: Backend::Postgres })
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for statements that only read.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The pool for statements that write.
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    /// Applies the migrations not yet applied, each in its own transaction.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.write)
+        .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&self.write)
+            .await?
+            .iter()
+            .map(|row| row.get::<i64, _>(0))
+            .collect();
+        for migration in MIGRATIONS {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            let mut tx = self.write.begin().await?;
+            sqlx::raw_sql(migration.sql)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("applying migration {} ({})", migration.version, migration.name))?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(migration.version)
+                .bind(migration.name)
+                .bind(crate::clock::now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").fetch_one(&self.read).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+fn sqlite_path(url: &str) -> String {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    rest.split('?').next().unwrap_or(rest).to_string()
+}
+
+/// Reads a `BIGINT` 0/1 column as a boolean.
+pub fn get_bool(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+/// Reads a nullable `BIGINT` 0/1 column.
+pub fn get_opt_bool(row: &AnyRow, column: &str) -> Result<Option<bool>, sqlx::Error> {
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v != 0))
+}
+
+/// Reads a `TEXT` column holding JSON into `T`; a NULL column reads as `None`.
+pub fn get_json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<Option<T>, sqlx::Error> {
+    match row.try_get::<Option<String>, _>(column)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.to_string(),
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// Serializes a value for a JSON `TEXT` column.
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("serializing plain data to JSON cannot fail")
+}
+
+/// Serializes an optional value for a nullable JSON `TEXT` column.
+pub fn to_opt_json<T: serde::Serialize>(value: &Option<T>) -> Option<String> {
+    value.as_ref().map(to_json)
+}
+
+/// True when `err` is a violation of a UNIQUE constraint, on either engine.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.kind() == sqlx::error::ErrorKind::UniqueViolation
+                || db.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+        }
+        _ => false,
+    }
+}
+
+impl FromStr for Backend {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Backend> {
+        match s {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => anyhow::bail!("unknown database backend {other:?}"),
+        }
+    }
+}

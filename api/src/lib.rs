@@ -1,0 +1,29 @@
+//! The `studio` server: a self-hostable video platform that speaks the Livepeer Studio REST API.
+//!
+//! Rooms of the house:
+//! - `app`: shared state, the router, starting and stopping a server;
+//! - `config`, `db`, `clock`, `ids`, `error`: foundations;
+//! - `auth`, `tenancy`: API keys, users and projects;
+//! - `http`: JSON bodies, list paging, CORS and metrics shared by every resource;
+//! - `streams`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
+//! - `events`: the outbox every webhook event goes through; `webhooks::delivery` sends them;
+//! - `profiles`: transcoding profiles shared by streams and (later) assets;
+//! - `openapi`: the generated API document.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod ids;
+pub mod multistream;
+pub mod openapi;
+pub mod playback;
+pub mod profiles;
+pub mod signing_keys;
+pub mod streams;
+pub mod tenancy;
+pub mod webhooks;

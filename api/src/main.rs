@@ -1,0 +1,170 @@
+//! `studio`: serve the platform, or manage it from the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use studio_api::config::Config;
+use studio_api::db::Database;
+use studio_api::tenancy::accounts;
+
+#[derive(Parser)]
+#[command(name = "studio", version, about = "A self-hostable video platform that speaks the Livepeer Studio API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+/// Where the data lives; shared by every command that opens the database.
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// A TOML config file (see README.md for the keys).
+    #[arg(long, env = "STUDIO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite database and local media.
+    #[arg(long, env = "STUDIO_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "STUDIO_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address of the HTTP API.
+    #[arg(long, env = "STUDIO_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// Base URL used in URLs the API returns.
+    #[arg(long, env = "STUDIO_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Deliver webhooks to loopback and private addresses.
+    #[arg(long, env = "STUDIO_ALLOW_PRIVATE_DESTINATIONS")]
+    allow_private_destinations: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "STUDIO_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key (and the local user and project when missing); prints one JSON line.
+    Create(ApiKeyCreateArgs),
+}
+
+#[derive(Args)]
+struct ApiKeyCreateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A name to recognize the key by.
+    #[arg(long)]
+    name: String,
+    /// The project the key works in; created when missing.
+    #[arg(long, default_value = accounts::DEFAULT_PROJECT)]
+    project: String,
+    /// An admin key: manages projects and API keys.
+    #[arg(long)]
+    admin: bool,
+}
+
+impl StoreArgs {
+    /// Defaults, then the file, then these flags and variables.
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.database_url {
+            config.database_url = Some(url.clone());
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::ApiKey(ApiKeyCommand::Create(args)) => runtime.block_on(create_api_key(args)),
+        Command::Openapi => {
+            print!("{}", studio_api::openapi::document_json());
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STUDIO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let mut config = args.store.load()?;
+    if let Some(addr) = args.http_addr {
+        config.http_addr = addr;
+    }
+    if let Some(url) = args.public_url {
+        config.public_url = Some(url);
+    }
+    if args.allow_private_destinations {
+        config.webhooks.allow_private_destinations = true;
+    }
+    let server = studio_api::app::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+async fn create_api_key(args: ApiKeyCreateArgs) -> anyhow::Result<()> {
+    let config = args.store.load()?;
+    config.validate()?;
+    let db = Database::connect(&config.database_url(), 2).await?;
+    db.migrate().await?;
+    let mut tx = db.begin().await?;
+    let user_id = accounts::ensure_user(&mut tx, accounts::LOCAL_USER).await?;
+    let project = accounts::ensure_project(&mut tx, &user_id, &args.project).await?;
+    let key = accounts::create_key(&mut tx, &user_id, &project.id, &args.name, args.admin, None).await?;
+    tx.commit().await.context("saving the API key")?;
+    db.close().await;
+    let line = serde_json::json!({
+        "key": key.key,
+        "id": key.id,
+        "projectId": project.id,
+        "userId": user_id,
+    });
+    println!("{line}");
+    Ok(())
+}

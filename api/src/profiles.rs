@@ -1,0 +1,219 @@
+//! Transcoding profiles: the renditions a stream (`ffmpeg-profile`) or a recording or asset
+//! (`transcode-profile`) is encoded to.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::validate::Problems;
+
+pub const MAX_PROFILES: usize = 16;
+pub const MAX_DIMENSION: i64 = 8192;
+pub const MAX_BITRATE: i64 = 500_000_000;
+pub const MAX_FPS: i64 = 240;
+
+/// A live rendition.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = FfmpegProfile)]
+pub struct FfmpegProfile {
+    /// Unique within the stream; not `source`.
+    pub name: String,
+    pub width: i64,
+    pub height: i64,
+    /// Bits per second.
+    pub bitrate: i64,
+    /// Frames per second; 0 keeps the source rate.
+    pub fps: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps_den: Option<i64>,
+    /// Constant quality (0-44, lower is better); overrides bitrate when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<i64>,
+    /// Keyframe interval in seconds, as a string (`"2.0"`), or `"intra"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gop: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<H264Profile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<LiveEncoder>,
+}
+
+/// A VOD or recording rendition: only the bitrate is required.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = TranscodeProfile)]
+pub struct TranscodeProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    pub bitrate: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps_den: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gop: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<H264Profile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<VodEncoder>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub enum H264Profile {
+    H264Baseline,
+    H264Main,
+    H264High,
+    H264ConstrainedHigh,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub enum LiveEncoder {
+    #[serde(rename = "H.264")]
+    H264,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub enum VodEncoder {
+    #[serde(rename = "H.264")]
+    H264,
+    #[serde(rename = "HEVC")]
+    Hevc,
+    #[serde(rename = "VP8")]
+    Vp8,
+    #[serde(rename = "VP9")]
+    Vp9,
+}
+
+/// The ladder a stream gets when it names none: 240p, 360p, 480p and 720p at the source frame rate.
+pub fn default_stream_profiles() -> Vec<FfmpegProfile> {
+    [("240p0", 426, 240, 250_000), ("360p0", 640, 360, 800_000), ("480p0", 854, 480, 1_600_000), ("720p0", 1280, 720, 3_000_000)]
+        .into_iter()
+        .map(|(name, width, height, bitrate)| FfmpegProfile {
+            name: name.into(),
+            width,
+            height,
+            bitrate,
+            fps: 0,
+            fps_den: None,
+            quality: None,
+            gop: None,
+            profile: Some(H264Profile::H264ConstrainedHigh),
+            encoder: None,
+        })
+        .collect()
+}
+
+fn validate_gop(problems: &mut Problems, field: &str, gop: &str) {
+    let ok = gop == "intra" || gop.parse::<f64>().is_ok_and(|g| g.is_finite() && (0.0..=60.0).contains(&g));
+    if !ok {
+        problems.add(format!("{field} must be \"intra\" or a number of seconds from 0 to 60, as a string (\"2.0\")"));
+    }
+}
+
+/// Checks a stream's profiles: bounds, unique names, and no profile called `source`.
+pub fn validate_ffmpeg_profiles(problems: &mut Problems, field: &str, profiles: &[FfmpegProfile]) {
+    if profiles.len() > MAX_PROFILES {
+        problems.add(format!("{field} must have at most {MAX_PROFILES} profiles"));
+        return;
+    }
+    for (i, p) in profiles.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        problems.text_len(&format!("{f}.name"), &p.name, 1, 500);
+        if p.name == "source" {
+            problems.add(format!("{f}.name must not be \"source\" (the source rendition is always kept)"));
+        }
+        if profiles[..i].iter().any(|q| q.name == p.name) {
+            problems.add(format!("{f}.name {:?} is used by another profile: names must be unique", p.name));
+        }
+        problems.range(&format!("{f}.width"), p.width, 128, MAX_DIMENSION);
+        problems.range(&format!("{f}.height"), p.height, 128, MAX_DIMENSION);
+        problems.range(&format!("{f}.bitrate"), p.bitrate, 400, MAX_BITRATE);
+        problems.range(&format!("{f}.fps"), p.fps, 0, MAX_FPS);
+        if let Some(den) = p.fps_den {
+            problems.range(&format!("{f}.fpsDen"), den, 1, 1001);
+        }
+        if let Some(q) = p.quality {
+            problems.range(&format!("{f}.quality"), q, 0, 44);
+        }
+        if let Some(gop) = &p.gop {
+            validate_gop(problems, &format!("{f}.gop"), gop);
+        }
+    }
+}
+
+/// Checks recording or asset profiles.
+pub fn validate_transcode_profiles(problems: &mut Problems, field: &str, profiles: &[TranscodeProfile]) {
+    if profiles.len() > MAX_PROFILES {
+        problems.add(format!("{field} must have at most {MAX_PROFILES} profiles"));
+        return;
+    }
+    for (i, p) in profiles.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        if let Some(name) = &p.name {
+            problems.text_len(&format!("{f}.name"), name, 1, 500);
+            if profiles[..i].iter().any(|q| q.name.as_ref() == Some(name)) {
+                problems.add(format!("{f}.name {name:?} is used by another profile: names must be unique"));
+            }
+        }
+        if let Some(w) = p.width {
+            problems.range(&format!("{f}.width"), w, 128, MAX_DIMENSION);
+        }
+        if let Some(h) = p.height {
+            problems.range(&format!("{f}.height"), h, 128, MAX_DIMENSION);
+        }
+        problems.range(&format!("{f}.bitrate"), p.bitrate, 400, MAX_BITRATE);
+        if let Some(fps) = p.fps {
+            problems.range(&format!("{f}.fps"), fps, 0, MAX_FPS);
+        }
+        if let Some(den) = p.fps_den {
+            problems.range(&format!("{f}.fpsDen"), den, 1, 1001);
+        }
+        if let Some(q) = p.quality {
+            problems.range(&format!("{f}.quality"), q, 0, 44);
+        }
+        if let Some(gop) = &p.gop {
+            validate_gop(problems, &format!("{f}.gop"), gop);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ladder_is_valid_and_named_like_studio() {
+        let mut problems = Problems::default();
+        let ladder = default_stream_profiles();
+        validate_ffmpeg_profiles(&mut problems, "profiles", &ladder);
+        assert!(problems.0.is_empty(), "{:?}", problems.0);
+        let names: Vec<&str> = ladder.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["240p0", "360p0", "480p0", "720p0"]);
+    }
+
+    #[test]
+    fn messages_name_the_field() {
+        let mut p = default_stream_profiles();
+        p[0].width = 100;
+        p[1].name = "source".into();
+        p[2].name = "240p0".into();
+        p[3].gop = Some("often".into());
+        let mut problems = Problems::default();
+        validate_ffmpeg_profiles(&mut problems, "profiles", &p);
+        assert_eq!(
+            problems.0,
+            [
+                "profiles[0].width must be >= 128",
+                "profiles[1].name must not be \"source\" (the source rendition is always kept)",
+                "profiles[2].name \"240p0\" is used by another profile: names must be unique",
+                "profiles[3].gop must be \"intra\" or a number of seconds from 0 to 60, as a string (\"2.0\")",
+            ]
+        );
+    }
+}

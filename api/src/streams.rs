@@ -1,0 +1,5 @@
+//! Live streams: the resource encoders publish to and viewers play.
+
+pub mod model;
+pub mod repo;
+pub mod routes;

@@ -3,8 +3,8 @@
 //! The `url` holds the destination's stream key, so it is write-only: never returned.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -159,7 +159,7 @@ fn rename_target_prefix(err: ApiError) -> ApiError {
 #[utoipa::path(get, path = "/multistream/target", tag = "multistream", operation_id = "getMultistreamTargets",
     params(ListParams),
     responses((status = 200, body = Vec<MultistreamTarget>), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_targets(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, uri: Uri) -> ApiResult<Response> {
+async fn list_targets(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(&principal.project_id);

@@ -3,8 +3,8 @@
 //! returned once, by the request that creates it.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -167,7 +167,7 @@ async fn create_key(State(state): State<AppState>, principal: Principal, body: a
 #[utoipa::path(get, path = "/access-control/signing-key", tag = "accessControl", operation_id = "getSigningKeys",
     params(ListParams),
     responses((status = 200, body = Vec<SigningKey>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_keys(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, uri: Uri) -> ApiResult<Response> {
+async fn list_keys(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(&principal.project_id).push(" AND deleted = 0");

@@ -2,8 +2,8 @@
 //! admin-only `setactive` that ingest nodes use to report a stream live or idle.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::put;
 use serde::Deserialize;
@@ -180,7 +180,7 @@ async fn list_streams(
     principal: Principal,
     Query(query): Query<StreamListQuery>,
     Query(params): Query<ListParams>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LIST_SPEC)?;
     let active = matches!(query.active.as_deref(), Some("1") | Some("true"));

@@ -1,8 +1,8 @@
 //! `/project` and `/api-token`: admin keys manage their user's projects and API keys.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -68,7 +68,7 @@ async fn create_project(State(state): State<AppState>, AdminPrincipal(admin): Ad
 /// List the user's projects.
 #[utoipa::path(get, path = "/project", tag = "admin", operation_id = "getProjects", params(ListParams),
     responses((status = 200, body = Vec<Project>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_projects(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Query(params): Query<ListParams>, uri: Uri) -> ApiResult<Response> {
+async fn list_projects(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &PROJECT_LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE user_id = ");
     scope.bind(&admin.user_id).push(" AND deleted = 0");
@@ -187,7 +187,7 @@ async fn create_key(
 /// List the user's API keys (never their secrets).
 #[utoipa::path(get, path = "/api-token", tag = "admin", operation_id = "getApiTokens", params(ListParams),
     responses((status = 200, body = Vec<ApiKey>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_keys(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Query(params): Query<ListParams>, uri: Uri) -> ApiResult<Response> {
+async fn list_keys(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &KEY_LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE user_id = ");
     scope.bind(&admin.user_id).push(" AND revoked = 0");

@@ -1,8 +1,8 @@
 //! `/webhook`: subscriptions and their delivery logs.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use rand::RngCore;
 use utoipa_axum::router::OpenApiRouter;
@@ -85,7 +85,7 @@ async fn create_webhook(State(state): State<AppState>, principal: Principal, Jso
 #[utoipa::path(get, path = "/webhook", tag = "webhook", operation_id = "getWebhooks",
     params(ListParams),
     responses((status = 200, body = Vec<Webhook>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_webhooks(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, uri: Uri) -> ApiResult<Response> {
+async fn list_webhooks(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LIST_SPEC)?;
     let (webhooks, total) = repo::list(state.db(), &principal.project_id, &req).await?;
     Ok(req.respond(webhooks, total, &uri, state.public_url()))
@@ -186,7 +186,7 @@ async fn list_logs(
     principal: Principal,
     Path(id): Path<String>,
     Query(params): Query<ListParams>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LOG_LIST_SPEC)?;
     repo::get(state.db().reader(), &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;

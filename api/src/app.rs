@@ -86,7 +86,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api_router().split_for_parts();
+    let (api, _) = api_router().split_for_parts();
+    let doc = crate::openapi::document();
     let body_limit = state.config().max_body_bytes;
     let timeout = state.config().request_timeout();
     Router::new()

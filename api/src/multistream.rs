@@ -3,7 +3,8 @@
 //! The `url` holds the destination's stream key, so it is write-only: never returned.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
+use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -42,8 +43,10 @@ pub struct MultistreamTarget {
 pub struct NewTargetPayload {
     /// Defaults to the URL's host.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     /// `rtmp://`, `rtmps://` or `srt://` URL with the destination's stream key. Write-only.
+    #[schema(pattern = "^(srt|rtmps?)://", max_length = 2048)]
     pub url: String,
     #[serde(default)]
     pub disabled: Option<bool>,
@@ -54,8 +57,10 @@ pub struct NewTargetPayload {
 #[schema(as = MultistreamTargetPatchPayload)]
 pub struct TargetPatchPayload {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^(srt|rtmps?)://", max_length = 2048)]
     pub url: Option<String>,
     #[serde(default)]
     pub disabled: Option<bool>,

@@ -39,10 +39,67 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Component names as Studio's spec spells them (utoipa derives Rust-style names).
+const STUDIO_SCHEMA_NAMES: &[(&str, &str)] = &[
+    ("Error", "error"),
+    ("Stream", "stream"),
+    ("NewStreamPayload", "new-stream-payload"),
+    ("StreamPatchPayload", "stream-patch-payload"),
+    ("FfmpegProfile", "ffmpeg-profile"),
+    ("TranscodeProfile", "transcode-profile"),
+    ("PlaybackPolicy", "playback-policy"),
+    ("CreatorId", "creator-id"),
+    ("TargetAddPayload", "target-add-payload"),
+    ("MultistreamTarget", "multistream-target"),
+    ("MultistreamTargetPatchPayload", "multistream-target-patch-payload"),
+    ("Webhook", "webhook"),
+    ("WebhookLog", "webhook-log"),
+    ("SigningKey", "signing-key"),
+    ("PlaybackInfo", "playback-info"),
+];
+
 /// The complete document, as served and checked in.
 pub fn document() -> utoipa::openapi::OpenApi {
     let (_, doc) = crate::app::api_router().split_for_parts();
-    doc
+    rename_schemas(doc)
+}
+
+/// Renames component schemas to [`STUDIO_SCHEMA_NAMES`], rewriting every `$ref` to them.
+fn rename_schemas(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut value = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    if let Some(schemas) = value.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+        let renamed: serde_json::Map<String, serde_json::Value> = std::mem::take(schemas)
+            .into_iter()
+            .map(|(name, schema)| (studio_name(&name).unwrap_or(&name).to_string(), schema))
+            .collect();
+        *schemas = renamed;
+    }
+    rewrite_refs(&mut value);
+    serde_json::from_value(value).expect("renaming keeps the document valid")
+}
+
+fn studio_name(name: &str) -> Option<&'static str> {
+    STUDIO_SCHEMA_NAMES.iter().find(|(ours, _)| *ours == name).map(|(_, studio)| *studio)
+}
+
+fn rewrite_refs(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key == "$ref" {
+                    if let Some(name) = v.as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+                        if let Some(studio) = studio_name(name) {
+                            *v = serde_json::Value::String(format!("#/components/schemas/{studio}"));
+                        }
+                    }
+                } else {
+                    rewrite_refs(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
 }
 
 /// The document as pretty JSON with a trailing newline (the checked-in form).

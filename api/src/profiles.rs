@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::http::json::{integer, opt_integer};
 use crate::http::validate::Problems;
 
 pub const MAX_PROFILES: usize = 16;
@@ -18,16 +19,20 @@ pub const MAX_FPS: i64 = 240;
 pub struct FfmpegProfile {
     /// Unique within the stream; not `source`.
     pub name: String,
+    #[serde(deserialize_with = "integer")]
     pub width: i64,
+    #[serde(deserialize_with = "integer")]
     pub height: i64,
     /// Bits per second.
+    #[serde(deserialize_with = "integer")]
     pub bitrate: i64,
     /// Frames per second; 0 keeps the source rate.
+    #[serde(deserialize_with = "integer")]
     pub fps: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
     pub fps_den: Option<i64>,
     /// Constant quality (0-44, lower is better); overrides bitrate when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
     pub quality: Option<i64>,
     /// Keyframe interval in seconds, as a string (`"2.0"`), or `"intra"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,16 +50,17 @@ pub struct FfmpegProfile {
 pub struct TranscodeProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
     pub height: Option<i64>,
+    #[serde(deserialize_with = "integer")]
     pub bitrate: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
     pub quality: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
     pub fps: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
     pub fps_den: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gop: Option<String>,

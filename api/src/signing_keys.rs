@@ -3,7 +3,8 @@
 //! returned once, by the request that creates it.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
+use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
@@ -53,6 +54,7 @@ pub struct SigningKey {
 #[schema(as = NewSigningKeyPayload)]
 pub struct NewSigningKeyPayload {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     /// Ignored: the project is the API key's.
     #[serde(default)]
@@ -64,6 +66,7 @@ pub struct NewSigningKeyPayload {
 #[schema(as = SigningKeyPatchPayload)]
 pub struct SigningKeyPatch {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     #[serde(default)]
     pub disabled: Option<bool>,
@@ -118,8 +121,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, body = SigningKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_key(State(state): State<AppState>, principal: Principal, body: axum::body::Bytes) -> ApiResult<Json<SigningKey>> {
     // The SDKs send no body at all when no name is given.
-    let payload: NewSigningKeyPayload =
-        if body.iter().all(u8::is_ascii_whitespace) { NewSigningKeyPayload::default() } else { crate::http::json::parse(&body)? };
+    let payload: NewSigningKeyPayload = match std::str::from_utf8(&body).map(str::trim) {
+        Ok("") | Ok("null") => NewSigningKeyPayload::default(),
+        _ => crate::http::json::parse(&body)?,
+    };
     let mut problems = Problems::default();
     if let Some(name) = &payload.name {
         problems.text_len("name", name, 1, 500);

@@ -38,8 +38,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Deserializes `bytes` into `T`, naming the path of the first problem.
+/// Deserializes `bytes` into `T`, naming the path of the first problem. Every body of this API is
+/// an object; serde would otherwise also read a struct from an array of its fields.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => return Err(ApiError::invalid("the request body is empty: send a JSON object")),
+        Some(_) if serde_json::from_slice::<serde_json::Value>(bytes).is_err() => {
+            return Err(ApiError::invalid("the request body is not valid JSON"));
+        }
+        Some(_) => return Err(ApiError::invalid("the request body must be a JSON object")),
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let mut path = err.path().to_string();
@@ -62,6 +71,31 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|_| ApiError::invalid("the request body has trailing characters after the JSON value"))?;
     Ok(value)
+}
+
+/// Reads an integer that may be written as an integral float (`1280.0`): JSON Schema counts it as
+/// an integer, and some clients (the Python SDK) send every number that way.
+pub fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::Deserialize;
+    let n = serde_json::Number::deserialize(d)?;
+    number_to_i64(&n).ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected an integer")))
+}
+
+/// [`integer`] for optional fields (use with `#[serde(default)]`).
+pub fn opt_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => number_to_i64(&n).map(Some).ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected an integer"))),
+    }
+}
+
+fn number_to_i64(n: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
 }
 
 /// serde_json appends " at line L column C", which says nothing to an API user once the field is named.
@@ -108,5 +142,20 @@ mod tests {
         assert!(nested.starts_with("profiles[0]: unknown field `wide`"), "{nested}");
         assert_eq!(message(r#"{}"#), "missing field `name`");
         assert!(message(r#"{"name":"#).starts_with("the request body is not valid JSON"));
+        assert_eq!(message("[null, null]"), "the request body must be a JSON object");
+        assert_eq!(message("  "), "the request body is empty: send a JSON object");
+    }
+}
+
+/// Query parameters deserialized into `T`; a malformed query string is a 422 with a JSON body.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Query(q.0))
+            .map_err(|rejection| ApiError::invalid(format!("the query string is not valid: {}", rejection.body_text())))
     }
 }

@@ -22,9 +22,11 @@ use crate::error::ApiError;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Page size, 1 to 1000 (default 20).
+    /// Page size, 1 to 1000 (default 20; larger values are capped).
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub limit: Option<String>,
     /// The cursor from the previous page's `Link` header.
+    #[param(pattern = "^(skip[0-9]+)?$")]
     pub cursor: Option<String>,
     /// URL-encoded JSON array of `{"id": field, "value": value}`.
     pub filters: Option<String>,
@@ -178,7 +180,7 @@ const MAX_FILTERS_LEN: usize = 8192;
 impl ListRequest {
     pub fn parse(params: &ListParams, spec: &ListSpec) -> Result<ListRequest, ApiError> {
         let limit = match params.limit.as_deref() {
-            None | Some("") => DEFAULT_LIMIT,
+            None => DEFAULT_LIMIT,
             Some(text) => match text.parse::<i64>() {
                 Ok(n) if n >= 1 => n.min(MAX_LIMIT),
                 _ => return Err(ApiError::invalid(format!("limit must be an integer from 1 to {MAX_LIMIT}"))),

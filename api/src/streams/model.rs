@@ -178,8 +178,10 @@ pub struct TargetRefInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSpec {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     /// `rtmp://`, `rtmps://` or `srt://` URL, including the stream key of the destination.
+    #[schema(pattern = "^(srt|rtmps?)://", max_length = 2048)]
     pub url: String,
 }
 
@@ -194,6 +196,7 @@ pub struct MultistreamInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = NewStreamPayload)]
 pub struct NewStreamPayload {
+    #[schema(min_length = 1, max_length = 500)]
     pub name: String,
     #[serde(default)]
     pub creator_id: Option<CreatorIdInput>,
@@ -223,6 +226,7 @@ pub struct NewStreamPayload {
 #[schema(as = StreamPatchPayload)]
 pub struct StreamPatchPayload {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     #[serde(default)]
     pub creator_id: Option<CreatorIdInput>,

@@ -2,7 +2,8 @@
 //! admin-only `setactive` that ingest nodes use to report a stream live or idle.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
+use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::put;
@@ -301,12 +302,34 @@ async fn update_stream(
     params(("id" = String, Path, description = "Stream id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_stream(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let now = now_ms();
     let mut tx = state.db().begin().await?;
-    if !repo::soft_delete(&mut tx, &principal.project_id, &id, now_ms()).await? {
+    let mut stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    if !repo::soft_delete(&mut tx, &principal.project_id, &id, now).await? {
         return Err(ApiError::not_found());
     }
+    let was_live = stream.is_active;
+    if was_live {
+        stream.is_active = false;
+        emit_idle(&mut tx, &stream, now).await?;
+    }
     tx.commit().await?;
+    if was_live {
+        state.wake_webhooks();
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deleting or terminating a live stream ends its session here, so `stream.idle` is emitted here:
+/// the ingest's later `setactive false` finds the stream already idle (or deleted) and emits nothing.
+async fn emit_idle(tx: &mut Tx, stream: &Stream, now: i64) -> ApiResult<()> {
+    events::emit(
+        tx,
+        NewEvent { project_id: &stream.project_id, user_id: &stream.user_id, event: EventType::StreamIdle, stream: Some(stream), payload: None },
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 /// End the stream's live session now. The encoder may reconnect at once (unlike `suspended`).
@@ -314,14 +337,22 @@ async fn delete_stream(State(state): State<AppState>, principal: Principal, Path
     params(("id" = String, Path, description = "Stream id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn terminate_stream(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let now = now_ms();
     let mut tx = state.db().begin().await?;
-    repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
-    if !repo::mark_terminated(&mut tx, &principal.project_id, &id, now_ms(), TERMINATE_MIN_GAP_MS).await? {
+    let before = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    if !repo::mark_terminated(&mut tx, &principal.project_id, &id, now, TERMINATE_MIN_GAP_MS).await? {
         return Err(ApiError::TooManyRequests(
             "the stream was terminated less than 5 seconds ago: wait before terminating it again".into(),
         ));
     }
+    if before.is_active {
+        let stream = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+        emit_idle(&mut tx, &stream, now).await?;
+    }
     tx.commit().await?;
+    if before.is_active {
+        state.wake_webhooks();
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,7 +1,8 @@
 //! `/project` and `/api-token`: admin keys manage their user's projects and API keys.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
+use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;

@@ -58,7 +58,9 @@ pub struct WebhookFailure {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = WebhookInput)]
 pub struct WebhookPayload {
+    #[schema(min_length = 1, max_length = 500)]
     pub name: String,
+    #[schema(pattern = "^https?://", max_length = 2048)]
     pub url: String,
     #[serde(default)]
     pub events: Option<Vec<EventType>>,
@@ -67,8 +69,10 @@ pub struct WebhookPayload {
     pub event: Option<EventType>,
     /// Generated when absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub shared_secret: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub stream_id: Option<String>,
     /// Ignored when sent back (clients PUT what they read).
     #[serde(default)]
@@ -97,14 +101,19 @@ pub struct WebhookPayload {
 #[schema(as = WebhookPatchPayload)]
 pub struct WebhookPatch {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^https?://", max_length = 2048)]
     pub url: Option<String>,
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub events: Option<Vec<EventType>>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub shared_secret: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub stream_id: Option<String>,
 }
 

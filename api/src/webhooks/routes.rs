@@ -1,7 +1,8 @@
 //! `/webhook`: subscriptions and their delivery logs.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
+use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use rand::RngCore;

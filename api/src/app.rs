@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(axum::middleware::from_fn(http::guard::reject_nul_in_uri))
         .layer(axum::middleware::from_fn(http::cors::cors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -25,7 +25,12 @@ pub struct Principal {
     pub key_name: String,
     /// Admin keys manage the user's projects and API keys.
     pub admin: bool,
+    /// When the key was last used (ms), as stored; refreshed at most once a minute.
+    pub key_last_seen: i64,
 }
+
+/// `lastSeen` of a key is written at most this often, so authentication stays a read.
+const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 
 /// `access` of an API key: which browser origins may use it, and how much.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -122,7 +127,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
 /// Looks up an API key by its secret. `None` when it is unknown or revoked.
 pub async fn lookup_key(db: &Database, secret: &str) -> Result<Option<(Principal, KeyAccess)>, ApiError> {
     let row = sqlx::query(
-        "SELECT k.id, k.name, k.user_id, k.project_id, k.admin, k.access
+        "SELECT k.id, k.name, k.user_id, k.project_id, k.admin, k.access, k.last_seen
          FROM api_keys k JOIN projects p ON p.id = k.project_id
          WHERE k.key_hash = $1 AND k.revoked = 0 AND p.deleted = 0",
     )
@@ -137,6 +142,7 @@ pub async fn lookup_key(db: &Database, secret: &str) -> Result<Option<(Principal
         user_id: row.try_get("user_id")?,
         project_id: row.try_get("project_id")?,
         admin: db::get_bool(&row, "admin")?,
+        key_last_seen: row.try_get("last_seen")?,
     };
     Ok(Some((principal, access)))
 }
@@ -150,6 +156,23 @@ impl FromRequestParts<AppState> for Principal {
             return Err(ApiError::Unauthorized("invalid API key".into()));
         };
         check_browser_use(parts, &access)?;
+        let now = crate::clock::now_ms();
+        if now - principal.key_last_seen >= LAST_SEEN_RESOLUTION_MS {
+            // Off the request path: a failed write only delays `lastSeen`.
+            let db = state.db().clone();
+            let key_id = principal.key_id.clone();
+            tokio::spawn(async move {
+                let result = sqlx::query("UPDATE api_keys SET last_seen = $1 WHERE id = $2 AND last_seen < $3")
+                    .bind(now)
+                    .bind(&key_id)
+                    .bind(now - LAST_SEEN_RESOLUTION_MS)
+                    .execute(db.writer())
+                    .await;
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "recording API key use failed");
+                }
+            });
+        }
         Ok(principal)
     }
 }

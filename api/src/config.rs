@@ -51,6 +51,37 @@ pub struct WebhookConfig {
     pub concurrency: usize,
 }
 
+/// `STUDIO_*` variables that are read elsewhere, not settings.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "LOG_JSON", "PYTHON", "CACHE", "API_URL", "API_KEY"];
+
+/// A variable's text as the TOML value it most likely means.
+fn scalar(text: &str) -> toml::Value {
+    if let Ok(i) = text.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match text {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(text.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            set_path(entry.as_table_mut().expect("made a table above"), rest, value);
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -80,11 +111,31 @@ impl Default for WebhookConfig {
 }
 
 impl Config {
-    /// Reads the TOML file at `path` over the defaults.
-    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    /// Defaults, then the TOML file at `file` (if any), then `STUDIO_*` variables from `env`.
+    ///
+    /// A variable names a key by its path: `STUDIO_HTTP_ADDR` is `http_addr`,
+    /// `STUDIO_WEBHOOKS__TIMEOUT_MS` is `timeout_ms` in `[webhooks]`. Variables that are not
+    /// settings (`STUDIO_CONFIG`, `STUDIO_LOG`, ...) are skipped.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("STUDIO_") else { continue };
+            if NOT_SETTINGS.contains(&rest) || rest.starts_with("TEST_") {
+                continue;
+            }
+            let path: Vec<String> = rest.to_ascii_lowercase().split("__").map(str::to_string).collect();
+            set_path(&mut table, &path, scalar(&value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("invalid configuration (file or STUDIO_* variables): {e}"))?;
+        Ok(config)
     }
 
     /// The database URL in effect.
@@ -128,5 +179,41 @@ impl Config {
             anyhow::bail!("webhooks.max_attempts, webhooks.concurrency and webhooks.timeout_ms must be at least 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_documents_every_section() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../studio.example.toml");
+        let config = Config::load(Some(&path), []).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_reaches_nested_keys() {
+        let dir = std::env::temp_dir().join(format!("studio-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "http_addr = \"127.0.0.1:9000\"\n[webhooks]\ntimeout_ms = 100\n").unwrap();
+        let config = Config::load(
+            Some(&file),
+            vars(&[("STUDIO_WEBHOOKS__TIMEOUT_MS", "250"), ("STUDIO_PUBLIC_URL", "https://v.example"), ("STUDIO_LOG", "debug"), ("HOME", "/x")]),
+        )
+        .unwrap();
+        assert_eq!(config.http_addr.port(), 9000);
+        assert_eq!(config.webhooks.timeout_ms, 250);
+        assert_eq!(config.public_url(), "https://v.example");
+        let bad = Config::load(None, vars(&[("STUDIO_WEBHOOKS__TIMEOUT", "5")])).unwrap_err();
+        assert!(format!("{bad:#}").contains("unknown field `timeout`"), "{bad:#}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

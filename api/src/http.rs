@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every resource: JSON bodies, list paging, CORS and metrics.
 
 pub mod cors;
+pub mod guard;
 pub mod json;
 pub mod list;
 pub mod metrics;

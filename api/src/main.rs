@@ -83,10 +83,7 @@ struct ApiKeyCreateArgs {
 impl StoreArgs {
     /// Defaults, then the file, then these flags and variables.
     fn load(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }

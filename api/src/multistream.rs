@@ -168,9 +168,9 @@ async fn list_targets(State(state): State<AppState>, principal: Principal, Query
     let req = ListRequest::parse(&params, &LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(&principal.project_id);
-    let (rows, total) = req.fetch(state.db(), COLUMNS, "multistream_targets", scope).await?;
+    let (rows, page) = req.fetch(state.db(), COLUMNS, "multistream_targets", scope).await?;
     let targets = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(req.respond(targets, total, &uri, state.public_url()))
+    Ok(req.respond(targets, page, &uri, state.public_url()))
 }
 
 /// Get a multistream target.

@@ -137,6 +137,12 @@ async fn create_key(State(state): State<AppState>, principal: Principal, body: a
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
+    // Default names count every key the project ever had, so a name never repeats after a delete.
+    let ever_created: i64 = sqlx::query("SELECT COUNT(*) FROM signing_keys WHERE project_id = $1")
+        .bind(&principal.project_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
     if count >= MAX_KEYS_PER_PROJECT {
         return Err(ApiError::Forbidden(format!(
             "a project can have at most {MAX_KEYS_PER_PROJECT} signing keys: delete one before creating another"
@@ -144,7 +150,10 @@ async fn create_key(State(state): State<AppState>, principal: Principal, body: a
     }
     let key = SigningKey {
         id: crate::ids::new_id(),
-        name: payload.name.unwrap_or_else(|| format!("Signing Key {}", count + 1)),
+        name: match payload.name {
+            Some(name) => name,
+            None => format!("Signing Key {}", ever_created + 1),
+        },
         user_id: principal.user_id.clone(),
         project_id: principal.project_id.clone(),
         created_at: now_ms(),
@@ -176,9 +185,9 @@ async fn list_keys(State(state): State<AppState>, principal: Principal, Query(pa
     let req = ListRequest::parse(&params, &LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(&principal.project_id).push(" AND deleted = 0");
-    let (rows, total) = req.fetch(state.db(), COLUMNS, "signing_keys", scope).await?;
+    let (rows, page) = req.fetch(state.db(), COLUMNS, "signing_keys", scope).await?;
     let keys = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(req.respond(keys, total, &uri, state.public_url()))
+    Ok(req.respond(keys, page, &uri, state.public_url()))
 }
 
 async fn load<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<SigningKey>> {

@@ -4,7 +4,13 @@ use reqwest::Method;
 use serde_json::json;
 use studio_tests::{Backend, TestApp, on_both_databases};
 
-on_both_databases!(authentication_errors, error_bodies_name_the_field, paging_filters_and_order, health_metrics_and_docs);
+on_both_databases!(
+    authentication_errors,
+    error_bodies_name_the_field,
+    paging_filters_and_order,
+    health_metrics_and_docs,
+    nul_characters_are_refused_not_stored,
+);
 
 async fn authentication_errors(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -20,6 +26,23 @@ async fn authentication_errors(backend: Backend) {
     // The scheme is case-insensitive.
     let lower = app.http.get(app.url("/stream")).header("authorization", format!("bearer {}", app.key)).send().await.unwrap();
     assert_eq!(lower.status(), 200);
+    // Using a key records when it was last seen.
+    let seen = studio_tests::eventually(std::time::Duration::from_secs(5), || async {
+        let keys = app.call(Some(&app.admin_key), Method::GET, "/api-token", None).await.json;
+        let key = keys.as_array()?.iter().find(|k| k["name"] == "test key")?.clone();
+        (key["lastSeen"].as_i64()? > 0).then_some(key)
+    })
+    .await;
+    assert!(seen.is_some(), "lastSeen of the used key is set");
+}
+
+async fn nul_characters_are_refused_not_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.get("/stream/%00").await.assert_error(400, "NUL");
+    app.get("/stream?filters=%00").await.assert_error(400, "NUL");
+    app.post("/stream", json!({"name": "a\u{0}b"})).await.assert_error(422, "NUL");
+    app.post("/webhook", json!({"name": "x\u{0}", "url": "https://example.com", "events": ["stream.idle"]})).await.assert_error(422, "NUL");
+    assert_eq!(app.get("/stream").await.json, json!([]), "nothing was stored");
 }
 
 async fn error_bodies_name_the_field(backend: Backend) {
@@ -77,6 +100,9 @@ async fn paging_filters_and_order(backend: Backend) {
     assert_eq!(seen.len(), 5, "pages cover every stream once");
     let last = app.get("/stream?limit=10").await;
     assert!(last.header("link").is_none(), "no next link when the page is not full");
+    let exact = app.get("/stream?limit=5").await;
+    assert_eq!(exact.json.as_array().unwrap().len(), 5);
+    assert!(exact.header("link").is_none(), "no next link when nothing follows a full page");
 
     // Filters and order.
     let recorded = app.get(&format!("/stream?filters={}", urlencode(r#"[{"id":"record","value":true}]"#))).await;

@@ -1,4 +1,11 @@
 //! End-to-end API tests: the real server on loopback, on SQLite and on PostgreSQL.
 
+mod clients;
 mod conventions;
+mod openapi;
+mod multistream;
+mod playback;
+mod signing_keys;
+mod streams;
+mod tenancy;
 mod webhooks;

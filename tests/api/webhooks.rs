@@ -15,6 +15,7 @@ on_both_databases!(
     delivery_in_backoff_survives_a_restart,
     private_destinations_are_refused_unless_allowed,
     resend_sends_the_logged_event_again,
+    retention_removes_finished_work_but_keeps_pending_retries,
 );
 
 async fn create_webhook(app: &TestApp, url: &str, events: &[&str], extra: Value) -> Value {
@@ -239,4 +240,30 @@ async fn resend_sends_the_logged_event_again(backend: Backend) {
     assert_eq!(got[1].json()["id"], first[0].json()["id"], "the same event");
     assert!(got[1].signature_valid(hook["sharedSecret"].as_str().unwrap()));
     app.post(&format!("/webhook/{hook_id}/log/nope/resend"), json!({})).await.assert_error(404, "not found");
+}
+
+async fn retention_removes_finished_work_but_keeps_pending_retries(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.webhooks.initial_backoff_ms = 60_000).await;
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.respond_with(&[500]);
+    let ok_hook = create_webhook(&app, &ok.url(), &["stream.started"], json!({})).await;
+    create_webhook(&app, &failing.url(), &["stream.started"], json!({})).await;
+    let stream = app.create_stream(json!({"name": "cam"})).await;
+    set_active(&app, stream["id"].as_str().unwrap(), true).await;
+    ok.wait_for(1, Duration::from_secs(10)).await;
+    failing.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let db = app.server.as_ref().unwrap().state.db().clone();
+    studio_api::webhooks::delivery::remove_old(&db, studio_api::clock::now_ms() + 1).await.unwrap();
+    let logs = app.get(&format!("/webhook/{}/log", ok_hook["id"].as_str().unwrap())).await.json;
+    assert_eq!(logs, json!([]), "old logs are removed");
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move { sqlx::Row::get::<i64, _>(&sqlx::query(sql).fetch_one(db.reader()).await.unwrap(), 0) }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'").await, 1, "the retry waits on");
+    assert_eq!(count("SELECT COUNT(*) FROM webhook_deliveries WHERE state <> 'pending'").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM events").await, 1, "the event of a pending retry is kept");
 }

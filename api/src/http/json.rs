@@ -49,6 +49,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         Some(_) => return Err(ApiError::invalid("the request body must be a JSON object")),
     }
+    if has_nul_escape(bytes) {
+        return Err(ApiError::invalid("text fields must not contain NUL characters (\\u0000)"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let mut path = err.path().to_string();
@@ -71,6 +74,23 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|_| ApiError::invalid("the request body has trailing characters after the JSON value"))?;
     Ok(value)
+}
+
+/// True when the JSON text has a `\u0000` escape (raw NUL bytes are invalid JSON anyway). A
+/// backslash escaped by another one does not start an escape.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if b == b'u' && backslashes % 2 == 1 && bytes.get(i + 1..i + 5) == Some(b"0000".as_slice()) {
+            return true;
+        }
+        backslashes = 0;
+    }
+    false
 }
 
 /// Reads an integer that may be written as an integral float (`1280.0`): JSON Schema counts it as
@@ -143,6 +163,8 @@ mod tests {
         assert_eq!(message(r#"{}"#), "missing field `name`");
         assert!(message(r#"{"name":"#).starts_with("the request body is not valid JSON"));
         assert_eq!(message("[null, null]"), "the request body must be a JSON object");
+        assert!(message(r#"{"name":"a\u0000b"}"#).contains("NUL"));
+        assert!(parse::<Body>(br#"{"name":"a\\u0000b"}"#).is_ok(), "an escaped backslash is not a NUL");
         assert_eq!(message("  "), "the request body is empty: send a JSON object");
     }
 }

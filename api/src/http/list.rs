@@ -162,6 +162,15 @@ impl Sql {
     }
 }
 
+/// What a list query learned besides its rows.
+#[derive(Debug, Clone, Copy)]
+pub struct PageInfo {
+    /// Rows matching the filters, when `count` was asked for.
+    pub total: Option<i64>,
+    /// Whether rows follow this page.
+    pub more: bool,
+}
+
 /// A parsed list request.
 #[derive(Debug)]
 pub struct ListRequest {
@@ -263,36 +272,40 @@ impl ListRequest {
         let mut keys: Vec<String> =
             self.order.iter().map(|(col, desc)| format!("{col} {}", if *desc { "DESC" } else { "ASC" })).collect();
         keys.push("id ASC".into());
-        sql.push(&format!(" ORDER BY {} LIMIT {} OFFSET {}", keys.join(", "), self.limit, self.offset));
+        sql.push(&format!(" ORDER BY {} LIMIT {} OFFSET {}", keys.join(", "), self.limit + 1, self.offset));
     }
 
     /// Runs `SELECT {columns} FROM {table}{where_clause}` with the filters, order and page of this
     /// request, and the matching count when `count` was asked for. `where_clause` holds the scope
-    /// (always the project) and starts with ` WHERE`.
+    /// (always the project) and starts with ` WHERE`. One row more than the page is read to know
+    /// whether a next page exists.
     pub async fn fetch(
         &self,
         db: &Database,
         columns: &str,
         table: &str,
         mut where_clause: Sql,
-    ) -> Result<(Vec<AnyRow>, Option<i64>), sqlx::Error> {
+    ) -> Result<(Vec<AnyRow>, PageInfo), sqlx::Error> {
         self.push_filters(&mut where_clause);
         let mut page = Sql::after(&format!("SELECT {columns} FROM {table}"), &where_clause);
         self.push_order_and_page(&mut page);
-        let rows = page.query().fetch_all(db.reader()).await?;
+        let mut rows = page.query().fetch_all(db.reader()).await?;
+        let more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
         let total = if self.count {
             let count = Sql::after(&format!("SELECT COUNT(*) FROM {table}"), &where_clause);
             Some(count.query().fetch_one(db.reader()).await?.try_get::<i64, _>(0)?)
         } else {
             None
         };
-        Ok((rows, total))
+        Ok((rows, PageInfo { total, more }))
     }
 
-    /// The response: a bare JSON array, `Link` when the page is full, `X-Total-Count` when asked.
-    pub fn respond<T: Serialize>(&self, items: Vec<T>, total: Option<i64>, uri: &Uri, public_url: &str) -> Response {
+    /// The response: a bare JSON array, `Link` when a next page exists, `X-Total-Count` when asked.
+    pub fn respond<T: Serialize>(&self, items: Vec<T>, page: PageInfo, uri: &Uri, public_url: &str) -> Response {
         let mut headers = HeaderMap::new();
-        if items.len() as i64 == self.limit {
+        let total = page.total;
+        if page.more {
             let next = next_page_url(uri, public_url, self.offset + self.limit);
             if let Ok(value) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
                 headers.insert(axum::http::header::LINK, value);
@@ -415,7 +428,7 @@ mod tests {
         req.push_order_and_page(&mut sql);
         assert_eq!(
             sql.text(),
-            "SELECT * FROM t WHERE project_id = $1 AND LOWER(name) LIKE $2 ESCAPE '\\' AND created_at > $3 AND is_active = $4 ORDER BY name ASC, id ASC LIMIT 5 OFFSET 10"
+            "SELECT * FROM t WHERE project_id = $1 AND LOWER(name) LIKE $2 ESCAPE '\\' AND created_at > $3 AND is_active = $4 ORDER BY name ASC, id ASC LIMIT 6 OFFSET 10"
         );
         assert!(matches!(&sql.args[1], Arg::Text(s) if s == "%cam\\_1%"));
     }

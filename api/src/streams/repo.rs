@@ -6,7 +6,7 @@ use sqlx::{Any, Executor, Row};
 use super::model::{Multistream, Stream};
 use crate::db::{self, Database, Tx};
 use crate::error::ApiResult;
-use crate::http::list::{FieldKind, ListRequest, ListSpec, Sql, field};
+use crate::http::list::{FieldKind, ListRequest, ListSpec, PageInfo, Sql, field};
 
 const COLUMNS: &str = "id, project_id, user_id, name, stream_key, playback_id, parent_id, created_at, last_seen, \
     last_terminated_at, is_active, is_healthy, issues, suspended, record, creator_id, user_tags, playback_policy, \
@@ -123,15 +123,15 @@ pub async fn get_for_update(db: &Database, tx: &mut Tx, project_id: &str, id: &s
 }
 
 /// A page of the project's streams, and the total when asked.
-pub async fn list(db: &Database, project_id: &str, req: &ListRequest, active_only: bool) -> ApiResult<(Vec<Stream>, Option<i64>)> {
+pub async fn list(db: &Database, project_id: &str, req: &ListRequest, active_only: bool) -> ApiResult<(Vec<Stream>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(project_id).push(" AND deleted = 0");
     if active_only {
         scope.push(" AND is_active = 1");
     }
-    let (rows, total) = req.fetch(db, COLUMNS, "streams", scope).await?;
+    let (rows, page) = req.fetch(db, COLUMNS, "streams", scope).await?;
     let streams = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok((streams, total))
+    Ok((streams, page))
 }
 
 /// Writes the fields a PATCH may change.
@@ -221,7 +221,11 @@ pub async fn set_active(tx: &mut Tx, project_id: &str, id: &str, active: bool, n
 
 /// The live stream with `playback_id`, in any project (playback is addressed by playback id alone).
 pub async fn find_by_playback_id(db: &Database, playback_id: &str) -> ApiResult<Option<Stream>> {
-    let sql = format!("SELECT {COLUMNS} FROM streams WHERE playback_id = $1 AND deleted = 0");
+    // A deleted project's streams are gone with it.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM streams WHERE playback_id = $1 AND deleted = 0 \
+         AND project_id IN (SELECT id FROM projects WHERE deleted = 0)"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(playback_id).fetch_optional(db.reader()).await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }

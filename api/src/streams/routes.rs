@@ -185,8 +185,8 @@ async fn list_streams(
 ) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LIST_SPEC)?;
     let active = matches!(query.active.as_deref(), Some("1") | Some("true"));
-    let (streams, total) = repo::list(state.db(), &principal.project_id, &req, active).await?;
-    Ok(req.respond(streams, total, &uri, state.public_url()))
+    let (streams, page) = repo::list(state.db(), &principal.project_id, &req, active).await?;
+    Ok(req.respond(streams, page, &uri, state.public_url()))
 }
 
 /// Get a stream.
@@ -293,7 +293,16 @@ async fn update_stream(
     stream.record = record_after;
     stream.recording_spec = spec_after;
     repo::save_settings(&mut tx, &stream, now).await?;
+    // Suspending a live stream ends its session now, as terminate does.
+    let ended = stream.suspended && stream.is_active && repo::set_active(&mut tx, &principal.project_id, &id, false, now).await?;
+    if ended {
+        let stream = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+        emit_idle(&mut tx, &stream, now).await?;
+    }
     tx.commit().await?;
+    if ended {
+        state.wake_webhooks();
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -73,9 +73,9 @@ async fn list_projects(State(state): State<AppState>, AdminPrincipal(admin): Adm
     let req = ListRequest::parse(&params, &PROJECT_LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE user_id = ");
     scope.bind(&admin.user_id).push(" AND deleted = 0");
-    let (rows, total) = req.fetch(state.db(), PROJECT_COLUMNS, "projects", scope).await?;
+    let (rows, page) = req.fetch(state.db(), PROJECT_COLUMNS, "projects", scope).await?;
     let projects = rows.iter().map(accounts::project_from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(req.respond(projects, total, &uri, state.public_url()))
+    Ok(req.respond(projects, page, &uri, state.public_url()))
 }
 
 async fn load_project(state: &AppState, user_id: &str, id: &str) -> ApiResult<Project> {
@@ -191,17 +191,21 @@ async fn create_key(
 async fn list_keys(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &KEY_LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE user_id = ");
-    scope.bind(&admin.user_id).push(" AND revoked = 0");
-    let (rows, total) = req.fetch(state.db(), KEY_COLUMNS, "api_keys", scope).await?;
+    // Keys of deleted projects no longer work: they are not listed either.
+    scope.bind(&admin.user_id).push(" AND revoked = 0 AND project_id IN (SELECT id FROM projects WHERE deleted = 0)");
+    let (rows, page) = req.fetch(state.db(), KEY_COLUMNS, "api_keys", scope).await?;
     let keys = rows.iter().map(accounts::key_from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(req.respond(keys, total, &uri, state.public_url()))
+    Ok(req.respond(keys, page, &uri, state.public_url()))
 }
 
 /// Get an API key (without its secret).
 #[utoipa::path(get, path = "/api-token/{id}", tag = "admin", operation_id = "getApiToken", params(("id" = String, Path, description = "API key id")),
     responses((status = 200, body = ApiKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_key(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
-    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 AND id = $2 AND revoked = 0");
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 AND id = $2 AND revoked = 0 \
+         AND project_id IN (SELECT id FROM projects WHERE deleted = 0)"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&admin.user_id).bind(&id).fetch_optional(state.db().reader()).await?;
     row.as_ref().map(accounts::key_from_row).transpose()?.map(Json).ok_or_else(ApiError::not_found)
 }

@@ -24,7 +24,7 @@ use super::repo;
 use super::signature;
 use crate::clock::now_ms;
 use crate::config::WebhookConfig;
-use crate::db::{self, Database};
+use crate::db::Database;
 
 /// How much of a receiver's answer is kept in the log.
 const RESPONSE_BODY_LIMIT: usize = 1024;
@@ -32,6 +32,10 @@ const RESPONSE_BODY_LIMIT: usize = 1024;
 const FANOUT_BATCH: i64 = 100;
 /// Longest sleep between two passes when nothing wakes the worker.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long finished deliveries, their events and attempt logs are kept.
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often old rows are removed.
+const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
 
 /// An event as stored in the outbox.
 #[derive(Debug, Clone)]
@@ -264,9 +268,16 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
 pub async fn run(db: Database, sender: Sender, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(sender.config.concurrency));
     let mut in_flight = tokio::task::JoinSet::new();
+    let mut last_cleanup: Option<Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if last_cleanup.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY) {
+            last_cleanup = Some(Instant::now());
+            if let Err(err) = remove_old(&db, now_ms() - RETENTION.as_millis() as i64).await {
+                tracing::error!(error = %err, "removing old webhook rows failed");
+            }
         }
         if let Err(err) = fan_out(&db).await {
             tracing::error!(error = %err, "webhook fan-out failed");
@@ -298,6 +309,23 @@ pub async fn run(db: Database, sender: Sender, wake: Arc<Notify>, mut shutdown: 
     // otherwise expire and they would be sent again after a restart.
     let grace = Duration::from_millis(sender.config.timeout_ms + 1_000);
     let _ = tokio::time::timeout(grace, async { while in_flight.join_next().await.is_some() {} }).await;
+}
+
+/// Removes finished deliveries, events with no pending delivery, and attempt logs older than `before`.
+pub async fn remove_old(db: &Database, before: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < $1")
+        .bind(before)
+        .execute(db.writer())
+        .await?;
+    sqlx::query(
+        "DELETE FROM events WHERE dispatched_at IS NOT NULL AND created_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id)",
+    )
+    .bind(before)
+    .execute(db.writer())
+    .await?;
+    sqlx::query("DELETE FROM webhook_logs WHERE created_at < $1").bind(before).execute(db.writer()).await?;
+    Ok(())
 }
 
 /// Turns undispatched events into deliveries, one transaction per event.
@@ -473,6 +501,3 @@ mod tests {
         assert_eq!(body, serde_json::json!({"id":"e","webhookId":"w","createdAt":5,"timestamp":9,"event":"stream.started","stream":{"id":"s","name":"cam"}}));
     }
 }
-
-#[allow(unused_imports)]
-use db as _;

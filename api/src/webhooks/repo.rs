@@ -6,7 +6,7 @@ use sqlx::{Any, Executor, Row};
 use super::model::{Webhook, WebhookFailure, WebhookLog, WebhookStatus};
 use crate::db::{self, Database, Tx};
 use crate::error::ApiResult;
-use crate::http::list::{FieldKind, ListRequest, ListSpec, Sql, field};
+use crate::http::list::{FieldKind, ListRequest, ListSpec, PageInfo, Sql, field};
 
 const COLUMNS: &str = "id, project_id, user_id, name, url, events, shared_secret, stream_id, created_at, last_triggered_at, last_failure";
 const LOG_COLUMNS: &str = "id, webhook_id, event, created_at, duration, success, status_code, error, request, response";
@@ -88,6 +88,15 @@ pub async fn insert(tx: &mut Tx, w: &Webhook) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Live webhooks of the project.
+pub async fn count(tx: &mut Tx, project_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) FROM webhooks WHERE project_id = $1 AND deleted = 0")
+        .bind(project_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)
+}
+
 /// The webhook `id` of `project_id`, unless deleted.
 pub async fn get<'e, E: Executor<'e, Database = Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<Webhook>> {
     let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id = $2 AND deleted = 0");
@@ -95,11 +104,11 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(exec: E, project_id: &str,
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-pub async fn list(db: &Database, project_id: &str, req: &ListRequest) -> ApiResult<(Vec<Webhook>, Option<i64>)> {
+pub async fn list(db: &Database, project_id: &str, req: &ListRequest) -> ApiResult<(Vec<Webhook>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(project_id).push(" AND deleted = 0");
-    let (rows, total) = req.fetch(db, COLUMNS, "webhooks", scope).await?;
-    Ok((rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?, total))
+    let (rows, page) = req.fetch(db, COLUMNS, "webhooks", scope).await?;
+    Ok((rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?, page))
 }
 
 /// The project's live webhooks, for fan-out.
@@ -211,9 +220,9 @@ pub async fn get_log(db: &Database, project_id: &str, webhook_id: &str, log_id: 
     }
 }
 
-pub async fn list_logs(db: &Database, project_id: &str, webhook_id: &str, req: &ListRequest) -> ApiResult<(Vec<WebhookLog>, Option<i64>)> {
+pub async fn list_logs(db: &Database, project_id: &str, webhook_id: &str, req: &ListRequest) -> ApiResult<(Vec<WebhookLog>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(project_id).push(" AND webhook_id = ").bind(webhook_id);
-    let (rows, total) = req.fetch(db, LOG_COLUMNS, "webhook_logs", scope).await?;
-    Ok((rows.iter().map(log_from_row).collect::<Result<Vec<_>, _>>()?, total))
+    let (rows, page) = req.fetch(db, LOG_COLUMNS, "webhook_logs", scope).await?;
+    Ok((rows.iter().map(log_from_row).collect::<Result<Vec<_>, _>>()?, page))
 }

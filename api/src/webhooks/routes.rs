@@ -21,6 +21,9 @@ use crate::http::json::JsonBody;
 use crate::http::list::{ListParams, ListRequest};
 use crate::http::validate::Problems;
 
+/// Webhooks a project may have at once; every event fans out to each of them.
+pub const MAX_WEBHOOKS_PER_PROJECT: i64 = 100;
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_webhook, list_webhooks))
@@ -57,7 +60,7 @@ fn events_of(events: Option<Vec<EventType>>, event: Option<EventType>) -> ApiRes
 /// Create a webhook.
 #[utoipa::path(post, path = "/webhook", tag = "webhook", operation_id = "createWebhook",
     request_body = WebhookPayload,
-    responses((status = 200, body = Webhook), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Webhook), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_webhook(State(state): State<AppState>, principal: Principal, JsonBody(payload): JsonBody<WebhookPayload>) -> ApiResult<Json<Webhook>> {
     let mut problems = Problems::default();
     validate(&mut problems, Some(&payload.name), Some(&payload.url), payload.events.as_deref(), payload.shared_secret.as_deref(), payload.stream_id.as_deref());
@@ -77,6 +80,11 @@ async fn create_webhook(State(state): State<AppState>, principal: Principal, Jso
         status: WebhookStatus::default(),
     };
     let mut tx = state.db().begin().await?;
+    if repo::count(&mut tx, &principal.project_id).await? >= MAX_WEBHOOKS_PER_PROJECT {
+        return Err(ApiError::Forbidden(format!(
+            "a project can have at most {MAX_WEBHOOKS_PER_PROJECT} webhooks: delete one before creating another"
+        )));
+    }
     repo::insert(&mut tx, &webhook).await?;
     tx.commit().await?;
     Ok(Json(webhook))
@@ -88,8 +96,8 @@ async fn create_webhook(State(state): State<AppState>, principal: Principal, Jso
     responses((status = 200, body = Vec<Webhook>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_webhooks(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LIST_SPEC)?;
-    let (webhooks, total) = repo::list(state.db(), &principal.project_id, &req).await?;
-    Ok(req.respond(webhooks, total, &uri, state.public_url()))
+    let (webhooks, page) = repo::list(state.db(), &principal.project_id, &req).await?;
+    Ok(req.respond(webhooks, page, &uri, state.public_url()))
 }
 
 /// Get a webhook.
@@ -191,8 +199,8 @@ async fn list_logs(
 ) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LOG_LIST_SPEC)?;
     repo::get(state.db().reader(), &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
-    let (logs, total) = repo::list_logs(state.db(), &principal.project_id, &id, &req).await?;
-    Ok(req.respond(logs, total, &uri, state.public_url()))
+    let (logs, page) = repo::list_logs(state.db(), &principal.project_id, &id, &req).await?;
+    Ok(req.respond(logs, page, &uri, state.public_url()))
 }
 
 /// Get one delivery attempt.

@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::cache::KeyCache;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
@@ -33,14 +34,17 @@ struct Inner {
     public_url: String,
     webhook_wake: Arc<Notify>,
     webhook_sender: Sender,
+    key_cache: Arc<KeyCache>,
     metrics: PrometheusHandle,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Database, public_url: String) -> anyhow::Result<AppState> {
         let webhook_sender = Sender::new(&config.webhooks)?;
+        let key_cache = Arc::new(KeyCache::new(db.backend()));
         Ok(AppState(Arc::new(Inner {
             config,
+            key_cache,
             db,
             public_url,
             webhook_wake: Arc::new(Notify::new()),
@@ -60,6 +64,11 @@ impl AppState {
     /// The base of URLs the API returns, without a trailing slash.
     pub fn public_url(&self) -> &str {
         &self.0.public_url
+    }
+
+    /// API keys already looked up (see `auth::cache`).
+    pub fn key_cache(&self) -> &KeyCache {
+        &self.0.key_cache
     }
 
     pub fn webhook_sender(&self) -> &Sender {
@@ -135,6 +144,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     webhooks: tokio::task::JoinHandle<()>,
+    key_listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Connects to the database, migrates it, binds the HTTP address and starts serving.
@@ -150,8 +160,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };
+    let database_url = config.database_url();
     let state = AppState::new(config, db.clone(), public_url)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let key_listener = (db.backend() == crate::db::Backend::Postgres)
+        .then(|| tokio::spawn(crate::auth::cache::listen(state.0.key_cache.clone(), database_url, shutdown_rx.clone())));
 
     let webhooks = tokio::spawn(delivery::run(
         db.clone(),
@@ -169,7 +182,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .await
     });
     tracing::info!(%addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
-    Ok(RunningServer { addr, state, shutdown, http, webhooks })
+    Ok(RunningServer { addr, state, shutdown, http, webhooks, key_listener })
 }
 
 impl RunningServer {
@@ -179,6 +192,9 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         self.http.await??;
         self.webhooks.await?;
+        if let Some(listener) = self.key_listener {
+            listener.await?;
+        }
         self.state.db().close().await;
         Ok(())
     }

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use utoipa::ToSchema;
 
+pub mod cache;
+
 use crate::app::AppState;
 use crate::db::{self, Database};
 use crate::error::ApiError;
@@ -124,14 +126,14 @@ fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(token.to_string())
 }
 
-/// Looks up an API key by its secret. `None` when it is unknown or revoked.
-pub async fn lookup_key(db: &Database, secret: &str) -> Result<Option<(Principal, KeyAccess)>, ApiError> {
+/// Looks up an API key by the hash of its secret. `None` when it is unknown or revoked.
+pub async fn lookup_key(db: &Database, key_hash: &str) -> Result<Option<(Principal, KeyAccess)>, ApiError> {
     let row = sqlx::query(
         "SELECT k.id, k.name, k.user_id, k.project_id, k.admin, k.access, k.last_seen
          FROM api_keys k JOIN projects p ON p.id = k.project_id
          WHERE k.key_hash = $1 AND k.revoked = 0 AND p.deleted = 0",
     )
-    .bind(hash_key(secret))
+    .bind(key_hash)
     .fetch_optional(db.reader())
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -152,12 +154,23 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
-        let Some((principal, access)) = lookup_key(state.db(), &token).await? else {
-            return Err(ApiError::Unauthorized("invalid API key".into()));
+        let key_hash = hash_key(&token);
+        let cache = state.key_cache();
+        let (principal, access) = match cache.get(&key_hash) {
+            Some(hit) => hit,
+            None => {
+                let generation = cache.generation();
+                let Some((principal, access)) = lookup_key(state.db(), &key_hash).await? else {
+                    return Err(ApiError::Unauthorized("invalid API key".into()));
+                };
+                cache.put(key_hash.clone(), principal.clone(), access.clone(), generation);
+                (principal, access)
+            }
         };
         check_browser_use(parts, &access)?;
         let now = crate::clock::now_ms();
         if now - principal.key_last_seen >= LAST_SEEN_RESOLUTION_MS {
+            cache.touch(&key_hash, now);
             // Off the request path: a failed write only delays `lastSeen`.
             let db = state.db().clone();
             let key_id = principal.key_id.clone();

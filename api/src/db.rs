@@ -70,7 +70,10 @@ impl Database {
             };
             let write = options(1).connect(&url).await.with_context(|| format!("opening SQLite database {path}"))?;
             sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
-            let read = options(max_connections.max(2)).connect(&url).await?;
+            // Readers beyond a couple per core only add thread switching: SQLite reads run on the
+            // connection's own thread.
+            let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2);
+            let read = options(max_connections.clamp(2, 2 * cores)).connect(&url).await?;
             Ok(Database { read, write, backend: Backend::Sqlite })
         } else {
             let pool = AnyPoolOptions::new()

@@ -4,6 +4,7 @@ mod clients;
 mod conventions;
 mod openapi;
 mod multistream;
+mod nodes;
 mod playback;
 mod signing_keys;
 mod streams;

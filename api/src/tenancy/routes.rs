@@ -128,6 +128,7 @@ async fn delete_project(State(state): State<AppState>, AdminPrincipal(admin): Ad
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }
+    crate::auth::cache::announce_revocation(state.key_cache(), state.db()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -222,5 +223,6 @@ async fn delete_key(State(state): State<AppState>, AdminPrincipal(admin): AdminP
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }
+    crate::auth::cache::announce_revocation(state.key_cache(), state.db()).await;
     Ok(StatusCode::NO_CONTENT)
 }

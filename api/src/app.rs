@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::cache::KeyCache;
+use crate::live::registry::Registry;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
@@ -35,6 +36,7 @@ struct Inner {
     webhook_wake: Arc<Notify>,
     webhook_sender: Sender,
     key_cache: Arc<KeyCache>,
+    live: Arc<Registry>,
     metrics: PrometheusHandle,
 }
 
@@ -45,6 +47,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             config,
             key_cache,
+            live: Arc::new(Registry::default()),
             db,
             public_url,
             webhook_wake: Arc::new(Notify::new()),
@@ -66,6 +69,11 @@ impl AppState {
         &self.0.public_url
     }
 
+    /// The live publishers of this node.
+    pub fn live(&self) -> &Registry {
+        &self.0.live
+    }
+
     /// API keys already looked up (see `auth::cache`).
     pub fn key_cache(&self) -> &KeyCache {
         &self.0.key_cache
@@ -85,6 +93,7 @@ impl AppState {
 pub fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(<crate::openapi::ApiDoc as utoipa::OpenApi>::openapi())
         .merge(crate::streams::routes::router())
+        .merge(crate::sessions::routes::router())
         .merge(crate::multistream::router())
         .merge(crate::webhooks::routes::router())
         .merge(crate::signing_keys::router())
@@ -140,6 +149,10 @@ async fn method_not_allowed() -> impl IntoResponse {
 /// A server accepting requests, with its webhook worker.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where encoders publish (`rtmp://{rtmp_addr}/live/{stream key}`).
+    pub rtmp_addr: SocketAddr,
+    rtmp: studio_media_core::ingest::rtmp::RtmpServer,
+    rtmp_events: tokio::task::JoinHandle<()>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -161,6 +174,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         None => format!("http://{addr}"),
     };
     let database_url = config.database_url();
+    let rtmp_addr = config.rtmp_addr;
     let state = AppState::new(config, db.clone(), public_url)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let key_listener = (db.backend() == crate::db::Backend::Postgres)
@@ -172,6 +186,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.0.webhook_wake.clone(),
         shutdown_rx.clone(),
     ));
+    let (rtmp, rtmp_events) = crate::live::ingest::start(state.clone(), rtmp_addr, shutdown_rx.clone()).await?;
+    let rtmp_addr = rtmp.local_addr();
     let app = router(state.clone());
     let mut http_shutdown = shutdown_rx;
     let http = tokio::spawn(async move {
@@ -181,8 +197,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             })
             .await
     });
-    tracing::info!(%addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
-    Ok(RunningServer { addr, state, shutdown, http, webhooks, key_listener })
+    tracing::info!(%addr, %rtmp_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
+    Ok(RunningServer { addr, rtmp_addr, rtmp, rtmp_events, state, shutdown, http, webhooks, key_listener })
 }
 
 impl RunningServer {
@@ -190,6 +206,9 @@ impl RunningServer {
     /// the database.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        // Closing the RTMP server drops every publisher; their sessions close as they drain.
+        drop(self.rtmp);
+        self.rtmp_events.await?;
         self.http.await??;
         self.webhooks.await?;
         if let Some(listener) = self.key_listener {

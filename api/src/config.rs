@@ -19,6 +19,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the HTTP API listens on.
     pub http_addr: SocketAddr,
+    /// Address the RTMP ingest listens on (`rtmp://host/live/<stream key>`).
+    pub rtmp_addr: SocketAddr,
     /// `sqlite://PATH` or `postgres://...`; defaults to `sqlite://<data_dir>/studio.db`.
     pub database_url: Option<String>,
     /// Base URL used in URLs the API returns (playback, uploads); defaults to `http://<http_addr>`.
@@ -87,6 +89,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./data"),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 1935)),
             database_url: None,
             public_url: None,
             database_max_connections: 16,

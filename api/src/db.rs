@@ -4,7 +4,6 @@
 //! integers, booleans and millisecond timestamps, `DOUBLE PRECISION` for reals and `TEXT` for JSON
 //! documents. Migrations live in the workspace's `migrations/` folder and are compiled in.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,11 +35,10 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../../migrations/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "foundation", sql: include_str!("../../migrations/0001_foundation.sql") },
+    Migration { version: 2, name: "sessions", sql: include_str!("../../migrations/0002_sessions.sql") },
+];
 
 impl Database {
     /// Connects to `url` (`sqlite://path` or `postgres://...`), creating a SQLite file when needed.
@@ -194,16 +192,5 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
                 || db.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
         }
         _ => false,
-    }
-}
-
-impl FromStr for Backend {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Backend> {
-        match s {
-            "sqlite" => Ok(Backend::Sqlite),
-            "postgres" => Ok(Backend::Postgres),
-            other => anyhow::bail!("unknown database backend {other:?}"),
-        }
     }
 }

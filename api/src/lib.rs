@@ -5,7 +5,8 @@
 //! - `config`, `db`, `clock`, `ids`, `error`: foundations;
 //! - `auth`, `tenancy`: API keys, users and projects;
 //! - `http`: JSON bodies, list paging, CORS and metrics shared by every resource;
-//! - `streams`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
+//! - `streams`, `sessions`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
+//! - `live`: RTMP ingest (media-core) wired to streams and sessions;
 //! - `events`: the outbox every webhook event goes through; `webhooks::delivery` sends them;
 //! - `profiles`: transcoding profiles shared by streams and (later) assets;
 //! - `openapi`: the generated API document.
@@ -19,10 +20,12 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod multistream;
 pub mod openapi;
 pub mod playback;
 pub mod profiles;
+pub mod sessions;
 pub mod signing_keys;
 pub mod streams;
 pub mod tenancy;

@@ -53,6 +53,9 @@ struct ServeArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "STUDIO_HTTP_ADDR")]
     http_addr: Option<SocketAddr>,
+    /// Address of the RTMP ingest.
+    #[arg(long, env = "STUDIO_RTMP_ADDR")]
+    rtmp_addr: Option<SocketAddr>,
     /// Base URL used in URLs the API returns.
     #[arg(long, env = "STUDIO_PUBLIC_URL")]
     public_url: Option<String>,
@@ -128,6 +131,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = args.store.load()?;
     if let Some(addr) = args.http_addr {
         config.http_addr = addr;
+    }
+    if let Some(addr) = args.rtmp_addr {
+        config.rtmp_addr = addr;
     }
     if let Some(url) = args.public_url {
         config.public_url = Some(url);

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
     security(("apiKey" = [])),
     tags(
         (name = "stream", description = "Live streams"),
+        (name = "session", description = "Live sessions: one per publish of a stream"),
         (name = "multistream", description = "Re-publishing streams to other services"),
         (name = "webhook", description = "Event subscriptions and their delivery logs"),
         (name = "accessControl", description = "Signing keys for gated playback"),
@@ -56,6 +57,7 @@ const STUDIO_SCHEMA_NAMES: &[(&str, &str)] = &[
     ("WebhookLog", "webhook-log"),
     ("SigningKey", "signing-key"),
     ("PlaybackInfo", "playback-info"),
+    ("Session", "session"),
 ];
 
 /// The complete document, as served and checked in.

@@ -42,7 +42,7 @@ fn api_key_create_prints_one_json_line_and_the_key_works() {
     // The key authenticates against a server started on that data directory.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut server = studio()
-        .args(["serve", "--http-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["serve", "--http-addr", &format!("127.0.0.1:{port}"), "--rtmp-addr", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .spawn()
         .unwrap();

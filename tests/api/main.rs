@@ -2,6 +2,7 @@
 
 mod clients;
 mod conventions;
+mod live;
 mod openapi;
 mod multistream;
 mod nodes;

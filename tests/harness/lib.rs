@@ -118,6 +118,7 @@ impl TestApp {
         let mut config = Config {
             data_dir: dir.0.join("data"),
             http_addr: "127.0.0.1:0".parse().unwrap(),
+            rtmp_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: Some(fresh_database(backend, &dir.0).await),
             database_max_connections: 8,
             ..Config::default()
@@ -128,8 +129,9 @@ impl TestApp {
         config.webhooks.timeout_ms = 3_000;
         adjust(&mut config);
         let server = studio_api::app::start(config.clone()).await.expect("starting the server");
-        // Keep the port across restarts.
+        // Keep the ports across restarts.
         config.http_addr = server.addr;
+        config.rtmp_addr = server.rtmp_addr;
         let base = format!("http://{}", server.addr);
         let db = server.state.db().clone();
         let mut tx = db.begin().await.unwrap();
@@ -171,6 +173,11 @@ impl TestApp {
         let key = accounts::create_key(&mut tx, &self.user_id, &project.id, "key", false, None).await.unwrap();
         tx.commit().await.unwrap();
         Tenant { key: key.key.unwrap(), user_id: self.user_id.clone(), project_id: project.id }
+    }
+
+    /// Where an encoder publishes `stream_key`.
+    pub fn rtmp_url(&self, stream_key: &str) -> String {
+        format!("rtmp://{}/live/{stream_key}", self.config.rtmp_addr)
     }
 
     /// `{base}/api{path}`.

@@ -293,7 +293,11 @@ async fn update_stream(
     stream.record = record_after;
     stream.recording_spec = spec_after;
     repo::save_settings(&mut tx, &stream, now).await?;
-    // Suspending a live stream ends its session now, as terminate does.
+    // Suspending a live stream ends its session now, as terminate does. The publisher is cut
+    // before the commit so that no segment in flight makes the stream live again.
+    if stream.suspended {
+        state.live().disconnect(&id);
+    }
     let ended = stream.suspended && stream.is_active && repo::set_active(&mut tx, &principal.project_id, &id, false, now).await?;
     if ended {
         let stream = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
@@ -317,6 +321,7 @@ async fn delete_stream(State(state): State<AppState>, principal: Principal, Path
     if !repo::soft_delete(&mut tx, &principal.project_id, &id, now).await? {
         return Err(ApiError::not_found());
     }
+    state.live().disconnect(&id);
     let was_live = stream.is_active;
     if was_live {
         stream.is_active = false;
@@ -329,8 +334,8 @@ async fn delete_stream(State(state): State<AppState>, principal: Principal, Path
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deleting or terminating a live stream ends its session here, so `stream.idle` is emitted here:
-/// the ingest's later `setactive false` finds the stream already idle (or deleted) and emits nothing.
+/// Deleting, terminating or suspending a live stream ends its session here, so `stream.idle` is
+/// emitted here: when the publisher's session closes it finds the stream idle and emits nothing.
 async fn emit_idle(tx: &mut Tx, stream: &Stream, now: i64) -> ApiResult<()> {
     events::emit(
         tx,
@@ -354,6 +359,7 @@ async fn terminate_stream(State(state): State<AppState>, principal: Principal, P
             "the stream was terminated less than 5 seconds ago: wait before terminating it again".into(),
         ));
     }
+    state.live().disconnect(&id);
     if before.is_active {
         let stream = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
         emit_idle(&mut tx, &stream, now).await?;

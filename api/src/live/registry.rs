@@ -1,0 +1,54 @@
+//! The publishers connected to this node, by stream, so the API can end them (terminate,
+//! suspend, delete) and refuse a second publisher.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use studio_media_core::ingest::rtmp::SessionHandle;
+
+/// One connected publisher.
+#[derive(Clone)]
+pub struct Publisher {
+    pub handle: SessionHandle,
+    /// Set when the API ends the session: segments still in flight must not bring the stream back
+    /// to life.
+    pub ending: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    by_stream: Mutex<HashMap<String, Publisher>>,
+}
+
+impl Registry {
+    /// Registers the publisher of `stream_id`; false when the stream already has one.
+    pub fn claim(&self, stream_id: &str, publisher: Publisher) -> bool {
+        let mut map = self.by_stream.lock().expect("the registry lock is never poisoned");
+        if map.contains_key(stream_id) {
+            return false;
+        }
+        map.insert(stream_id.to_string(), publisher);
+        true
+    }
+
+    pub fn is_live(&self, stream_id: &str) -> bool {
+        self.by_stream.lock().expect("the registry lock is never poisoned").contains_key(stream_id)
+    }
+
+    /// Forgets the publisher of `stream_id` if it is still `handle`'s session.
+    pub fn release(&self, stream_id: &str, handle: &SessionHandle) {
+        let mut map = self.by_stream.lock().expect("the registry lock is never poisoned");
+        if map.get(stream_id).is_some_and(|p| p.handle.id() == handle.id()) {
+            map.remove(stream_id);
+        }
+    }
+
+    /// Ends the publish of `stream_id`, if it has one on this node.
+    pub fn disconnect(&self, stream_id: &str) {
+        if let Some(publisher) = self.by_stream.lock().expect("the registry lock is never poisoned").get(stream_id) {
+            publisher.ending.store(true, Ordering::Release);
+            publisher.handle.disconnect();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Session rows, always read within a project.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::Session;
+use crate::db::{self, Database, Tx};
+use crate::error::ApiResult;
+use crate::http::list::{FieldKind, ListRequest, ListSpec, PageInfo, Sql, field};
+use crate::streams::model::Stream;
+
+const COLUMNS: &str = "id, project_id, user_id, stream_id, name, playback_id, created_at, last_seen, record, profiles, \
+    recording_spec, source_segments, transcoded_segments, source_segments_duration, transcoded_segments_duration, \
+    source_bytes, transcoded_bytes, ingest_rate, outgoing_rate";
+
+/// Studio's filter and order whitelist for sessions.
+pub const LIST_SPEC: ListSpec = ListSpec {
+    fields: &[
+        field("id", "id", FieldKind::Text),
+        field("name", "name", FieldKind::FullText),
+        field("parentId", "stream_id", FieldKind::Text),
+        field("userId", "user_id", FieldKind::Text),
+        field("projectId", "project_id", FieldKind::Text),
+        field("record", "record", FieldKind::Bool),
+        field("lastSeen", "last_seen", FieldKind::Number),
+        field("createdAt", "created_at", FieldKind::Number),
+        field("sourceSegments", "source_segments", FieldKind::Number),
+        field("transcodedSegments", "transcoded_segments", FieldKind::Number),
+        field("sourceSegmentsDuration", "source_segments_duration", FieldKind::Number),
+        field("transcodedSegmentsDuration", "transcoded_segments_duration", FieldKind::Number),
+        field("sourceBytes", "source_bytes", FieldKind::Number),
+        field("transcodedBytes", "transcoded_bytes", FieldKind::Number),
+        field("ingestRate", "ingest_rate", FieldKind::Number),
+        field("outgoingRate", "outgoing_rate", FieldKind::Number),
+    ],
+    default_order: &[("last_seen", true), ("created_at", true)],
+};
+
+fn from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        kind: "session".into(),
+        user_id: row.try_get("user_id")?,
+        project_id: row.try_get("project_id")?,
+        parent_id: row.try_get("stream_id")?,
+        name: row.try_get("name")?,
+        playback_id: row.try_get("playback_id")?,
+        created_at: row.try_get("created_at")?,
+        last_seen: row.try_get("last_seen")?,
+        source_segments: row.try_get("source_segments")?,
+        transcoded_segments: row.try_get("transcoded_segments")?,
+        source_segments_duration: row.try_get("source_segments_duration")?,
+        transcoded_segments_duration: row.try_get("transcoded_segments_duration")?,
+        source_bytes: row.try_get("source_bytes")?,
+        transcoded_bytes: row.try_get("transcoded_bytes")?,
+        ingest_rate: row.try_get("ingest_rate")?,
+        outgoing_rate: row.try_get("outgoing_rate")?,
+        is_healthy: None,
+        issues: None,
+        record: db::get_bool(row, "record")?,
+        profiles: db::get_json(row, "profiles")?.unwrap_or_default(),
+        recording_spec: db::get_json(row, "recording_spec")?,
+    })
+}
+
+/// Opens a session of `stream`, copying the settings it publishes with.
+pub async fn insert(tx: &mut Tx, id: &str, stream: &Stream, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sessions (id, project_id, user_id, stream_id, name, playback_id, created_at, record, profiles, recording_spec) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(id)
+    .bind(&stream.project_id)
+    .bind(&stream.user_id)
+    .bind(&stream.id)
+    .bind(&stream.name)
+    .bind(&stream.playback_id)
+    .bind(now)
+    .bind(stream.record as i64)
+    .bind(db::to_json(&stream.profiles))
+    .bind(db::to_opt_json(&stream.recording_spec))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds one source segment to the session's and its stream's statistics.
+pub async fn add_source_segment(
+    tx: &mut Tx,
+    project_id: &str,
+    session_id: &str,
+    stream_id: &str,
+    duration_s: f64,
+    bytes: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let rate = if duration_s > 0.0 { bytes as f64 / duration_s } else { 0.0 };
+    for (table, id) in [("sessions", session_id), ("streams", stream_id)] {
+        let sql = format!(
+            "UPDATE {table} SET source_segments = source_segments + 1, source_segments_duration = source_segments_duration + $1, \
+             source_bytes = source_bytes + $2, ingest_rate = $3, last_seen = $4 WHERE project_id = $5 AND id = $6"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(duration_s)
+            .bind(bytes)
+            .bind(rate)
+            .bind(now)
+            .bind(project_id)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Marks the session over.
+pub async fn end(tx: &mut Tx, project_id: &str, session_id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET ended_at = $1, ingest_rate = 0 WHERE project_id = $2 AND id = $3")
+        .bind(now)
+        .bind(project_id)
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE streams SET ingest_rate = 0 WHERE project_id = $1 AND id = (SELECT stream_id FROM sessions WHERE project_id = $2 AND id = $3)")
+        .bind(project_id)
+        .bind(project_id)
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn get(db: &Database, project_id: &str, id: &str) -> ApiResult<Option<Session>> {
+    let sql = format!("SELECT {COLUMNS} FROM sessions WHERE project_id = $1 AND id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(db.reader()).await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+/// A page of the project's sessions, of one stream when `stream_id` is given; `with_media_only`
+/// keeps sessions that delivered at least one segment (Studio's rule for a stream's sessions).
+pub async fn list(
+    db: &Database,
+    project_id: &str,
+    stream_id: Option<&str>,
+    with_media_only: bool,
+    req: &ListRequest,
+) -> ApiResult<(Vec<Session>, PageInfo)> {
+    let mut scope = Sql::new(" WHERE project_id = ");
+    scope.bind(project_id);
+    if let Some(stream_id) = stream_id {
+        scope.push(" AND stream_id = ").bind(stream_id);
+    }
+    if with_media_only {
+        scope.push(" AND last_seen > 0 AND source_segments_duration > 0");
+    }
+    let (rows, page) = req.fetch(db, COLUMNS, "sessions", scope).await?;
+    Ok((rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?, page))
+}

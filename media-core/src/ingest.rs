@@ -1,0 +1,3 @@
+//! Servers that accept live media from encoders.
+
+pub mod rtmp;

@@ -1,0 +1,693 @@
+//! RTMP ingest: a tokio server around rml_rtmp's sans-IO handshake and `ServerSession`.
+//!
+//! One task per TCP connection. A publisher must connect to the configured application
+//! (`live`), and its stream key is authorized through the caller's [`PublishAuthorizer`]
+//! *before* the publish is accepted: a refused key gets an RTMP error status and a closed
+//! connection, and the caller sees no event at all. Accepted publishes produce
+//! [`IngestEvent::Started`], then [`IngestEvent::Packet`]s, then exactly one
+//! [`IngestEvent::Ended`], all on one channel.
+//!
+//! What a client controls is bounded: connections ([`RtmpConfig::max_connections`]), time to
+//! finish the handshake, time to start publishing, silence on an open connection, stream key
+//! length. rml_rtmp has no setting for inbound chunk or message sizes; RTMP's 24-bit message
+//! length caps one message (and so the session's reassembly buffer) at 16 MiB.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::flv::{FlvDemuxer, FlvError};
+use crate::packet::Packet;
+
+/// Where and how the RTMP server listens, and the limits it puts on clients.
+#[derive(Debug, Clone)]
+pub struct RtmpConfig {
+    /// Listen address; `0.0.0.0:1935` by default (the `--rtmp-addr` flag).
+    pub addr: SocketAddr,
+    /// The only RTMP application name accepted; encoders push to `rtmp://host/live/<key>`.
+    pub app: String,
+    /// Longest time a client may take to complete the RTMP handshake.
+    pub handshake_timeout: Duration,
+    /// Longest time from TCP accept until a publish is accepted.
+    pub publish_timeout: Duration,
+    /// Longest silence on a connection before it is dropped. A publishing encoder sends
+    /// frames many times a second, so silence means it is gone without closing TCP.
+    pub idle_timeout: Duration,
+    /// Longest wait for the authorization callback; a slow database must not hold sockets.
+    pub authorize_timeout: Duration,
+    /// Connections beyond this many are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Longest stream key accepted, in bytes.
+    pub max_stream_key_len: usize,
+    /// Capacity of the event channel. When the caller falls behind, connections stop reading
+    /// and TCP pushes back on the encoders instead of memory growing.
+    pub event_capacity: usize,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            app: "live".to_owned(),
+            handshake_timeout: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            authorize_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            max_stream_key_len: 256,
+            event_capacity: 1024,
+        }
+    }
+}
+
+/// What the authorizer is asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// The stream name the encoder publishes to, i.e. the stream key.
+    pub stream_key: String,
+    /// The encoder's address.
+    pub remote_addr: SocketAddr,
+}
+
+/// Permission to publish, with whatever the caller needs to find the stream again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishGrant {
+    /// An identifier chosen by the caller (e.g. the stream's id); opaque to media-core.
+    pub stream_id: String,
+}
+
+/// A refused publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Sent to the encoder in the RTMP error status, so it must not contain secrets.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal with the given reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Decides whether a stream key may publish. Implemented for async closures
+/// `Fn(PublishRequest) -> impl Future<Output = Result<PublishGrant, Refusal>>`.
+pub trait PublishAuthorizer: Send + Sync + 'static {
+    /// Called once per publish attempt, before anything is accepted.
+    fn authorize(
+        &self,
+        request: PublishRequest,
+    ) -> impl Future<Output = Result<PublishGrant, Refusal>> + Send;
+}
+
+impl<F, Fut> PublishAuthorizer for F
+where
+    F: Fn(PublishRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<PublishGrant, Refusal>> + Send,
+{
+    fn authorize(
+        &self,
+        request: PublishRequest,
+    ) -> impl Future<Output = Result<PublishGrant, Refusal>> + Send {
+        self(request)
+    }
+}
+
+/// Identifies one accepted publish within this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Lets the caller end a publish (stream deleted or suspended, key rotated).
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    id: SessionId,
+    stop: Arc<Notify>,
+}
+
+impl SessionHandle {
+    /// The session this handle controls.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Drops the publisher's connection. Takes effect at the connection task's next poll,
+    /// well within a second; [`IngestEvent::Ended`] with [`EndReason::Disconnected`] follows.
+    pub fn disconnect(&self) {
+        // notify_one keeps a permit when nobody waits yet, so the request is never lost.
+        self.stop.notify_one();
+    }
+}
+
+/// What the server reports to its caller.
+#[derive(Debug)]
+pub enum IngestEvent {
+    /// A publish was authorized and accepted.
+    Started {
+        /// Control over the session.
+        handle: SessionHandle,
+        /// The stream key it publishes with.
+        stream_key: String,
+        /// What the authorizer returned.
+        grant: PublishGrant,
+        /// The encoder's address.
+        remote_addr: SocketAddr,
+    },
+    /// A demuxed packet of a started session.
+    Packet {
+        /// The session it belongs to.
+        session_id: SessionId,
+        /// The packet.
+        packet: Packet,
+    },
+    /// A started session is over; nothing more comes for it.
+    Ended {
+        /// The session that ended.
+        session_id: SessionId,
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// Why a publish ended.
+#[derive(Debug)]
+pub enum EndReason {
+    /// The encoder unpublished (deleteStream): a clean stop.
+    Unpublished,
+    /// The encoder closed the connection without unpublishing.
+    ConnectionClosed,
+    /// The caller called [`SessionHandle::disconnect`].
+    Disconnected,
+    /// Something went wrong; the connection was closed.
+    Error(RtmpError),
+}
+
+/// Why a connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub enum RtmpError {
+    /// Reading or writing the socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The handshake did not finish within [`RtmpConfig::handshake_timeout`].
+    #[error("handshake not completed within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The handshake bytes were invalid.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// No publish was accepted within [`RtmpConfig::publish_timeout`].
+    #[error("no publish within {0:?} of connecting")]
+    PublishTimeout(Duration),
+    /// Nothing was received for [`RtmpConfig::idle_timeout`].
+    #[error("no data for {0:?}")]
+    IdleTimeout(Duration),
+    /// The RTMP chunk or message stream was invalid.
+    #[error("RTMP session error: {0}")]
+    Session(#[from] ServerSessionError),
+    /// The client connected to an application other than [`RtmpConfig::app`].
+    #[error("unknown RTMP application {0:?}")]
+    UnknownApp(String),
+    /// The client asked to play; this server only ingests.
+    #[error("playback over RTMP is not supported")]
+    PlayNotSupported,
+    /// The client tried a second publish on the same connection.
+    #[error("only one publish per connection")]
+    SecondPublish,
+    /// The stream key is empty or longer than [`RtmpConfig::max_stream_key_len`].
+    #[error("stream key of {len} bytes (must be 1 to {limit})")]
+    BadStreamKey {
+        /// The key's length.
+        len: usize,
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// The authorizer refused the key.
+    #[error("publish refused: {0}")]
+    Refused(String),
+    /// The authorizer did not answer within [`RtmpConfig::authorize_timeout`].
+    #[error("authorization not answered within {0:?}")]
+    AuthorizeTimeout(Duration),
+    /// The published media is not H.264/AAC or is malformed.
+    #[error(transparent)]
+    Media(#[from] FlvError),
+    /// The caller dropped the event receiver.
+    #[error("event receiver dropped")]
+    ReceiverGone,
+}
+
+/// A running RTMP server. Dropping it stops accepting and closes every connection (without
+/// [`IngestEvent::Ended`] events: the caller is shutting down).
+#[derive(Debug)]
+pub struct RtmpServer {
+    local_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RtmpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Shared<A> {
+    config: RtmpConfig,
+    authorizer: A,
+    events: mpsc::Sender<IngestEvent>,
+    next_session: AtomicU64,
+}
+
+impl RtmpServer {
+    /// Binds [`RtmpConfig::addr`] and starts serving; events arrive on the returned receiver.
+    pub async fn bind<A: PublishAuthorizer>(
+        config: RtmpConfig,
+        authorizer: A,
+    ) -> std::io::Result<(Self, mpsc::Receiver<IngestEvent>)> {
+        let listener = TcpListener::bind(config.addr).await?;
+        let local_addr = listener.local_addr()?;
+        let (events, receiver) = mpsc::channel(config.event_capacity.max(1));
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        let shared = Arc::new(Shared {
+            config,
+            authorizer,
+            events,
+            next_session: AtomicU64::new(1),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared, limit));
+        Ok((Self { local_addr, task }, receiver))
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+async fn accept_loop<A: PublishAuthorizer>(
+    listener: TcpListener,
+    shared: Arc<Shared<A>>,
+    limit: Arc<Semaphore>,
+) {
+    // Owning the connection tasks here means aborting this task aborts them all.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, remote) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Usually EMFILE; back off instead of spinning.
+                        tracing::warn!(error = %e, "rtmp accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%remote, "rtmp connection limit reached; closing");
+                    continue;
+                };
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    Connection::serve(socket, remote, &shared).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// The publish accepted on a connection.
+struct Publishing {
+    id: SessionId,
+    stop: Arc<Notify>,
+    demuxer: FlvDemuxer,
+}
+
+struct Connection<'a, A> {
+    socket: TcpStream,
+    remote: SocketAddr,
+    shared: &'a Shared<A>,
+    publishing: Option<Publishing>,
+}
+
+impl<'a, A: PublishAuthorizer> Connection<'a, A> {
+    async fn serve(socket: TcpStream, remote: SocketAddr, shared: &'a Shared<A>) {
+        let _ = socket.set_nodelay(true);
+        let mut conn = Connection {
+            socket,
+            remote,
+            shared,
+            publishing: None,
+        };
+        let reason = conn.run().await;
+        match conn.publishing.take() {
+            Some(p) => {
+                tracing::info!(%remote, session = p.id.0, ?reason, "rtmp publish ended");
+                let _ = shared
+                    .events
+                    .send(IngestEvent::Ended {
+                        session_id: p.id,
+                        reason,
+                    })
+                    .await;
+            }
+            // Nothing was started, so there is nothing to report: a refused or broken client.
+            None => tracing::info!(%remote, ?reason, "rtmp connection closed before publishing"),
+        }
+    }
+
+    async fn run(&mut self) -> EndReason {
+        let config = &self.shared.config;
+        let publish_deadline = Instant::now() + config.publish_timeout;
+        let leftover = match timeout(config.handshake_timeout, self.handshake()).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return EndReason::Error(e),
+            Err(_) => {
+                return EndReason::Error(RtmpError::HandshakeTimeout(config.handshake_timeout));
+            }
+        };
+        let mut session_config = ServerSessionConfig::new();
+        // No bandwidth-check round trip: encoders don't need it.
+        session_config.send_on_bw_done_message_on_start = false;
+        let (mut session, results) = match ServerSession::new(session_config) {
+            Ok(x) => x,
+            Err(e) => return EndReason::Error(e.into()),
+        };
+        if let Some(outcome) = self.handle_results(&mut session, results).await {
+            return outcome;
+        }
+        if !leftover.is_empty()
+            && let Some(outcome) = self.feed(&mut session, &leftover).await
+        {
+            return outcome;
+        }
+
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let stop = self.publishing.as_ref().map(|p| p.stop.clone());
+            // Until a publish is accepted, the publish deadline bounds the wait as well.
+            let idle_deadline = Instant::now() + config.idle_timeout;
+            let (deadline, expired) = match &stop {
+                None if publish_deadline < idle_deadline => (
+                    publish_deadline,
+                    RtmpError::PublishTimeout(config.publish_timeout),
+                ),
+                _ => (idle_deadline, RtmpError::IdleTimeout(config.idle_timeout)),
+            };
+            let n = tokio::select! {
+                biased;
+                () = stopped(stop.as_deref()) => return EndReason::Disconnected,
+                read = timeout_at(deadline, self.socket.read(&mut buf)) => match read {
+                    Err(_) => return EndReason::Error(expired),
+                    Ok(Err(e)) => return EndReason::Error(e.into()),
+                    Ok(Ok(0)) => return EndReason::ConnectionClosed,
+                    Ok(Ok(n)) => n,
+                },
+            };
+            if let Some(reason) = self.feed(&mut session, &buf[..n]).await {
+                return reason;
+            }
+        }
+    }
+
+    /// Runs the server side of the handshake; returns bytes that followed it (the first chunks).
+    async fn handshake(&mut self) -> Result<Vec<u8>, RtmpError> {
+        let mut handshake = Handshake::new(PeerType::Server);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.socket.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            match handshake.process_bytes(&buf[..n])? {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    self.socket.write_all(&response_bytes).await?;
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    self.socket.write_all(&response_bytes).await?;
+                    return Ok(remaining_bytes);
+                }
+            }
+        }
+    }
+
+    async fn feed(&mut self, session: &mut ServerSession, bytes: &[u8]) -> Option<EndReason> {
+        match session.handle_input(bytes) {
+            Ok(results) => self.handle_results(session, results).await,
+            Err(e) => Some(EndReason::Error(e.into())),
+        }
+    }
+
+    /// Acts on the session's results in order (responses must go out in the order produced:
+    /// RTMP chunk headers are compressed against the previous ones). `Some` ends the connection.
+    async fn handle_results(
+        &mut self,
+        session: &mut ServerSession,
+        results: Vec<ServerSessionResult>,
+    ) -> Option<EndReason> {
+        let mut pending = std::collections::VecDeque::from(results);
+        while let Some(result) = pending.pop_front() {
+            let step = match result {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    self.write(&packet.bytes).await.err().map(EndReason::Error)
+                }
+                ServerSessionResult::RaisedEvent(event) => {
+                    match self.on_event(session, event).await {
+                        Ok(more) => {
+                            // Responses produced while handling this event precede later results.
+                            for r in more.into_iter().rev() {
+                                pending.push_front(r);
+                            }
+                            None
+                        }
+                        Err(reason) => Some(reason),
+                    }
+                }
+                ServerSessionResult::UnhandleableMessageReceived(_) => None,
+            };
+            if step.is_some() {
+                return step;
+            }
+        }
+        None
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
+        // A client that stops reading must not park this task forever.
+        let idle = self.shared.config.idle_timeout;
+        match timeout(idle, self.socket.write_all(bytes)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(RtmpError::IdleTimeout(idle)),
+        }
+    }
+
+    /// Writes the session's responses now, then closes with `error`.
+    async fn reject(
+        &mut self,
+        responses: Result<Vec<ServerSessionResult>, ServerSessionError>,
+        error: RtmpError,
+    ) -> EndReason {
+        if let Ok(responses) = responses {
+            for r in responses {
+                if let ServerSessionResult::OutboundResponse(p) = r
+                    && self.write(&p.bytes).await.is_err()
+                {
+                    break;
+                }
+            }
+            let _ = self.socket.flush().await;
+        }
+        EndReason::Error(error)
+    }
+
+    async fn on_event(
+        &mut self,
+        session: &mut ServerSession,
+        event: ServerSessionEvent,
+    ) -> Result<Vec<ServerSessionResult>, EndReason> {
+        match event {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
+                if app_name != self.shared.config.app {
+                    let r = session.reject_request(
+                        request_id,
+                        "NetConnection.Connect.Rejected",
+                        "unknown application",
+                    );
+                    return Err(self.reject(r, RtmpError::UnknownApp(app_name)).await);
+                }
+                session
+                    .accept_request(request_id)
+                    .map_err(|e| EndReason::Error(e.into()))
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => self.on_publish(session, request_id, stream_key).await,
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                let r = session.reject_request(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "playback is not supported",
+                );
+                Err(self.reject(r, RtmpError::PlayNotSupported).await)
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => Err(EndReason::Unpublished),
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => self
+                .on_media(true, timestamp.value, data)
+                .await
+                .map(|()| Vec::new()),
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => self
+                .on_media(false, timestamp.value, data)
+                .await
+                .map(|()| Vec::new()),
+            // Metadata, acknowledgements, releaseStream/FCPublish and the like need no answer.
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn on_publish(
+        &mut self,
+        session: &mut ServerSession,
+        request_id: u32,
+        stream_key: String,
+    ) -> Result<Vec<ServerSessionResult>, EndReason> {
+        let config = &self.shared.config;
+        if self.publishing.is_some() {
+            let r = session.reject_request(
+                request_id,
+                "NetStream.Publish.BadName",
+                "already publishing",
+            );
+            return Err(self.reject(r, RtmpError::SecondPublish).await);
+        }
+        if stream_key.is_empty() || stream_key.len() > config.max_stream_key_len {
+            let error = RtmpError::BadStreamKey {
+                len: stream_key.len(),
+                limit: config.max_stream_key_len,
+            };
+            let r = session.reject_request(
+                request_id,
+                "NetStream.Publish.BadName",
+                "invalid stream key",
+            );
+            return Err(self.reject(r, error).await);
+        }
+        let request = PublishRequest {
+            stream_key: stream_key.clone(),
+            remote_addr: self.remote,
+        };
+        let grant = match timeout(
+            config.authorize_timeout,
+            self.shared.authorizer.authorize(request),
+        )
+        .await
+        {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(refusal)) => {
+                let r =
+                    session.reject_request(request_id, "NetStream.Publish.Denied", &refusal.reason);
+                return Err(self.reject(r, RtmpError::Refused(refusal.reason)).await);
+            }
+            Err(_) => {
+                let error = RtmpError::AuthorizeTimeout(config.authorize_timeout);
+                let r = session.reject_request(
+                    request_id,
+                    "NetStream.Publish.Denied",
+                    "authorization timed out",
+                );
+                return Err(self.reject(r, error).await);
+            }
+        };
+        let responses = session
+            .accept_request(request_id)
+            .map_err(|e| EndReason::Error(e.into()))?;
+        let id = SessionId(self.shared.next_session.fetch_add(1, Ordering::Relaxed));
+        let stop = Arc::new(Notify::new());
+        self.publishing = Some(Publishing {
+            id,
+            stop: stop.clone(),
+            demuxer: FlvDemuxer::new(),
+        });
+        tracing::info!(remote = %self.remote, session = id.0, "rtmp publish started");
+        self.emit(IngestEvent::Started {
+            handle: SessionHandle { id, stop },
+            stream_key,
+            grant,
+            remote_addr: self.remote,
+        })
+        .await?;
+        Ok(responses)
+    }
+
+    async fn on_media(
+        &mut self,
+        video: bool,
+        timestamp: u32,
+        data: Bytes,
+    ) -> Result<(), EndReason> {
+        // rml_rtmp only raises media events for an accepted publish.
+        let Some(p) = &mut self.publishing else {
+            return Ok(());
+        };
+        let demuxed = if video {
+            p.demuxer.video(timestamp, data)
+        } else {
+            p.demuxer.audio(timestamp, data)
+        };
+        match demuxed {
+            Ok(Some(packet)) => {
+                let session_id = p.id;
+                self.emit(IngestEvent::Packet { session_id, packet }).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(EndReason::Error(e.into())),
+        }
+    }
+
+    /// Sends an event, giving up if the caller disconnects the session meanwhile (a caller
+    /// that is slow to drain events must still be able to stop a publisher).
+    async fn emit(&self, event: IngestEvent) -> Result<(), EndReason> {
+        let stop = self
+            .publishing
+            .as_ref()
+            .map(|p| p.stop.clone())
+            .expect("emit only while publishing");
+        tokio::select! {
+            biased;
+            _ = stop.notified() => Err(EndReason::Disconnected),
+            sent = self.shared.events.send(event) => sent.map_err(|_| EndReason::Error(RtmpError::ReceiverGone)),
+        }
+    }
+}
+
+/// Resolves when the session is asked to stop; never without a session.
+async fn stopped(stop: Option<&Notify>) {
+    match stop {
+        Some(stop) => stop.notified().await,
+        None => std::future::pending().await,
+    }
+}

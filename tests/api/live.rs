@@ -1,0 +1,133 @@
+//! Live ingest end to end: ffmpeg publishes over RTMP with a stream key, and the API tells the
+//! truth about it (sessions, statistics, `isActive`, webhooks), within seconds.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use studio_tests::receiver::Receiver;
+use studio_tests::{Backend, TestApp, eventually, on_both_databases};
+use tokio::process::{Child, Command};
+
+on_both_databases!(a_publish_becomes_a_truthful_session, refused_publishers_create_nothing, terminate_and_suspend_cut_the_encoder);
+
+/// ffmpeg publishing `seconds` of 640x360 H.264 (1 s GOP) + AAC in real time.
+fn publish(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running ffmpeg (scripts/test-deps installs it)")
+}
+
+async fn stream_field(app: &TestApp, id: &str, field: &str) -> Value {
+    app.get(&format!("/stream/{id}")).await.json[field].clone()
+}
+
+async fn a_publish_becomes_a_truthful_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start().await;
+    let hook = app.post("/webhook", json!({"name": "h", "url": receiver.url(), "events": ["stream.started", "stream.idle"]})).await;
+    assert_eq!(hook.status, 200);
+    let stream = app.create_stream(json!({"name": "cam"})).await;
+    let id = stream["id"].as_str().unwrap().to_string();
+    let key = stream["streamKey"].as_str().unwrap();
+
+    let started = Instant::now();
+    let mut ffmpeg = publish(&app.rtmp_url(key), 6);
+    // The first ~2 s segment completes about 2 s in; isActive must follow within 1 s of it.
+    let live = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+    assert!(live.is_some(), "isActive did not turn true");
+    let became_live = started.elapsed();
+    assert!(became_live < Duration::from_millis(3_500), "live after {became_live:?}");
+    let info = app.call(None, Method::GET, &format!("/playback/{}", stream["playbackId"].as_str().unwrap()), None).await;
+    assert_eq!(info.json["meta"]["live"], 1);
+    // A second publisher is refused while the first is live.
+    let second = publish(&app.rtmp_url(key), 2).wait_with_output().await.unwrap();
+    assert!(!second.status.success(), "a second publisher must be refused");
+
+    let status = ffmpeg.wait().await.unwrap();
+    assert!(status.success(), "the publisher streamed to the end");
+    let ended = Instant::now();
+    let idle = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == false).then_some(()) }).await;
+    assert!(idle.is_some(), "isActive did not turn false within 5 s of the encoder leaving");
+    assert!(ended.elapsed() < Duration::from_secs(5));
+
+    let sessions = app.get(&format!("/stream/{id}/sessions")).await;
+    assert_eq!(sessions.status, 200, "{}", sessions.text);
+    let sessions = sessions.json.as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let session = &sessions[0];
+    assert_eq!(session["parentId"], id.as_str());
+    assert_eq!(session["playbackId"], stream["playbackId"]);
+    let duration = session["sourceSegmentsDuration"].as_f64().unwrap();
+    assert!((duration - 6.0).abs() <= 0.5, "6 s published, {duration} s recorded");
+    assert!(session["sourceSegments"].as_i64().unwrap() >= 3);
+    assert!(session["sourceBytes"].as_i64().unwrap() > 50_000);
+    let one = app.get(&format!("/session/{}", session["id"].as_str().unwrap())).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json["sourceSegments"], session["sourceSegments"]);
+    let listed = app.get(&format!("/session?parentId={id}")).await.json;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let totals = app.get(&format!("/stream/{id}")).await.json;
+    assert_eq!(totals["sourceSegments"], session["sourceSegments"]);
+    assert!(totals["lastSeen"].as_i64().unwrap() > 0);
+
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let events: Vec<Value> = got.iter().map(|r| r.json()["event"].clone()).collect();
+    assert_eq!(events, vec![json!("stream.started"), json!("stream.idle")]);
+    // Sessions are private to the project.
+    let other = app.other_tenant("mallory").await;
+    let peek = app.call(Some(&other.key), Method::GET, &format!("/session/{}", session["id"].as_str().unwrap()), None).await;
+    peek.assert_error(404, "not found");
+    assert_eq!(app.call(Some(&other.key), Method::GET, "/session", None).await.json, json!([]));
+}
+
+async fn refused_publishers_create_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let suspended = app.create_stream(json!({"name": "suspended"})).await;
+    assert_eq!(app.patch(&format!("/stream/{}", suspended["id"].as_str().unwrap()), json!({"suspended": true})).await.status, 204);
+    let deleted = app.create_stream(json!({"name": "deleted"})).await;
+    assert_eq!(app.delete(&format!("/stream/{}", deleted["id"].as_str().unwrap())).await.status, 204);
+    for key in ["0000-0000-0000-0000", suspended["streamKey"].as_str().unwrap(), deleted["streamKey"].as_str().unwrap()] {
+        let out = publish(&app.rtmp_url(key), 2).wait_with_output().await.unwrap();
+        assert!(!out.status.success(), "key {key} must be refused");
+    }
+    assert_eq!(app.get("/session").await.json, json!([]), "a refused publish creates no session");
+    assert_eq!(stream_field(&app, suspended["id"].as_str().unwrap(), "isActive").await, false);
+}
+
+async fn terminate_and_suspend_cut_the_encoder(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for action in ["terminate", "suspend"] {
+        let stream = app.create_stream(json!({"name": action})).await;
+        let id = stream["id"].as_str().unwrap().to_string();
+        let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 30);
+        let live = eventually(Duration::from_secs(6), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+        assert!(live.is_some(), "{action}: the stream went live");
+        let asked = Instant::now();
+        let reply = match action {
+            "terminate" => app.delete(&format!("/stream/{id}/terminate")).await,
+            _ => app.patch(&format!("/stream/{id}"), json!({"suspended": true})).await,
+        };
+        assert_eq!(reply.status, 204, "{}", reply.text);
+        let exited = tokio::time::timeout(Duration::from_secs(3), ffmpeg.wait()).await;
+        assert!(exited.is_ok(), "{action}: the encoder was not disconnected");
+        // ffmpeg notices the closed socket on its next write; the server cut it at once.
+        assert!(asked.elapsed() < Duration::from_secs(3));
+        assert_eq!(stream_field(&app, &id, "isActive").await, false);
+        if action == "terminate" {
+            // Unlike suspension, terminate lets the encoder come back at once.
+            let mut again = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 3);
+            let live = eventually(Duration::from_secs(6), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+            assert!(live.is_some(), "a terminated stream can publish again");
+            assert!(again.wait().await.unwrap().success());
+        }
+    }
+}

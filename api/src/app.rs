@@ -153,6 +153,7 @@ pub struct RunningServer {
     pub rtmp_addr: SocketAddr,
     rtmp: studio_media_core::ingest::rtmp::RtmpServer,
     rtmp_events: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -187,6 +188,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
     let (rtmp, rtmp_events) = crate::live::ingest::start(state.clone(), rtmp_addr, shutdown_rx.clone()).await?;
+    let sweeper = tokio::spawn(crate::live::sweeper::run(state.clone(), shutdown_rx.clone()));
     let rtmp_addr = rtmp.local_addr();
     let app = router(state.clone());
     let mut http_shutdown = shutdown_rx;
@@ -198,7 +200,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .await
     });
     tracing::info!(%addr, %rtmp_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
-    Ok(RunningServer { addr, rtmp_addr, rtmp, rtmp_events, state, shutdown, http, webhooks, key_listener })
+    Ok(RunningServer { addr, rtmp_addr, rtmp, rtmp_events, sweeper, state, shutdown, http, webhooks, key_listener })
 }
 
 impl RunningServer {
@@ -209,6 +211,7 @@ impl RunningServer {
         // Closing the RTMP server drops every publisher; their sessions close as they drain.
         drop(self.rtmp);
         self.rtmp_events.await?;
+        self.sweeper.await?;
         self.http.await??;
         self.webhooks.await?;
         if let Some(listener) = self.key_listener {

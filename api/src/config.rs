@@ -31,6 +31,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Deadline for one API request, in seconds.
     pub request_timeout_secs: u64,
+    /// A stream marked live that received no segment for this long is made idle: its ingest node
+    /// is gone. Longer than the longest segment the segmenter allows (30 s).
+    pub stream_idle_after_secs: u64,
     pub webhooks: WebhookConfig,
 }
 
@@ -95,6 +98,7 @@ impl Default for Config {
             database_max_connections: 16,
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            stream_idle_after_secs: 45,
             webhooks: WebhookConfig::default(),
         }
     }

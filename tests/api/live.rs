@@ -10,7 +10,12 @@ use studio_tests::receiver::Receiver;
 use studio_tests::{Backend, TestApp, eventually, on_both_databases};
 use tokio::process::{Child, Command};
 
-on_both_databases!(a_publish_becomes_a_truthful_session, refused_publishers_create_nothing, terminate_and_suspend_cut_the_encoder);
+on_both_databases!(
+    a_publish_becomes_a_truthful_session,
+    refused_publishers_create_nothing,
+    terminate_and_suspend_cut_the_encoder,
+    streams_of_a_vanished_node_turn_idle,
+);
 
 /// ffmpeg publishing `seconds` of 640x360 H.264 (1 s GOP) + AAC in real time.
 fn publish(url: &str, seconds: u32) -> Child {
@@ -130,4 +135,23 @@ async fn terminate_and_suspend_cut_the_encoder(backend: Backend) {
             assert!(again.wait().await.unwrap().success());
         }
     }
+}
+
+/// A stream reported live by an ingest node that then vanished (here: the admin `setactive`, as
+/// another node would call it, and no segments after) turns idle once no segment came for
+/// `stream_idle_after_secs`, with `stream.idle`.
+async fn streams_of_a_vanished_node_turn_idle(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.stream_idle_after_secs = 1).await;
+    let receiver = Receiver::start().await;
+    app.post("/webhook", json!({"name": "h", "url": receiver.url(), "events": ["stream.idle"]})).await;
+    let stream = app.create_stream(json!({"name": "orphan"})).await;
+    let id = stream["id"].as_str().unwrap().to_string();
+    let reply = app.call(Some(&app.admin_key), Method::PUT, &format!("/stream/{id}/setactive"), Some(json!({"active": true}))).await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(stream_field(&app, &id, "isActive").await, true);
+    let idle = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == false).then_some(()) }).await;
+    assert!(idle.is_some(), "the orphaned stream stays live");
+    let got = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].json()["event"], "stream.idle");
+    assert_eq!(got[0].json()["stream"]["id"], id.as_str());
 }

@@ -519,6 +519,11 @@ impl PaymentSession {
 mod tests {
     use super::*;
 
+    /// A session with default settings on `terms(1, "a")`.
+    fn session(now: Instant) -> PaymentSession {
+        PaymentSession::new(EthSigner::random(), SenderConfig::default(), terms(1, "a"), now).unwrap()
+    }
+
     fn terms(hash: u8, session: &str) -> OrchestratorTerms {
         OrchestratorTerms {
             params: TicketParams {
@@ -549,13 +554,7 @@ mod tests {
     #[test]
     fn nonces_start_at_one_and_restart_with_new_params() {
         let now = Instant::now();
-        let mut s = PaymentSession::new(
-            EthSigner::random(),
-            SenderConfig::default(),
-            terms(1, "a"),
-            now,
-        )
-        .unwrap();
+        let mut s = session(now);
         let p = s.pay_for_segment(&rat(2500), now, None).unwrap();
         let nonces: Vec<u32> = p.payment.tickets.iter().map(|t| t.sender_nonce).collect();
         assert_eq!(nonces, [1, 2, 3]);
@@ -572,13 +571,7 @@ mod tests {
     #[test]
     fn params_seen_again_keep_their_nonces() {
         let now = Instant::now();
-        let mut s = PaymentSession::new(
-            EthSigner::random(),
-            SenderConfig::default(),
-            terms(1, "a"),
-            now,
-        )
-        .unwrap();
+        let mut s = session(now);
         let p = s.pay_for_segment(&rat(2500), now, None).unwrap();
         s.settle(p.reservation, SegmentOutcome::NotDelivered);
         s.update(terms(2, "a"), now).unwrap();
@@ -591,13 +584,7 @@ mod tests {
     #[test]
     fn balance_resets_only_on_a_new_session_id() {
         let now = Instant::now();
-        let mut s = PaymentSession::new(
-            EthSigner::random(),
-            SenderConfig::default(),
-            terms(1, "a"),
-            now,
-        )
-        .unwrap();
+        let mut s = session(now);
         let p = s.pay_for_segment(&rat(2500), now, None).unwrap();
         let credit = p.reservation.new_credit().clone();
         s.settle(p.reservation, SegmentOutcome::Delivered { pixels: 0 });
@@ -619,13 +606,7 @@ mod tests {
     #[test]
     fn at_most_600_nonces_per_params() {
         let now = Instant::now();
-        let mut s = PaymentSession::new(
-            EthSigner::random(),
-            SenderConfig::default(),
-            terms(1, "a"),
-            now,
-        )
-        .unwrap();
+        let mut s = session(now);
         s.nonce = 598;
         match s.pay_for_segment(&rat(2500), now, None) {
             Err(SenderError::NoncesExhausted {
@@ -743,13 +724,7 @@ mod tests {
     #[test]
     fn negative_balance_buys_more_tickets() {
         let now = Instant::now();
-        let mut s = PaymentSession::new(
-            EthSigner::random(),
-            SenderConfig::default(),
-            terms(1, "a"),
-            now,
-        )
-        .unwrap();
+        let mut s = session(now);
         let p = s.pay_for_segment(&rat(900), now, None).unwrap();
         assert_eq!(p.payment.tickets.len(), 1);
         // The orchestrator billed 2500 px at 1 wei: about 1500 wei more than the ticket's EV.

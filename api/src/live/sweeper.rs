@@ -1,0 +1,78 @@
+//! Keeps `isActive` truthful when a node dies mid-stream: a stream marked live whose last segment
+//! is older than `stream_idle_after_secs`, and that has no publisher on this node, is made idle
+//! (with `stream.idle`) and its open session is closed. A live publisher refreshes `lastSeen`
+//! with every segment, and the segmenter never lets a segment run past 30 s.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::events::{self, EventType, NewEvent};
+use crate::streams;
+
+const EVERY: Duration = Duration::from_secs(1);
+/// Streams handled per pass.
+const BATCH: i64 = 100;
+
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(err) = sweep(&state).await {
+            tracing::error!(error = format!("{err:#}"), "sweeping abandoned live streams failed");
+        }
+    }
+}
+
+async fn sweep(state: &AppState) -> anyhow::Result<()> {
+    let now = now_ms();
+    let cutoff = now - (state.config().stream_idle_after_secs * 1000) as i64;
+    let rows = sqlx::query("SELECT project_id, id FROM streams WHERE is_active = 1 AND deleted = 0 AND last_seen < $1 LIMIT $2")
+        .bind(cutoff)
+        .bind(BATCH)
+        .fetch_all(state.db().reader())
+        .await?;
+    let mut woke = false;
+    for row in rows {
+        let (project_id, id): (String, String) = (row.try_get("project_id")?, row.try_get("id")?);
+        if state.live().is_live(&id) {
+            continue;
+        }
+        let mut tx = state.db().begin().await?;
+        // Re-checked in the update: a segment may have arrived since the scan.
+        let made_idle = sqlx::query(
+            "UPDATE streams SET is_active = 0, updated_at = $1 WHERE project_id = $2 AND id = $3 AND is_active = 1 AND last_seen < $4",
+        )
+        .bind(now)
+        .bind(&project_id)
+        .bind(&id)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if made_idle {
+            sqlx::query("UPDATE sessions SET ended_at = $1, ingest_rate = 0 WHERE project_id = $2 AND stream_id = $3 AND ended_at IS NULL")
+                .bind(now)
+                .bind(&project_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(stream) = streams::repo::get(&mut *tx, &project_id, &id).await? {
+                events::emit(&mut tx, NewEvent { project_id: &project_id, user_id: &stream.user_id, event: EventType::StreamIdle, stream: Some(&stream), payload: None }, now).await?;
+            }
+            tracing::info!(stream = %id, "a live stream stopped sending without ending: marked idle");
+            woke = true;
+        }
+        tx.commit().await?;
+    }
+    if woke {
+        state.wake_webhooks();
+    }
+    Ok(())
+}

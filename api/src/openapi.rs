@@ -77,7 +77,25 @@ fn rename_schemas(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         *schemas = renamed;
     }
     rewrite_refs(&mut value);
+    document_bad_urls(&mut value);
     serde_json::from_value(value).expect("renaming keeps the document valid")
+}
+
+/// Every operation may answer 400 to a URL it cannot take (one carrying `%00`, see
+/// `http::guard`); operations whose own errors do not include 400 get it documented here.
+fn document_bad_urls(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    for operations in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+        for operation in operations.values_mut() {
+            let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) else { continue };
+            responses.entry("400").or_insert_with(|| {
+                serde_json::json!({
+                    "description": "The URL cannot be used (for example, it contains NUL characters)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/error"}}}
+                })
+            });
+        }
+    }
 }
 
 fn studio_name(name: &str) -> Option<&'static str> {

@@ -19,6 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::cache::KeyCache;
 use crate::live::registry::Registry;
+use studio_media_core::store::{LocalDirStore, ObjectStore};
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
@@ -37,6 +38,7 @@ struct Inner {
     webhook_sender: Sender,
     key_cache: Arc<KeyCache>,
     live: Arc<Registry>,
+    media_store: Arc<dyn ObjectStore>,
     metrics: PrometheusHandle,
 }
 
@@ -44,10 +46,12 @@ impl AppState {
     pub fn new(config: Config, db: Database, public_url: String) -> anyhow::Result<AppState> {
         let webhook_sender = Sender::new(&config.webhooks)?;
         let key_cache = Arc::new(KeyCache::new(db.backend()));
+        let media_store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(config.data_dir.join("media")));
         Ok(AppState(Arc::new(Inner {
             config,
             key_cache,
             live: Arc::new(Registry::default()),
+            media_store,
             db,
             public_url,
             webhook_wake: Arc::new(Notify::new()),
@@ -67,6 +71,11 @@ impl AppState {
     /// The base of URLs the API returns, without a trailing slash.
     pub fn public_url(&self) -> &str {
         &self.0.public_url
+    }
+
+    /// Segments and playlists.
+    pub fn media_store(&self) -> &dyn ObjectStore {
+        self.0.media_store.as_ref()
     }
 
     /// The live publishers of this node.
@@ -97,7 +106,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::multistream::router())
         .merge(crate::webhooks::routes::router())
         .merge(crate::signing_keys::router())
-        .merge(crate::playback::router())
+        .merge(crate::playback::info::router())
         .merge(crate::tenancy::routes::router())
         .routes(routes!(healthz))
 }
@@ -111,6 +120,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
+        .merge(crate::playback::hls::router())
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(http::metrics::track))
         .fallback(not_found)

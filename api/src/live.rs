@@ -1,6 +1,7 @@
 //! Live ingest inside the server: media-core's RTMP server, authorized against the database, and
 //! each publish turned into a session whose segments update the stream's statistics and state.
 
+pub mod hls_output;
 pub mod ingest;
 pub mod registry;
 pub mod sweeper;

@@ -149,7 +149,8 @@ pub struct AacConfig {
     pub channels: u8,
 }
 
-const AAC_SAMPLE_RATES: [u32; 13] = [
+/// Sampling frequencies by their AudioSpecificConfig (and ADTS) index.
+pub(crate) const AAC_SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 

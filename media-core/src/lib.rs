@@ -2,11 +2,14 @@
 //!
 //! This first slice covers live ingest: an RTMP server that authorizes publishers through a
 //! caller-supplied callback ([`ingest::rtmp`]), FLV tag demuxing into timestamped H.264/AAC
-//! packets ([`flv`], [`packet`]), and a keyframe-aligned segmenter ([`segment`]).
+//! packets ([`flv`], [`packet`]), and a keyframe-aligned segmenter ([`segment`]). Segments
+//! become HLS output through [`hls`]: MPEG-TS segments and media/master playlists.
 
 pub mod flv;
+pub mod hls;
 pub mod ingest;
 pub mod packet;
 pub mod segment;
+pub mod store;
 
 pub use packet::{Packet, PacketKind, Track};

@@ -15,6 +15,7 @@ on_both_databases!(
     refused_publishers_create_nothing,
     terminate_and_suspend_cut_the_encoder,
     streams_of_a_vanished_node_turn_idle,
+    the_source_plays_over_hls,
 );
 
 /// ffmpeg publishing `seconds` of 640x360 H.264 (1 s GOP) + AAC in real time.
@@ -154,4 +155,70 @@ async fn streams_of_a_vanished_node_turn_idle(backend: Backend) {
     let got = receiver.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(got[0].json()["event"], "stream.idle");
     assert_eq!(got[0].json()["stream"]["id"], id.as_str());
+}
+
+/// The published source is served as HLS while live and after: players (ffprobe and ffmpeg here)
+/// read the master playlist, the media playlist and every segment over HTTP.
+async fn the_source_plays_over_hls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stream = app.create_stream(json!({"name": "hls"})).await;
+    let id = stream["id"].as_str().unwrap().to_string();
+    let pid = stream["playbackId"].as_str().unwrap().to_string();
+    let master_url = format!("{}/hls/{pid}/index.m3u8", app.base);
+    let media_url = format!("{}/hls/{pid}/source/index.m3u8", app.base);
+    let fetch = |url: String| {
+        let http = app.http.clone();
+        async move { http.get(url).header("origin", "https://player.example").send().await.unwrap() }
+    };
+    assert_eq!(fetch(master_url.clone()).await.status(), 404, "nothing to play before the stream goes live");
+
+    let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 6);
+    let live = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+    assert!(live.is_some());
+    let master = fetch(master_url.clone()).await;
+    assert_eq!(master.status(), 200);
+    assert_eq!(master.headers()["content-type"], "application/vnd.apple.mpegurl");
+    assert_eq!(master.headers()["cache-control"], "no-cache");
+    // Any origin may play; it is echoed so that cookie-carried playback tokens can work later.
+    assert_eq!(master.headers()["access-control-allow-origin"], "https://player.example");
+    let master = master.text().await.unwrap();
+    assert!(master.starts_with("#EXTM3U"), "{master}");
+    assert!(master.contains("#EXT-X-STREAM-INF:") && master.contains("RESOLUTION=640x360"), "{master}");
+    assert!(master.contains("avc1.") && master.contains("mp4a.40."), "{master}");
+    assert!(master.lines().any(|l| l == "source/index.m3u8"), "{master}");
+
+    let playlist = fetch(media_url.clone()).await.text().await.unwrap();
+    assert!(playlist.contains("#EXTINF:") && !playlist.contains("#EXT-X-ENDLIST"), "live playlist: {playlist}");
+    let first = playlist.lines().find(|l| l.ends_with(".ts")).unwrap().to_string();
+    let segment = fetch(format!("{}/hls/{pid}/source/{first}", app.base)).await;
+    assert_eq!(segment.status(), 200);
+    assert_eq!(segment.headers()["content-type"], "video/mp2t");
+    assert_eq!(segment.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(segment.bytes().await.unwrap()[0], 0x47, "MPEG-TS sync byte");
+
+    assert!(ffmpeg.wait().await.unwrap().success());
+    let ended = eventually(Duration::from_secs(5), || async {
+        let text = fetch(media_url.clone()).await.text().await.unwrap();
+        text.contains("#EXT-X-ENDLIST").then_some(text)
+    })
+    .await;
+    assert!(ended.is_some(), "the playlist is closed when the session ends");
+
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", &master_url])
+        .output()
+        .await
+        .unwrap();
+    let duration: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().unwrap_or(0.0);
+    assert!((duration - 6.0).abs() <= 0.5, "ffprobe reads {duration} s of 6 s published ({})", String::from_utf8_lossy(&probe.stderr));
+    let decode = Command::new("ffmpeg").args(["-v", "error", "-i", &master_url, "-f", "null", "-"]).output().await.unwrap();
+    assert!(decode.status.success(), "{}", String::from_utf8_lossy(&decode.stderr));
+    assert!(decode.stderr.is_empty(), "decoding reports errors: {}", String::from_utf8_lossy(&decode.stderr));
+
+    // Gated streams are refused (the playback gate comes later), unknown ids are not found.
+    let gated = app.create_stream(json!({"name": "gated", "playbackPolicy": {"type": "jwt"}})).await;
+    let refused = fetch(format!("{}/hls/{}/index.m3u8", app.base, gated["playbackId"].as_str().unwrap())).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(fetch(format!("{}/hls/nope/index.m3u8", app.base)).await.status(), 404);
+    assert_eq!(fetch(format!("{}/hls/{pid}/source/..%2F..%2Fstudio.db", app.base)).await.status(), 404);
 }

@@ -11,6 +11,7 @@ use studio_media_core::ingest::rtmp::{IngestEvent, PublishGrant, PublishRequest,
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use tokio::sync::{mpsc, watch};
 
+use super::hls_output::HlsOutput;
 use super::registry::Publisher;
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -123,13 +124,12 @@ async fn run_session(
         }
     };
     let mut segmenter = Segmenter::new(SegmenterConfig::default());
+    let mut hls = HlsOutput::new(&session.playback_id, &session.id);
     let mut went_live = false;
     while let Some(packet) = packets.recv().await {
         match segmenter.push(packet) {
             Ok(Some(segment)) => {
-                if let Err(err) = record(&state, &session, &segment, &ending, &mut went_live).await {
-                    tracing::error!(error = format!("{err:#}"), "recording a segment failed");
-                }
+                publish(&state, &session, &segment, &ending, &mut went_live, &mut hls).await;
             }
             Ok(None) => {}
             Err(err) => {
@@ -139,9 +139,10 @@ async fn run_session(
         }
     }
     if let Some(segment) = segmenter.finish() {
-        if let Err(err) = record(&state, &session, &segment, &ending, &mut went_live).await {
-            tracing::error!(error = format!("{err:#}"), "recording the last segment failed");
-        }
+        publish(&state, &session, &segment, &ending, &mut went_live, &mut hls).await;
+    }
+    if let Err(err) = hls.end(state.media_store()).await {
+        tracing::error!(error = format!("{err:#}"), "closing the HLS playlist failed");
     }
     if let Err(err) = close(&state, &session).await {
         tracing::error!(error = format!("{err:#}"), "closing a session failed");
@@ -149,11 +150,26 @@ async fn run_session(
     state.live().release(&stream_id, &handle);
 }
 
+/// Makes a segment playable (HLS) and then counts it, so a stream is never reported live before
+/// a player can fetch it.
+async fn publish(state: &AppState, session: &OpenSession, segment: &Segment, ending: &AtomicBool, went_live: &mut bool, hls: &mut HlsOutput) {
+    if ending.load(Ordering::Acquire) {
+        return;
+    }
+    if let Err(err) = hls.push(state.media_store(), segment).await {
+        tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed");
+    }
+    if let Err(err) = record(state, session, segment, ending, went_live).await {
+        tracing::error!(error = format!("{err:#}"), "recording a segment failed");
+    }
+}
+
 /// The database identity of a running session.
 struct OpenSession {
     id: String,
     project_id: String,
     stream_id: String,
+    playback_id: String,
 }
 
 async fn open(state: &AppState, stream_id: &str) -> anyhow::Result<Option<OpenSession>> {
@@ -172,7 +188,7 @@ async fn open(state: &AppState, stream_id: &str) -> anyhow::Result<Option<OpenSe
     sessions::repo::insert(&mut tx, &id, &stream, now).await?;
     tx.commit().await?;
     tracing::info!(stream = %stream_id, session = %id, "publish started");
-    Ok(Some(OpenSession { id, project_id, stream_id: stream_id.to_string() }))
+    Ok(Some(OpenSession { id, project_id, stream_id: stream_id.to_string(), playback_id: stream.playback_id.clone() }))
 }
 
 /// Adds a segment to the statistics; the first one makes the stream live (`stream.started`).

@@ -1,0 +1,141 @@
+//! `GET /api/playback/{id}`: where and how to play a playback id. No authentication: players call it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::streams::model::PlaybackPolicy;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PlaybackInfo)]
+pub struct PlaybackInfo {
+    #[serde(rename = "type")]
+    pub kind: PlaybackType,
+    pub meta: PlaybackMeta,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaybackType {
+    Live,
+    Vod,
+    Recording,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaybackMeta {
+    /// 1 while a live stream is being received, else 0 (live only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub playback_policy: Option<PlaybackPolicy>,
+    pub source: Vec<PlaybackSource>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaybackSource {
+    pub hrn: SourceName,
+    #[serde(rename = "type")]
+    pub kind: SourceType,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<i64>,
+}
+
+/// Human-readable source names (Studio's closed list).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum SourceName {
+    #[serde(rename = "HLS (TS)")]
+    Hls,
+    #[serde(rename = "MP4")]
+    Mp4,
+    #[serde(rename = "WebRTC (H264)")]
+    WebRtc,
+    #[serde(rename = "FLV (H264)")]
+    Flv,
+    #[serde(rename = "Thumbnail (JPEG)")]
+    ThumbnailJpeg,
+    #[serde(rename = "Thumbnail (PNG)")]
+    ThumbnailPng,
+    #[serde(rename = "Thumbnails")]
+    Thumbnails,
+}
+
+/// Source MIME types (Studio's closed list).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum SourceType {
+    #[serde(rename = "html5/application/vnd.apple.mpegurl")]
+    Hls,
+    #[serde(rename = "html5/video/mp4")]
+    Mp4,
+    #[serde(rename = "html5/video/h264")]
+    WebRtc,
+    #[serde(rename = "video/x-flv")]
+    Flv,
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    #[serde(rename = "image/png")]
+    Png,
+    #[serde(rename = "text/vtt")]
+    Vtt,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_playback_info))
+}
+
+/// Playback URLs for a playback id.
+#[utoipa::path(get, path = "/playback/{id}", tag = "playback", operation_id = "getPlaybackInfo",
+    params(("id" = String, Path, description = "The playback id")),
+    security(()),
+    responses((status = 200, body = PlaybackInfo), (status = 404, body = ErrorBody)))]
+async fn get_playback_info(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PlaybackInfo>> {
+    let not_found = || {
+        let shown: String = id.chars().take(64).collect();
+        ApiError::NotFound(format!("No playback URL found for {shown}"))
+    };
+    if id.len() > 128 {
+        return Err(not_found());
+    }
+    let stream = crate::streams::repo::find_by_playback_id(state.db(), &id).await?.ok_or_else(not_found)?;
+    if stream.suspended {
+        return Err(not_found());
+    }
+    let base = state.public_url();
+    let source = vec![
+        PlaybackSource {
+            hrn: SourceName::Hls,
+            kind: SourceType::Hls,
+            url: format!("{base}/hls/{}/index.m3u8", stream.playback_id),
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        },
+        PlaybackSource {
+            hrn: SourceName::WebRtc,
+            kind: SourceType::WebRtc,
+            url: format!("{base}/webrtc/{}", stream.playback_id),
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        },
+    ];
+    Ok(Json(PlaybackInfo {
+        kind: PlaybackType::Live,
+        meta: PlaybackMeta { live: Some(stream.is_active as i64), playback_policy: stream.playback_policy, source },
+    }))
+}

@@ -1,0 +1,298 @@
+//! HLS playlists (RFC 8216): a sliding-window media playlist and the master playlist that
+//! lists renditions.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    uri: String,
+    duration_s: f64,
+    discontinuity: bool,
+}
+
+/// A media playlist of one rendition. While live it keeps the newest `window` segments; after
+/// [`MediaPlaylist::end`] it renders `EXT-X-ENDLIST` so players stop reloading.
+#[derive(Debug, Clone)]
+pub struct MediaPlaylist {
+    window: usize,
+    entries: VecDeque<Entry>,
+    /// Sequence number of the first entry in the window.
+    media_sequence: u64,
+    /// Discontinuities that slid out of the window.
+    discontinuity_sequence: u64,
+    /// Longest duration ever pushed, in milliseconds as rendered. RFC 8216 forbids
+    /// `EXT-X-TARGETDURATION` from changing, so it is not recomputed from the window.
+    longest_ms: u64,
+    ended: bool,
+}
+
+impl MediaPlaylist {
+    /// An empty playlist keeping the newest `window` segments; 0 keeps every segment (a
+    /// recording or VOD playlist).
+    pub fn new(window: usize) -> Self {
+        Self {
+            window,
+            entries: VecDeque::new(),
+            media_sequence: 0,
+            discontinuity_sequence: 0,
+            longest_ms: 0,
+            ended: false,
+        }
+    }
+
+    /// Appends a segment, dropping the oldest one if the window is full. `discontinuity`
+    /// marks a segment whose timestamps or encoding do not continue the previous one's.
+    pub fn push(&mut self, uri: String, duration_s: f64, discontinuity: bool) {
+        // A negative or NaN duration would render an invalid tag; it can only be a bug
+        // upstream, and 0 keeps the playlist parseable.
+        let duration_s = if duration_s.is_finite() && duration_s > 0.0 {
+            duration_s
+        } else {
+            0.0
+        };
+        self.longest_ms = self.longest_ms.max(millis(duration_s));
+        self.entries.push_back(Entry {
+            uri,
+            duration_s,
+            discontinuity,
+        });
+        while self.window > 0 && self.entries.len() > self.window {
+            let dropped = self.entries.pop_front().expect("longer than the window");
+            self.media_sequence += 1;
+            if dropped.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+        }
+    }
+
+    /// Marks the stream as finished: the playlist will not change again.
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    /// True once [`MediaPlaylist::end`] was called.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Segments in the window.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if no segment is in the window.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `#EXTM3U` text.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(128 + self.entries.len() * 64);
+        // Ceil of the longest duration as rendered, so that a segment shown as 2.000 never
+        // asks for 3; at least 1, since 0 makes some players reload in a busy loop.
+        let target = self.longest_ms.div_ceil(1000).max(1);
+        out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
+        for entry in &self.entries {
+            if entry.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = writeln!(out, "#EXTINF:{:.3},", entry.duration_s);
+            out.push_str(&entry.uri);
+            out.push('\n');
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+}
+
+fn millis(seconds: f64) -> u64 {
+    (seconds * 1000.0).round() as u64
+}
+
+/// One rendition in a master playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// URI of the rendition's media playlist, relative to the master playlist.
+    pub uri: String,
+    /// Peak bits per second (`BANDWIDTH`).
+    pub bandwidth: u64,
+    /// Average bits per second (`AVERAGE-BANDWIDTH`), if known.
+    pub average_bandwidth: Option<u64>,
+    /// Width and height in pixels; `None` for audio-only.
+    pub resolution: Option<(u32, u32)>,
+    /// RFC 6381 codec strings, e.g. `avc1.64001f` and `mp4a.40.2` (see
+    /// [`crate::hls::avc_codec_string`] and [`crate::hls::aac_codec_string`]).
+    pub codecs: Vec<String>,
+    /// Frames per second; `None` for audio-only.
+    pub frame_rate: Option<f64>,
+}
+
+/// Renders a master playlist listing `variants` in order.
+pub fn master_playlist(variants: &[Variant]) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for v in variants {
+        let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={}", v.bandwidth);
+        if let Some(average) = v.average_bandwidth {
+            let _ = write!(out, ",AVERAGE-BANDWIDTH={average}");
+        }
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        if !v.codecs.is_empty() {
+            let _ = write!(out, ",CODECS=\"{}\"", v.codecs.join(","));
+        }
+        if let Some(fps) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+            let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+        out.push('\n');
+        out.push_str(&v.uri);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pushed(window: usize, segments: &[(f64, bool)]) -> MediaPlaylist {
+        let mut p = MediaPlaylist::new(window);
+        for (i, &(d, disc)) in segments.iter().enumerate() {
+            p.push(format!("{i}.ts"), d, disc);
+        }
+        p
+    }
+
+    #[test]
+    fn renders_a_live_playlist() {
+        let p = pushed(5, &[(2.0, false), (2.0021, false), (1.5, false)]);
+        assert_eq!(
+            p.render(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXTINF:2.000,\n0.ts\n#EXTINF:2.002,\n1.ts\n#EXTINF:1.500,\n2.ts\n"
+        );
+    }
+
+    #[test]
+    fn window_slides_and_counts_the_media_sequence() {
+        let p = pushed(3, &[(2.0, false); 5]);
+        let text = p.render();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+        assert_eq!(p.len(), 3);
+        assert!(!text.contains("\n1.ts") && text.contains("\n2.ts\n") && text.ends_with("4.ts\n"));
+        assert!(!text.contains("DISCONTINUITY"));
+    }
+
+    #[test]
+    fn window_zero_keeps_everything() {
+        let p = pushed(0, &[(2.0, false); 50]);
+        assert_eq!(p.len(), 50);
+        assert!(p.render().contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
+    }
+
+    #[test]
+    fn target_duration_is_the_ceiling_of_the_longest_ever() {
+        assert!(
+            pushed(3, &[(2.0, false); 3])
+                .render()
+                .contains("TARGETDURATION:2\n")
+        );
+        // 2.0004 renders as 2.000, so it must not ask for 3.
+        assert!(
+            pushed(3, &[(2.0004, false)])
+                .render()
+                .contains("TARGETDURATION:2\n")
+        );
+        // A long segment that slid out still counts: the tag must never change.
+        let p = pushed(2, &[(6.2, false), (2.0, false), (2.0, false)]);
+        assert!(p.render().contains("TARGETDURATION:7\n"));
+        assert!(
+            pushed(3, &[(0.2, false)])
+                .render()
+                .contains("TARGETDURATION:1\n")
+        );
+    }
+
+    #[test]
+    fn discontinuity_is_marked_then_counted_when_it_slides_out() {
+        let p = pushed(3, &[(2.0, false), (2.0, true), (2.0, false)]);
+        let text = p.render();
+        assert!(
+            text.contains("#EXTINF:2.000,\n0.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n1.ts\n")
+        );
+        assert!(!text.contains("DISCONTINUITY-SEQUENCE"));
+
+        let p = pushed(
+            3,
+            &[
+                (2.0, false),
+                (2.0, true),
+                (2.0, false),
+                (2.0, false),
+                (2.0, false),
+            ],
+        );
+        let text = p.render();
+        assert!(
+            text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
+    }
+
+    #[test]
+    fn endlist_after_end() {
+        let mut p = pushed(3, &[(2.0, false)]);
+        assert!(!p.render().contains("ENDLIST"));
+        p.end();
+        assert!(p.is_ended());
+        assert!(p.render().ends_with("0.ts\n#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn invalid_durations_render_as_zero() {
+        let p = pushed(3, &[(f64::NAN, false), (-1.0, false)]);
+        assert_eq!(p.render().matches("#EXTINF:0.000,").count(), 2);
+    }
+
+    #[test]
+    fn master_playlist_lists_variants() {
+        let text = master_playlist(&[
+            Variant {
+                uri: "source/index.m3u8".into(),
+                bandwidth: 2_500_000,
+                average_bandwidth: Some(2_000_000),
+                resolution: Some((640, 360)),
+                codecs: vec!["avc1.64001e".into(), "mp4a.40.2".into()],
+                frame_rate: Some(30.0),
+            },
+            Variant {
+                uri: "audio/index.m3u8".into(),
+                bandwidth: 70_000,
+                average_bandwidth: None,
+                resolution: None,
+                codecs: vec!["mp4a.40.2".into()],
+                frame_rate: None,
+            },
+        ]);
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,RESOLUTION=640x360,\
+             CODECS=\"avc1.64001e,mp4a.40.2\",FRAME-RATE=30.000\nsource/index.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=70000,CODECS=\"mp4a.40.2\"\naudio/index.m3u8\n"
+        );
+    }
+}

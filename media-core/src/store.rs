@@ -1,0 +1,132 @@
+//! Where media objects (segments, playlists) are kept: an interface, and a local-directory
+//! implementation. S3 comes with VOD.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+/// A boxed future, so stores can be chosen at run time (`Arc<dyn ObjectStore>`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Keys are relative paths of `[A-Za-z0-9._-]` segments separated by `/`, without `..`, at
+    /// most [`MAX_KEY_LEN`] bytes: nothing a key holds can escape the store.
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+    /// The storage itself failed.
+    #[error("object store I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Objects by key.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Stores `body` under `key`, replacing what was there; readers see the old or the new
+    /// object, never a partial one.
+    fn put<'a>(&'a self, key: &'a str, body: Bytes) -> StoreFuture<'a, ()>;
+    /// The object under `key`, if any.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;
+}
+
+/// Checks a key (see [`StoreError::InvalidKey`]).
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey(key.chars().take(80).collect()))
+    }
+}
+
+/// Objects as files below a directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    pub fn new(root: impl Into<PathBuf>) -> LocalDirStore {
+        LocalDirStore { root: root.into() }
+    }
+}
+
+impl ObjectStore for LocalDirStore {
+    fn put<'a>(&'a self, key: &'a str, body: Bytes) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            validate_key(key)?;
+            let path = self.root.join(key);
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            // Write aside, then rename: a playlist rewritten while a player reads it is never torn.
+            let temp = path.with_extension(format!("tmp{}", std::process::id()));
+            tokio::fs::write(&temp, &body).await?;
+            tokio::fs::rename(&temp, &path).await?;
+            Ok(())
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            validate_key(key)?;
+            match tokio::fs::read(self.root.join(key)).await {
+                Ok(data) => Ok(Some(Bytes::from(data))),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(err.into()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_the_store() {
+        for bad in [
+            "", "/abs", "a/../b", "..", "a//b", "a/./b", "a b", "a\\b", "a/b/",
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+        for good in ["hls/abc/index.m3u8", "hls/abc/source/0_12.ts", "a-b_c.d"] {
+            assert!(validate_key(good).is_ok(), "{good:?}");
+        }
+        assert!(validate_key(&"a".repeat(MAX_KEY_LEN + 1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn put_replaces_and_get_reads() {
+        let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
+        let store = LocalDirStore::new(&dir);
+        assert!(store.get("x/y.txt").await.unwrap().is_none());
+        store
+            .put("x/y.txt", Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        store
+            .put("x/y.txt", Bytes::from_static(b"two"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("x/y.txt").await.unwrap().unwrap(),
+            Bytes::from_static(b"two")
+        );
+        assert!(store.get("../etc/passwd").await.is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

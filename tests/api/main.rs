@@ -7,6 +7,7 @@ mod openapi;
 mod multistream;
 mod nodes;
 mod playback;
+mod player;
 mod signing_keys;
 mod streams;
 mod tenancy;

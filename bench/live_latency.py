@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Live latency: from the encoder sending a frame to the segment holding it being listed in the
+media playlist. ffmpeg publishes in real time (-re), so the frame at media time t leaves the
+encoder at start + t; each segment's first frame is at the sum of the EXTINF durations before it.
+
+    bench/live_latency.py [seconds]   (needs the release binary; bench/README.md has results)
+"""
+import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/studio/target"))
+studio = os.path.join(target, "release", "studio")
+seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def call(method, url, key=None, body=None):
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.read()
+
+
+with tempfile.TemporaryDirectory() as data:
+    key = json.loads(subprocess.check_output([studio, "api-key", "create", "--name", "bench", "--data-dir", data]))["key"]
+    http, rtmp = free_port(), free_port()
+    server = subprocess.Popen([studio, "serve", "--data-dir", data, "--http-addr", f"127.0.0.1:{http}", "--rtmp-addr", f"127.0.0.1:{rtmp}"],
+                              env={**os.environ, "STUDIO_LOG": "warn"})
+    try:
+        base = f"http://127.0.0.1:{http}"
+        for _ in range(100):
+            try:
+                call("GET", base + "/api/healthz")
+                break
+            except OSError:
+                time.sleep(0.1)
+        stream = json.loads(call("POST", base + "/api/stream", key, {"name": "latency", "profiles": []}))
+        playlist = f"{base}/hls/{stream['playbackId']}/source/index.m3u8"
+        encoder = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30",
+             "-f", "lavfi", "-i", "sine", "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "60",
+             "-c:a", "aac", "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/{stream['streamKey']}"])
+        start = time.monotonic()
+        seen = {}  # segment uri -> (wall time listed, its start in media time, its duration)
+        while encoder.poll() is None or time.monotonic() - start < seconds + 3:
+            try:
+                text = call("GET", playlist).decode()
+            except OSError:
+                text = ""
+            now = time.monotonic()
+            media, duration = 0.0, None
+            for line in text.splitlines():
+                if line.startswith("#EXTINF:"):
+                    duration = float(line[8:].split(",")[0])
+                elif line and not line.startswith("#"):
+                    seen.setdefault(line, (now, media, duration))
+                    media += duration
+            if "#EXT-X-ENDLIST" in text:
+                break
+            time.sleep(0.02)
+        encoder.wait()
+        # Only segments first seen while they were the newest: the playlist window always starts
+        # at the session's beginning here (no slide before 6 segments), so media offsets are exact.
+        rows = sorted(seen.values(), key=lambda r: r[1])[:-1]  # the last one is cut by the encoder stopping
+        over = [(t - start) - (m + d) for t, m, d in rows if d]
+        lat = [(t - start) - m for t, m, d in rows if d]
+        durations = [d for _, _, d in rows if d]
+        print(json.dumps({
+            "segments": len(rows),
+            "segment_duration_s": round(sum(durations) / len(durations), 3),
+            "latency_first_frame_s": {"mean": round(sum(lat) / len(lat), 3), "max": round(max(lat), 3)},
+            "beyond_segment_duration_s": {"mean": round(sum(over) / len(over), 3), "max": round(max(over), 3)},
+            "goal": "latency <= segment duration + 0.5 s",
+        }, indent=1))
+    finally:
+        server.terminate()
+        server.wait()

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Live latency: from the encoder sending a frame to the segment holding it being listed in the
-media playlist. ffmpeg publishes in real time (-re), so the frame at media time t leaves the
-encoder at start + t; each segment's first frame is at the sum of the EXTINF durations before it.
+media playlist. ffmpeg publishes in real time (-re) with x264's zerolatency tune (no lookahead, so a
+frame leaves the encoder as soon as it is read), so the frame at media time t leaves the encoder at
+about start + t; each segment's first frame is at the sum of the EXTINF durations before it. The
+encoder's own start-up (before its first frame) is counted as latency, so results are pessimistic.
 
     bench/live_latency.py [seconds]   (needs the release binary; bench/README.md has results)
 """
@@ -48,30 +50,34 @@ with tempfile.TemporaryDirectory() as data:
         playlist = f"{base}/hls/{stream['playbackId']}/source/index.m3u8"
         encoder = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30",
-             "-f", "lavfi", "-i", "sine", "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "60",
+             "-f", "lavfi", "-i", "sine", "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60",
              "-c:a", "aac", "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/{stream['streamKey']}"])
         start = time.monotonic()
-        seen = {}  # segment uri -> (wall time listed, its start in media time, its duration)
+        # Segment uri -> (wall time first listed, its first frame in media time, its duration).
+        # A new segment is always appended at the end, so its media start is the previous
+        # segment's start plus that segment's duration, whatever the window has dropped.
+        seen = {}
+        last = None
         while encoder.poll() is None or time.monotonic() - start < seconds + 3:
             try:
                 text = call("GET", playlist).decode()
             except OSError:
                 text = ""
             now = time.monotonic()
-            media, duration = 0.0, None
+            duration = None
             for line in text.splitlines():
                 if line.startswith("#EXTINF:"):
                     duration = float(line[8:].split(",")[0])
-                elif line and not line.startswith("#"):
-                    seen.setdefault(line, (now, media, duration))
-                    media += duration
+                elif line and not line.startswith("#") and line not in seen:
+                    media = 0.0 if last is None else seen[last][1] + seen[last][2]
+                    seen[line] = (now, media, duration)
+                    last = line
             if "#EXT-X-ENDLIST" in text:
                 break
             time.sleep(0.02)
         encoder.wait()
-        # Only segments first seen while they were the newest: the playlist window always starts
-        # at the session's beginning here (no slide before 6 segments), so media offsets are exact.
-        rows = sorted(seen.values(), key=lambda r: r[1])[:-1]  # the last one is cut by the encoder stopping
+        # The last segment is listed when the encoder stops, not when its GOP completes.
+        rows = sorted(seen.values(), key=lambda r: r[1])[:-1]
         over = [(t - start) - (m + d) for t, m, d in rows if d]
         lat = [(t - start) - m for t, m, d in rows if d]
         durations = [d for _, _, d in rows if d]

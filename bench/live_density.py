@@ -8,30 +8,12 @@ of what was published) and measures the server's resident memory per stream.
 Publishers replay one pre-encoded clip with `-c copy`, so the encoders cost almost nothing and
 the machine's 2 cores go to the server. Results: bench/README.md.
 """
-import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, subprocess, sys, tempfile, time
 
-target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/studio/target"))
-studio = os.path.join(target, "release", "studio")
+from studio_bench import api, server
+
 count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 30
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def call(method, url, key=None, body=None):
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read() or b"null")
 
 
 def rss_mib(pid):
@@ -53,36 +35,24 @@ with tempfile.TemporaryDirectory() as work:
     subprocess.check_call(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30",
                            "-f", "lavfi", "-i", "sine", "-t", str(seconds), "-pix_fmt", "yuv420p", "-c:v", "libx264",
                            "-preset", "veryfast", "-b:v", "800k", "-g", "60", "-c:a", "aac", "-f", "flv", clip])
-    data = os.path.join(work, "data")
-    key = json.loads(subprocess.check_output([studio, "api-key", "create", "--name", "bench", "--data-dir", data]))["key"]
-    http, rtmp = free_port(), free_port()
-    server = subprocess.Popen([studio, "serve", "--data-dir", data, "--http-addr", f"127.0.0.1:{http}", "--rtmp-addr", f"127.0.0.1:{rtmp}"],
-                              env={**os.environ, "STUDIO_LOG": "warn"})
-    base = f"http://127.0.0.1:{http}/api"
-    try:
-        for _ in range(100):
-            try:
-                call("GET", base + "/healthz")
-                break
-            except OSError:
-                time.sleep(0.1)
-        streams = [call("POST", base + "/stream", key, {"name": f"s{i}", "profiles": []}) for i in range(count)]
-        idle_rss = rss_mib(server.pid)
-        cpu_before = cpu_seconds(server.pid)
+    with server(os.path.join(work, "data")) as (base, _, rtmp, key, process):
+        streams = [api("POST", base + "/stream", key, {"name": f"s{i}", "profiles": []}) for i in range(count)]
+        idle_rss = rss_mib(process.pid)
+        cpu_before = cpu_seconds(process.pid)
         started = time.monotonic()
         encoders = [subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", clip, "-c", "copy", "-f", "flv",
                                       f"rtmp://127.0.0.1:{rtmp}/live/{s['streamKey']}"]) for s in streams]
         peak_rss = idle_rss
         while any(e.poll() is None for e in encoders):
-            peak_rss = max(peak_rss, rss_mib(server.pid))
+            peak_rss = max(peak_rss, rss_mib(process.pid))
             time.sleep(0.5)
         wall = time.monotonic() - started
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu = cpu_seconds(process.pid) - cpu_before
         failed_encoders = sum(1 for e in encoders if e.returncode != 0)
         time.sleep(2)
         short, durations = 0, []
         for s in streams:
-            sessions = call("GET", f"{base}/stream/{s['id']}/sessions", key)
+            sessions = api("GET", f"{base}/stream/{s['id']}/sessions", key)
             got = sum(x["sourceSegmentsDuration"] for x in sessions)
             durations.append(got)
             if got < seconds - 0.5:
@@ -97,6 +67,3 @@ with tempfile.TemporaryDirectory() as work:
                                "per_stream": round((peak_rss - idle_rss) / count, 2)},
             "server_cpu_cores": round(cpu / wall, 2),
         }, indent=1))
-    finally:
-        server.terminate()
-        server.wait()

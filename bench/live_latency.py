@@ -7,87 +7,52 @@ encoder's own start-up (before its first frame) is counted as latency, so result
 
     bench/live_latency.py [seconds]   (needs the release binary; bench/README.md has results)
 """
-import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+import json, subprocess, sys, tempfile, time
 
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/studio/target"))
-studio = os.path.join(target, "release", "studio")
+from studio_bench import api, request, server
+
 seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def call(method, url, key=None, body=None):
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.read()
-
-
-with tempfile.TemporaryDirectory() as data:
-    key = json.loads(subprocess.check_output([studio, "api-key", "create", "--name", "bench", "--data-dir", data]))["key"]
-    http, rtmp = free_port(), free_port()
-    server = subprocess.Popen([studio, "serve", "--data-dir", data, "--http-addr", f"127.0.0.1:{http}", "--rtmp-addr", f"127.0.0.1:{rtmp}"],
-                              env={**os.environ, "STUDIO_LOG": "warn"})
-    try:
-        base = f"http://127.0.0.1:{http}"
-        for _ in range(100):
-            try:
-                call("GET", base + "/api/healthz")
-                break
-            except OSError:
-                time.sleep(0.1)
-        stream = json.loads(call("POST", base + "/api/stream", key, {"name": "latency", "profiles": []}))
-        playlist = f"{base}/hls/{stream['playbackId']}/source/index.m3u8"
-        encoder = subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30",
-             "-f", "lavfi", "-i", "sine", "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60",
-             "-c:a", "aac", "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/{stream['streamKey']}"])
-        start = time.monotonic()
-        # Segment uri -> (wall time first listed, its first frame in media time, its duration).
-        # A new segment is always appended at the end, so its media start is the previous
-        # segment's start plus that segment's duration, whatever the window has dropped.
-        seen = {}
-        last = None
-        while encoder.poll() is None or time.monotonic() - start < seconds + 3:
-            try:
-                text = call("GET", playlist).decode()
-            except OSError:
-                text = ""
-            now = time.monotonic()
-            duration = None
-            for line in text.splitlines():
-                if line.startswith("#EXTINF:"):
-                    duration = float(line[8:].split(",")[0])
-                elif line and not line.startswith("#") and line not in seen:
-                    media = 0.0 if last is None else seen[last][1] + seen[last][2]
-                    seen[line] = (now, media, duration)
-                    last = line
-            if "#EXT-X-ENDLIST" in text:
-                break
-            time.sleep(0.02)
-        encoder.wait()
-        # The last segment is listed when the encoder stops, not when its GOP completes.
-        rows = sorted(seen.values(), key=lambda r: r[1])[:-1]
-        over = [(t - start) - (m + d) for t, m, d in rows if d]
-        lat = [(t - start) - m for t, m, d in rows if d]
-        durations = [d for _, _, d in rows if d]
-        print(json.dumps({
-            "segments": len(rows),
-            "segment_duration_s": round(sum(durations) / len(durations), 3),
-            "latency_first_frame_s": {"mean": round(sum(lat) / len(lat), 3), "max": round(max(lat), 3)},
-            "beyond_segment_duration_s": {"mean": round(sum(over) / len(over), 3), "max": round(max(over), 3)},
-            "goal": "latency <= segment duration + 0.5 s",
-        }, indent=1))
-    finally:
-        server.terminate()
-        server.wait()
+with tempfile.TemporaryDirectory() as data, server(data) as (base_api, base, rtmp, key, _):
+    stream = api("POST", base_api + "/stream", key, {"name": "latency", "profiles": []})
+    playlist = f"{base}/hls/{stream['playbackId']}/source/index.m3u8"
+    encoder = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30",
+         "-f", "lavfi", "-i", "sine", "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60",
+         "-c:a", "aac", "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/{stream['streamKey']}"])
+    start = time.monotonic()
+    # Segment uri -> (wall time first listed, its first frame in media time, its duration).
+    # A new segment is always appended at the end, so its media start is the previous
+    # segment's start plus that segment's duration, whatever the window has dropped.
+    seen = {}
+    last = None
+    while encoder.poll() is None or time.monotonic() - start < seconds + 3:
+        try:
+            text = request("GET", playlist).decode()
+        except OSError:
+            text = ""
+        now = time.monotonic()
+        duration = None
+        for line in text.splitlines():
+            if line.startswith("#EXTINF:"):
+                duration = float(line[8:].split(",")[0])
+            elif line and not line.startswith("#") and line not in seen:
+                media = 0.0 if last is None else seen[last][1] + seen[last][2]
+                seen[line] = (now, media, duration)
+                last = line
+        if "#EXT-X-ENDLIST" in text:
+            break
+        time.sleep(0.02)
+    encoder.wait()
+    # The last segment is listed when the encoder stops, not when its GOP completes.
+    rows = sorted(seen.values(), key=lambda r: r[1])[:-1]
+    over = [(t - start) - (m + d) for t, m, d in rows if d]
+    lat = [(t - start) - m for t, m, d in rows if d]
+    durations = [d for _, _, d in rows if d]
+    print(json.dumps({
+        "segments": len(rows),
+        "segment_duration_s": round(sum(durations) / len(durations), 3),
+        "latency_first_frame_s": {"mean": round(sum(lat) / len(lat), 3), "max": round(max(lat), 3)},
+        "beyond_segment_duration_s": {"mean": round(sum(over) / len(over), 3), "max": round(max(over), 3)},
+        "goal": "latency <= segment duration + 0.5 s",
+    }, indent=1))

@@ -6,7 +6,7 @@
 
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -206,7 +206,7 @@ fn check_browser_use(parts: &Parts, access: &KeyAccess) -> Result<(), ApiError> 
         let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
         let allowed = CORS_RESTRICTED_OPERATIONS
             .iter()
-            .any(|(method, path)| parts.method == Method::from_bytes(method.as_bytes()).unwrap() && *path == route);
+            .any(|(method, path)| parts.method.as_str() == *method && *path == route);
         if !allowed {
             return Err(ApiError::Forbidden(
                 "access forbidden for CORS-enabled API key with restricted access".into(),

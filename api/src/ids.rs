@@ -38,11 +38,6 @@ pub fn new_playback_id(resource_id: &str) -> String {
     key_chars(resource_id)
 }
 
-/// True for a string shaped like a lowercase UUID.
-pub fn is_uuid(s: &str) -> bool {
-    uuid::Uuid::parse_str(s).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,22 +142,12 @@ async fn create_target(
     JsonBody(payload): JsonBody<NewTargetPayload>,
 ) -> ApiResult<(StatusCode, Json<MultistreamTarget>)> {
     let mut problems = Problems::default();
-    streams::model::validate_target_spec(&mut problems, "target", payload.name.as_deref(), &payload.url);
-    problems.into_result().map_err(rename_target_prefix)?;
+    streams::model::validate_target_spec(&mut problems, "", payload.name.as_deref(), &payload.url);
+    problems.into_result()?;
     let mut tx = state.db().begin().await?;
     let target = insert(&mut tx, &principal, payload.name.as_deref(), &payload.url, payload.disabled.unwrap_or(false), now_ms()).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(target)))
-}
-
-/// Messages for this endpoint name the body's own fields (`url`, not `target.url`).
-fn rename_target_prefix(err: ApiError) -> ApiError {
-    match err {
-        ApiError::Invalid(messages) => {
-            ApiError::Invalid(messages.into_iter().map(|m| m.trim_start_matches("target.").to_string()).collect())
-        }
-        other => other,
-    }
 }
 
 /// List the project's multistream targets.
@@ -197,9 +187,9 @@ async fn update_target(
         problems.text_len("name", name, 1, streams::model::MAX_NAME_LEN);
     }
     if let Some(url) = &patch.url {
-        streams::model::validate_target_spec(&mut problems, "target", None, url);
+        streams::model::validate_target_spec(&mut problems, "", None, url);
     }
-    problems.into_result().map_err(rename_target_prefix)?;
+    problems.into_result()?;
     let mut tx = state.db().begin().await?;
     let mut target = get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
     if let Some(name) = patch.name {

@@ -132,17 +132,13 @@ async fn create_key(State(state): State<AppState>, principal: Principal, body: a
     problems.into_result()?;
     let (public_key, private_key) = generate_pair()?;
     let mut tx = state.db().begin().await?;
-    let count: i64 = sqlx::query("SELECT COUNT(*) FROM signing_keys WHERE project_id = $1 AND deleted = 0")
+    // Live keys count against the limit; default names count every key the project ever had, so
+    // a name never repeats after a delete.
+    let counts = sqlx::query("SELECT COUNT(CASE WHEN deleted = 0 THEN 1 END), COUNT(*) FROM signing_keys WHERE project_id = $1")
         .bind(&principal.project_id)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-    // Default names count every key the project ever had, so a name never repeats after a delete.
-    let ever_created: i64 = sqlx::query("SELECT COUNT(*) FROM signing_keys WHERE project_id = $1")
-        .bind(&principal.project_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
+        .await?;
+    let (count, ever_created): (i64, i64) = (counts.try_get(0)?, counts.try_get(1)?);
     if count >= MAX_KEYS_PER_PROJECT {
         return Err(ApiError::Forbidden(format!(
             "a project can have at most {MAX_KEYS_PER_PROJECT} signing keys: delete one before creating another"

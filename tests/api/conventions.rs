@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use studio_tests::{Backend, TestApp, on_both_databases};
+use studio_tests::{Backend, TestApp, on_both_databases, urlencode};
 
 on_both_databases!(
     authentication_errors,
@@ -118,19 +118,6 @@ async fn paging_filters_and_order(backend: Backend) {
     app.get("/stream?filters=notjson").await.assert_error(400, "error parsing filters");
     app.get("/stream?limit=zero").await.assert_error(422, "limit must be an integer");
     app.get("/stream?cursor=bogus").await.assert_error(422, "cursor");
-}
-
-fn urlencode(s: &str) -> String {
-    url_escape(s)
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn health_metrics_and_docs(backend: Backend) {

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use studio_api::tenancy::accounts;
 use studio_tests::receiver::Receiver;
-use studio_tests::{Backend, Reply, TestApp, Tenant, eventually, on_both_databases};
+use studio_tests::{Backend, Reply, TestApp, Tenant, eventually, on_both_databases, urlencode};
 
 on_both_databases!(
     other_users_and_projects_cannot_reach_a_tenants_resources,
@@ -733,13 +733,4 @@ async fn playback_info_is_public_from_any_origin(backend: Backend) {
     // A deleted stream is no longer playable.
     assert_eq!(app.delete(&format!("/stream/{}", id(&stream))).await.status, 204);
     assert_not_found(&app.call(None, Method::GET, &path, None).await, "a deleted stream's playback id");
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -69,7 +69,10 @@ async fn webhook_crud_and_validation(backend: Backend) {
     app.post("/webhook", json!({"name": "x", "url": "ftp://example.com", "events": ["stream.started"]})).await.assert_error(422, "url must be an http");
     app.post("/webhook", json!({"name": "x", "url": "https://example.com", "events": ["stream.exploded"]})).await.assert_error(422, "events[0]");
     app.post("/webhook", json!({"name": "x", "url": "https://example.com", "events": []})).await.assert_error(422, "events must name at least one event");
-    app.post("/webhook", json!({"name": "x", "url": "https://example.com", "event": "stream.idle"})).await;
+    // The legacy single `event` is still accepted on create.
+    let legacy = app.post("/webhook", json!({"name": "x", "url": "https://example.com", "event": "stream.idle"})).await;
+    assert_eq!(legacy.status, 200, "{}", legacy.text);
+    assert_eq!(legacy.json["events"], json!(["stream.idle"]));
 
     // DELETE answers with the webhook, then it is gone.
     let deleted = app.delete(&format!("/webhook/{id}")).await;

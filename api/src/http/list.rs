@@ -399,10 +399,6 @@ mod tests {
     };
 
     fn params(q: &str) -> ListParams {
-        serde_urlencoded_like(q)
-    }
-
-    fn serde_urlencoded_like(q: &str) -> ListParams {
         let mut p = ListParams::default();
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
             let v = Some(v.into_owned());

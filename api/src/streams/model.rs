@@ -334,33 +334,39 @@ pub fn validate_multistream(problems: &mut Problems, multistream: &MultistreamIn
     }
 }
 
-/// Checks one target reference (`field` names it in messages).
+/// `field.name`, or `name` alone when `field` is empty (the request body itself).
+fn path(field: &str, name: &str) -> String {
+    if field.is_empty() { name.to_string() } else { format!("{field}.{name}") }
+}
+
+/// Checks one target reference; `field` names it in messages (empty: it is the request body).
 pub fn validate_target_ref(problems: &mut Problems, field: &str, target: &TargetRefInput, profiles: &[FfmpegProfile]) {
     match (&target.id, &target.spec) {
         (Some(_), Some(_)) | (None, None) => {
-            problems.add(format!("{field} must have exactly one of id (an existing target) or spec (a new target)"));
+            let subject = if field.is_empty() { "target" } else { field };
+            problems.add(format!("{subject} must have exactly one of id (an existing target) or spec (a new target)"));
         }
-        (None, Some(spec)) => validate_target_spec(problems, &format!("{field}.spec"), spec.name.as_deref(), &spec.url),
+        (None, Some(spec)) => validate_target_spec(problems, &path(field, "spec"), spec.name.as_deref(), &spec.url),
         (Some(id), None) => {
             if id.is_empty() || id.len() > 128 {
-                problems.add(format!("{field}.id must be a multistream target id"));
+                problems.add(format!("{} must be a multistream target id", path(field, "id")));
             }
         }
     }
     if target.profile != "source" && !profiles.iter().any(|p| p.name == target.profile) {
         let mut names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         names.push("source");
-        problems.add(format!("{field}.profile must be one of the stream's profiles: {}", names.join(", ")));
+        problems.add(format!("{} must be one of the stream's profiles: {}", path(field, "profile"), names.join(", ")));
     }
 }
 
-/// Checks a multistream target's name and URL.
+/// Checks a multistream target's name and URL; `field` as for [`validate_target_ref`].
 pub fn validate_target_spec(problems: &mut Problems, field: &str, name: Option<&str>, url: &str) {
     if let Some(name) = name {
-        problems.text_len(&format!("{field}.name"), name, 1, MAX_NAME_LEN);
+        problems.text_len(&path(field, "name"), name, 1, MAX_NAME_LEN);
     }
     if url.len() > 2048 || !is_url_with_scheme(url, &["rtmp", "rtmps", "srt"]) {
-        problems.add(format!("{field}.url must be an rtmp://, rtmps:// or srt:// URL"));
+        problems.add(format!("{} must be an rtmp://, rtmps:// or srt:// URL", path(field, "url")));
     }
 }
 

@@ -386,11 +386,8 @@ async fn add_multistream_target(
     let mut tx = state.db().begin().await?;
     let stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
     let mut problems = Problems::default();
-    validate_target_ref(&mut problems, "target", &input, &stream.profiles);
-    problems.into_result().map_err(|e| match e {
-        ApiError::Invalid(m) => ApiError::Invalid(m.into_iter().map(|m| m.trim_start_matches("target.").to_string()).collect()),
-        other => other,
-    })?;
+    validate_target_ref(&mut problems, "", &input, &stream.profiles);
+    problems.into_result()?;
     let mut multistream = stream.multistream.clone().unwrap_or(Multistream { targets: Vec::new() });
     if multistream.targets.len() >= MAX_MULTISTREAM_TARGETS {
         return Err(ApiError::BadRequest(format!("a stream can have at most {MAX_MULTISTREAM_TARGETS} multistream targets")));

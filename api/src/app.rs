@@ -39,6 +39,7 @@ struct Inner {
     key_cache: Arc<KeyCache>,
     live: Arc<Registry>,
     media_store: Arc<dyn ObjectStore>,
+    recorder: crate::recording::Recorder,
     metrics: PrometheusHandle,
 }
 
@@ -52,6 +53,7 @@ impl AppState {
             key_cache,
             live: Arc::new(Registry::default()),
             media_store,
+            recorder: Default::default(),
             db,
             public_url,
             webhook_wake: Arc::new(Notify::new()),
@@ -76,6 +78,11 @@ impl AppState {
     /// Segments and playlists.
     pub fn media_store(&self) -> &dyn ObjectStore {
         self.0.media_store.as_ref()
+    }
+
+    /// The recordings of the sessions this node ingests.
+    pub fn recorder(&self) -> &crate::recording::Recorder {
+        &self.0.recorder
     }
 
     /// The live publishers of this node.
@@ -103,6 +110,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(<crate::openapi::ApiDoc as utoipa::OpenApi>::openapi())
         .merge(crate::streams::routes::router())
         .merge(crate::sessions::routes::router())
+        .merge(crate::assets::routes::router())
         .merge(crate::multistream::router())
         .merge(crate::webhooks::routes::router())
         .merge(crate::signing_keys::router())

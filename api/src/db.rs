@@ -38,6 +38,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../../migrations/0001_foundation.sql") },
     Migration { version: 2, name: "sessions", sql: include_str!("../../migrations/0002_sessions.sql") },
+    Migration { version: 3, name: "assets", sql: include_str!("../../migrations/0003_assets.sql") },
 ];
 
 impl Database {

@@ -5,13 +5,15 @@
 //! - `config`, `db`, `clock`, `ids`, `error`: foundations;
 //! - `auth`, `tenancy`: API keys, users and projects;
 //! - `http`: JSON bodies, list paging, CORS and metrics shared by every resource;
-//! - `streams`, `sessions`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
+//! - `streams`, `sessions`, `assets`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
 //! - `live`: RTMP ingest (media-core) wired to streams and sessions;
+//! - `recording`: recorded sessions turned into assets (VOD playlist and MP4);
 //! - `events`: the outbox every webhook event goes through; `webhooks::delivery` sends them;
 //! - `profiles`: transcoding profiles shared by streams and (later) assets;
 //! - `openapi`: the generated API document.
 
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -25,6 +27,7 @@ pub mod multistream;
 pub mod openapi;
 pub mod playback;
 pub mod profiles;
+pub mod recording;
 pub mod sessions;
 pub mod signing_keys;
 pub mod streams;

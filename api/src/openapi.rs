@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "stream", description = "Live streams"),
         (name = "session", description = "Live sessions: one per publish of a stream"),
+        (name = "asset", description = "Video on demand: recordings of sessions"),
         (name = "multistream", description = "Re-publishing streams to other services"),
         (name = "webhook", description = "Event subscriptions and their delivery logs"),
         (name = "accessControl", description = "Signing keys for gated playback"),
@@ -58,6 +59,7 @@ const STUDIO_SCHEMA_NAMES: &[(&str, &str)] = &[
     ("SigningKey", "signing-key"),
     ("PlaybackInfo", "playback-info"),
     ("Session", "session"),
+    ("Asset", "asset"),
 ];
 
 /// The complete document, as served and checked in.

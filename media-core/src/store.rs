@@ -2,7 +2,7 @@
 //! implementation. S3 comes with VOD.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -31,6 +31,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn put<'a>(&'a self, key: &'a str, body: Bytes) -> StoreFuture<'a, ()>;
     /// The object under `key`, if any.
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;
+    /// Stores the file at `path` under `key`, like [`ObjectStore::put`], without holding it in
+    /// memory (recordings and uploads can be gigabytes).
+    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> StoreFuture<'a, ()>;
+    /// The size in bytes of the object under `key`, if any.
+    fn size<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<u64>>;
+    /// Bytes `start..end` of the object under `key` (`end` is clamped to its size), if it
+    /// exists: what a player's `Range` request asks for.
+    fn get_range<'a>(&'a self, key: &'a str, start: u64, end: u64) -> StoreFuture<'a, Option<Bytes>>;
 }
 
 /// Checks a key (see [`StoreError::InvalidKey`]).
@@ -90,6 +98,50 @@ impl ObjectStore for LocalDirStore {
             }
         })
     }
+
+    fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            validate_key(key)?;
+            let target = self.root.join(key);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            let temp = target.with_extension(format!("tmp{}", std::process::id()));
+            tokio::fs::copy(path, &temp).await?;
+            tokio::fs::rename(&temp, &target).await?;
+            Ok(())
+        })
+    }
+
+    fn size<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            validate_key(key)?;
+            match tokio::fs::metadata(self.root.join(key)).await {
+                Ok(meta) => Ok(Some(meta.len())),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(err.into()),
+            }
+        })
+    }
+
+    fn get_range<'a>(&'a self, key: &'a str, start: u64, end: u64) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            validate_key(key)?;
+            let mut file = match tokio::fs::File::open(self.root.join(key)).await {
+                Ok(file) => file,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            let end = end.min(file.metadata().await?.len());
+            let mut data = Vec::with_capacity(end.saturating_sub(start) as usize);
+            if end > start {
+                file.seek(std::io::SeekFrom::Start(start)).await?;
+                file.take(end - start).read_to_end(&mut data).await?;
+            }
+            Ok(Some(Bytes::from(data)))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +179,14 @@ mod tests {
             Bytes::from_static(b"two")
         );
         assert!(store.get("../etc/passwd").await.is_err());
+        assert_eq!(store.size("x/y.txt").await.unwrap(), Some(3));
+        assert_eq!(store.get_range("x/y.txt", 1, 100).await.unwrap().unwrap(), Bytes::from_static(b"wo"));
+        assert_eq!(store.get_range("x/y.txt", 5, 9).await.unwrap().unwrap(), Bytes::new());
+        assert!(store.get_range("x/none", 0, 1).await.unwrap().is_none());
+        let file = dir.join("source.bin");
+        std::fs::write(&file, b"from a file").unwrap();
+        store.put_file("x/z.bin", &file).await.unwrap();
+        assert_eq!(store.get("x/z.bin").await.unwrap().unwrap(), Bytes::from_static(b"from a file"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -9,7 +9,7 @@ use studio_tests::{Backend, TestApp, on_both_databases, workspace_root};
 on_both_databases!(typescript_sdk_drives_every_operation, python_sdk_drives_every_operation, schemathesis_finds_no_violations);
 
 /// The Python of the venv `scripts/test-deps` makes (`STUDIO_PYTHON`), which has the SDK and schemathesis.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     match std::env::var_os("STUDIO_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/studio/venv/bin/python"),
@@ -18,11 +18,17 @@ fn python() -> PathBuf {
 
 /// Runs `program args` with the server's URL and key in the environment; panics with its output on failure.
 async fn run_client(app: &TestApp, program: PathBuf, args: &[&str], key: &str) -> String {
+    run_client_with(app, program, args, key, &[]).await
+}
+
+/// [`run_client`] with more environment variables.
+pub(crate) async fn run_client_with(app: &TestApp, program: PathBuf, args: &[&str], key: &str, env: &[(&str, &str)]) -> String {
     let output = tokio::process::Command::new(&program)
         .args(args)
         .current_dir(workspace_root())
         .env("STUDIO_API_URL", app.url(""))
         .env("STUDIO_API_KEY", key)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()

@@ -8,6 +8,7 @@ mod multistream;
 mod nodes;
 mod playback;
 mod player;
+mod recording;
 mod signing_keys;
 mod streams;
 mod tenancy;

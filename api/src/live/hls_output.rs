@@ -38,11 +38,12 @@ impl HlsOutput {
     }
 
     /// Stores the segment, then lists it: a player never sees a name it cannot fetch.
-    pub async fn push(&mut self, store: &dyn ObjectStore, segment: &Segment) -> anyhow::Result<()> {
+    pub async fn push(&mut self, store: &dyn ObjectStore, segment: &Segment) -> anyhow::Result<String> {
         let ts = self.muxer.mux(segment)?;
         let ts_len = ts.len();
         let name = format!("{}_{}.ts", self.tag, segment.sequence);
-        store.put(&key(&self.playback_id, &format!("source/{name}")), ts).await?;
+        let segment_key = key(&self.playback_id, &format!("source/{name}"));
+        store.put(&segment_key, ts).await?;
         self.playlist.push(name, segment.duration_ms.max(0) as f64 / 1000.0, segment.discontinuity);
         store.put(&key(&self.playback_id, "source/index.m3u8"), Bytes::from(self.playlist.render())).await?;
         if !self.wrote_master {
@@ -50,7 +51,7 @@ impl HlsOutput {
             store.put(&key(&self.playback_id, "index.m3u8"), Bytes::from(master)).await?;
             self.wrote_master = true;
         }
-        Ok(())
+        Ok(segment_key)
     }
 
     /// Closes the media playlist: the session is over.

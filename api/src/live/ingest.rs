@@ -147,6 +147,7 @@ async fn run_session(
     if let Err(err) = close(&state, &session).await {
         tracing::error!(error = format!("{err:#}"), "closing a session failed");
     }
+    crate::recording::session_ended(&state, &session.project_id, &session.id).await;
     state.live().release(&stream_id, &handle);
 }
 
@@ -156,11 +157,18 @@ async fn publish(state: &AppState, session: &OpenSession, segment: &Segment, end
     if ending.load(Ordering::Acquire) {
         return;
     }
-    if let Err(err) = hls.push(state.media_store(), segment).await {
-        tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed");
-    }
+    let stored = match hls.push(state.media_store(), segment).await {
+        Ok(key) => Some(key),
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed");
+            None
+        }
+    };
     if let Err(err) = record(state, session, segment, ending, went_live).await {
         tracing::error!(error = format!("{err:#}"), "recording a segment failed");
+    }
+    if let Some(key) = stored {
+        crate::recording::segment_stored(state, &session.project_id, &session.id, key, segment).await;
     }
 }
 

@@ -1,4 +1,6 @@
-//! `/hls/{playbackId}/...`: HLS playlists and segments, served from the object store.
+//! `/hls/{playbackId}/...`: HLS playlists and segments of streams and assets, and the MP4
+//! downloads of assets (`static{height}p0.mp4`, with `Range` support for seeking players),
+//! served from the object store.
 //!
 //! Any origin may fetch them (players run on other sites); playlists are short-lived in caches,
 //! segments are immutable (their names are never reused). Streams whose playback policy needs
@@ -7,7 +9,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -17,6 +19,7 @@ use crate::streams::model::PlaybackPolicyType;
 
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const SEGMENT_TYPE: &str = "video/mp2t";
+pub const MP4_TYPE: &str = "video/mp4";
 
 /// The object-store key of an HLS file of `playback_id`.
 pub fn key(playback_id: &str, path: &str) -> String {
@@ -29,7 +32,14 @@ pub fn router() -> Router<AppState> {
         .route("/hls/{playback_id}/{rendition}/{file}", get(serve_rendition))
 }
 
-async fn serve_top(State(state): State<AppState>, Path((playback_id, file)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn serve_top(
+    State(state): State<AppState>,
+    Path((playback_id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if file.ends_with(".mp4") {
+        return serve_mp4(&state, &playback_id, &file, &headers).await;
+    }
     serve(&state, &playback_id, &file).await
 }
 
@@ -52,15 +62,7 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
     if playback_id.len() > 64 || studio_media_core::store::validate_key(&key(playback_id, path)).is_err() {
         return Err(not_found());
     }
-    let stream = crate::streams::repo::find_by_playback_id(state.db(), playback_id).await?.ok_or_else(not_found)?;
-    if stream.suspended {
-        return Err(not_found());
-    }
-    if stream.playback_policy.as_ref().is_some_and(|p| p.kind != PlaybackPolicyType::Public) {
-        return Err(ApiError::Unauthorized(
-            "this stream's playback policy requires credentials, which this server cannot check yet".into(),
-        ));
-    }
+    check_playable(state, playback_id).await?;
     let body = state
         .media_store()
         .get(&key(playback_id, path))
@@ -77,4 +79,121 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     *response.status_mut() = StatusCode::OK;
     Ok(response)
+}
+
+/// Refuses playback ids of no live stream or asset, suspended streams, and content whose
+/// playback policy needs credentials.
+async fn check_playable(state: &AppState, playback_id: &str) -> Result<(), ApiError> {
+    let not_found = || ApiError::NotFound("no such playlist or segment".into());
+    let policy = match crate::streams::repo::find_by_playback_id(state.db(), playback_id).await? {
+        Some(stream) if stream.suspended => return Err(not_found()),
+        Some(stream) => stream.playback_policy,
+        None => crate::assets::repo::find_by_playback_id(state.db(), playback_id).await?.ok_or_else(not_found)?.playback_policy,
+    };
+    if policy.as_ref().is_some_and(|p| p.kind != PlaybackPolicyType::Public) {
+        return Err(ApiError::Unauthorized(
+            "this content's playback policy requires credentials, which this server cannot check yet".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An asset's MP4: the whole file, or the one byte range a player asks for.
+async fn serve_mp4(state: &AppState, playback_id: &str, file: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound("no such file".into());
+    let object = key(playback_id, file);
+    if playback_id.len() > 64 || studio_media_core::store::validate_key(&object).is_err() {
+        return Err(not_found());
+    }
+    check_playable(state, playback_id).await?;
+    let store_error = |e| ApiError::Internal(anyhow::Error::new(e));
+    let size = state.media_store().size(&object).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
+    let (status, start, end) = match range {
+        None | Some(RangeRequest::Ignored) => (StatusCode::OK, 0, size),
+        Some(RangeRequest::Bytes(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Some(RangeRequest::Unsatisfiable) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(response);
+        }
+    };
+    let body = state.media_store().get_range(&object, start, end).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let mut response = body.into_response();
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(MP4_TYPE));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)) {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
+    }
+    Ok(response)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// Bytes `start..end` (end exclusive).
+    Bytes(u64, u64),
+    /// A range past the end.
+    Unsatisfiable,
+    /// Not a single byte range this server understands: the whole file is sent (RFC 9110 allows it).
+    Ignored,
+}
+
+/// Parses a `Range` header of one byte range: `bytes=a-b`, `bytes=a-`, `bytes=-n`.
+fn parse_range(value: &str, size: u64) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Ignored };
+    if spec.contains(',') {
+        return RangeRequest::Ignored;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else { return RangeRequest::Ignored };
+    let (first, last) = (first.trim(), last.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    let (start, end) = match (first.is_empty(), last.is_empty()) {
+        (true, false) => match parse(last) {
+            Some(0) => return RangeRequest::Unsatisfiable,
+            Some(n) => (size.saturating_sub(n), size),
+            None => return RangeRequest::Ignored,
+        },
+        (false, _) => {
+            let Some(start) = parse(first) else { return RangeRequest::Ignored };
+            let end = if last.is_empty() {
+                size
+            } else {
+                match parse(last) {
+                    Some(l) if l >= start => l.saturating_add(1).min(size),
+                    _ => return RangeRequest::Ignored,
+                }
+            };
+            (start, end)
+        }
+        (true, true) => return RangeRequest::Ignored,
+    };
+    if start >= size {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Bytes(start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), RangeRequest::Bytes(0, 100));
+        assert_eq!(parse_range("bytes=900-", 1000), RangeRequest::Bytes(900, 1000));
+        assert_eq!(parse_range("bytes=-100", 1000), RangeRequest::Bytes(900, 1000));
+        assert_eq!(parse_range("bytes=990-2000", 1000), RangeRequest::Bytes(990, 1000));
+        assert_eq!(parse_range("bytes=1000-", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 1000), RangeRequest::Ignored);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeRequest::Ignored);
+        assert_eq!(parse_range("items=0-1", 1000), RangeRequest::Ignored);
+    }
 }

@@ -1,4 +1,7 @@
 //! `GET /api/playback/{id}`: where and how to play a playback id. No authentication: players call it.
+//!
+//! The id is looked up as a stream's playback id (`live`), an asset's (`vod`: MP4 first, then
+//! HLS), then a session id (`recording`: its recording's HLS).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
+use crate::assets::{Asset, AssetPhase, FileKind};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::streams::model::PlaybackPolicy;
 
@@ -33,8 +37,10 @@ pub struct PlaybackMeta {
     /// 1 while a live stream is being received, else 0 (live only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<i64>,
+    /// The content's policy: omitted for a live stream without one, `null` for VOD without one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub playback_policy: Option<PlaybackPolicy>,
+    #[schema(value_type = Option<PlaybackPolicy>)]
+    pub playback_policy: Option<Option<PlaybackPolicy>>,
     pub source: Vec<PlaybackSource>,
 }
 
@@ -100,7 +106,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/playback/{id}", tag = "playback", operation_id = "getPlaybackInfo",
     params(("id" = String, Path, description = "The playback id")),
     security(()),
-    responses((status = 200, body = PlaybackInfo), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PlaybackInfo), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The asset is not ready for playback")))]
 async fn get_playback_info(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PlaybackInfo>> {
     let not_found = || {
         let shown: String = id.chars().take(64).collect();
@@ -109,11 +116,23 @@ async fn get_playback_info(State(state): State<AppState>, Path(id): Path<String>
     if id.len() > 128 {
         return Err(not_found());
     }
-    let stream = crate::streams::repo::find_by_playback_id(state.db(), &id).await?.ok_or_else(not_found)?;
+    let base = state.public_url();
+    let Some(stream) = crate::streams::repo::find_by_playback_id(state.db(), &id).await? else {
+        if let Some(asset) = crate::assets::repo::find_by_playback_id(state.db(), &id).await? {
+            return Ok(Json(vod_info(asset, base)?));
+        }
+        // A session id plays its recording.
+        if let Some(recording) = crate::assets::repo::find_recording(state.db(), &id).await? {
+            let mut info = vod_info(recording, base)?;
+            info.kind = PlaybackType::Recording;
+            info.meta.source.retain(|s| matches!(s.hrn, SourceName::Hls));
+            return Ok(Json(info));
+        }
+        return Err(not_found());
+    };
     if stream.suspended {
         return Err(not_found());
     }
-    let base = state.public_url();
     let source = vec![
         PlaybackSource {
             hrn: SourceName::Hls,
@@ -136,6 +155,37 @@ async fn get_playback_info(State(state): State<AppState>, Path(id): Path<String>
     ];
     Ok(Json(PlaybackInfo {
         kind: PlaybackType::Live,
-        meta: PlaybackMeta { live: Some(stream.is_active as i64), playback_policy: stream.playback_policy, source },
+        meta: PlaybackMeta { live: Some(stream.is_active as i64), playback_policy: stream.playback_policy.map(Some), source },
     }))
+}
+
+/// An asset's sources: its MP4 first, then its HLS playlist. Not ready yet: 422.
+fn vod_info(asset: Asset, base: &str) -> ApiResult<PlaybackInfo> {
+    if asset.status.phase != AssetPhase::Ready {
+        return Err(ApiError::invalid("asset is not ready for playback"));
+    }
+    let mut source = Vec::new();
+    if let Some(mp4) = asset.file(FileKind::StaticTranscodedMp4) {
+        source.push(PlaybackSource {
+            hrn: SourceName::Mp4,
+            kind: SourceType::Mp4,
+            url: format!("{base}/{}", mp4.path),
+            size: mp4.size,
+            width: mp4.width,
+            height: mp4.height,
+            bitrate: mp4.bitrate,
+        });
+    }
+    if let Some(hls) = asset.file(FileKind::CatalystHlsManifest) {
+        source.push(PlaybackSource {
+            hrn: SourceName::Hls,
+            kind: SourceType::Hls,
+            url: format!("{base}/{}", hls.path),
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        });
+    }
+    Ok(PlaybackInfo { kind: PlaybackType::Vod, meta: PlaybackMeta { live: None, playback_policy: Some(asset.playback_policy), source } })
 }

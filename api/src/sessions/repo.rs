@@ -1,7 +1,7 @@
 //! Session rows, always read within a project.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
 
 use super::Session;
 use crate::db::{self, Database, Tx};
@@ -60,6 +60,9 @@ fn from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
         record: db::get_bool(row, "record")?,
         profiles: db::get_json(row, "profiles")?.unwrap_or_default(),
         recording_spec: db::get_json(row, "recording_spec")?,
+        recording_status: None,
+        recording_url: None,
+        mp4_url: None,
     })
 }
 
@@ -84,7 +87,8 @@ pub async fn insert(tx: &mut Tx, id: &str, stream: &Stream, now: i64) -> Result<
     Ok(())
 }
 
-/// Adds one source segment to the session's and its stream's statistics.
+/// Adds one source segment to the statistics of a session and of its stream, and moves
+/// their `lastSeen`.
 pub async fn add_source_segment(
     tx: &mut Tx,
     project_id: &str,
@@ -95,11 +99,43 @@ pub async fn add_source_segment(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let rate = if duration_s > 0.0 { bytes as f64 / duration_s } else { 0.0 };
+    let set = "source_segments = source_segments + 1, source_segments_duration = source_segments_duration + $1, \
+               source_bytes = source_bytes + $2, ingest_rate = $3, last_seen = $4";
+    add_to_both(tx, set, project_id, session_id, stream_id, duration_s, bytes, rate, now).await
+}
+
+/// Adds one transcoded source segment (all its renditions together: `bytes` is their sum) to
+/// the statistics of a session and of its stream.
+pub async fn add_transcoded_segment(
+    tx: &mut Tx,
+    project_id: &str,
+    session_id: &str,
+    stream_id: &str,
+    duration_s: f64,
+    bytes: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let rate = if duration_s > 0.0 { bytes as f64 / duration_s } else { 0.0 };
+    let set = "transcoded_segments = transcoded_segments + 1, transcoded_segments_duration = transcoded_segments_duration + $1, \
+               transcoded_bytes = transcoded_bytes + $2, outgoing_rate = $3, last_seen = $4";
+    add_to_both(tx, set, project_id, session_id, stream_id, duration_s, bytes, rate, now).await
+}
+
+/// Runs one `SET` clause (binding $1-$4) on the session's row and on its stream's row.
+#[allow(clippy::too_many_arguments)]
+async fn add_to_both(
+    tx: &mut Tx,
+    set: &str,
+    project_id: &str,
+    session_id: &str,
+    stream_id: &str,
+    duration_s: f64,
+    bytes: i64,
+    rate: f64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     for (table, id) in [("sessions", session_id), ("streams", stream_id)] {
-        let sql = format!(
-            "UPDATE {table} SET source_segments = source_segments + 1, source_segments_duration = source_segments_duration + $1, \
-             source_bytes = source_bytes + $2, ingest_rate = $3, last_seen = $4 WHERE project_id = $5 AND id = $6"
-        );
+        let sql = format!("UPDATE {table} SET {set} WHERE project_id = $5 AND id = $6");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(duration_s)
             .bind(bytes)
@@ -131,8 +167,13 @@ pub async fn end(tx: &mut Tx, project_id: &str, session_id: &str, now: i64) -> R
 }
 
 pub async fn get(db: &Database, project_id: &str, id: &str) -> ApiResult<Option<Session>> {
+    get_in(db.reader(), project_id, id).await
+}
+
+/// Like [`get`], on any executor (e.g. inside a transaction).
+pub async fn get_in<'e, E: Executor<'e, Database = Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<Session>> {
     let sql = format!("SELECT {COLUMNS} FROM sessions WHERE project_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(db.reader()).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(exec).await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 

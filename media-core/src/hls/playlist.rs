@@ -25,6 +25,8 @@ pub struct MediaPlaylist {
     /// `EXT-X-TARGETDURATION` from changing, so it is not recomputed from the window.
     longest_ms: u64,
     ended: bool,
+    /// A complete, unchanging playlist (`EXT-X-PLAYLIST-TYPE:VOD`).
+    vod: bool,
 }
 
 impl MediaPlaylist {
@@ -38,7 +40,15 @@ impl MediaPlaylist {
             discontinuity_sequence: 0,
             longest_ms: 0,
             ended: false,
+            vod: false,
         }
+    }
+
+    /// An empty video-on-demand playlist: it keeps every segment and always renders
+    /// `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`, so players know its whole length up front
+    /// and can seek (recordings, uploads).
+    pub fn vod() -> Self {
+        Self { vod: true, ended: true, ..Self::new(0) }
     }
 
     /// Appends a segment, dropping the oldest one if the window is full. `discontinuity`
@@ -93,6 +103,9 @@ impl MediaPlaylist {
         // asks for 3; at least 1, since 0 makes some players reload in a busy loop.
         let target = self.longest_ms.div_ceil(1000).max(1);
         out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        if self.vod {
+            out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+        }
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
         if self.discontinuity_sequence > 0 {
@@ -250,6 +263,18 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
+    }
+
+    #[test]
+    fn vod_playlist_is_typed_and_closed() {
+        let mut playlist = MediaPlaylist::vod();
+        for i in 0..10 {
+            playlist.push(format!("{i}.ts"), 2.0, false);
+        }
+        let text = playlist.render();
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
+        assert_eq!(text.matches("#EXTINF:2.000,").count(), 10);
+        assert!(text.ends_with("9.ts\n#EXT-X-ENDLIST\n"), "{text}");
     }
 
     #[test]

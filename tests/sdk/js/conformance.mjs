@@ -456,4 +456,56 @@ await step("accessControl.delete", async () => {
 
 await step("accessControl.get (deleted -> 404)", () => expect404(() => livepeer.accessControl.get(signingKey.id)));
 
+// ---------------------------------------------------------------- recordings (asset + session)
+// Only when the caller published a recorded session whose recording is ready (tests/api/recording.rs
+// sets STUDIO_RECORDING_SESSION_ID): the recording asset and the session's recording fields.
+
+const recordedSessionId = process.env.STUDIO_RECORDING_SESSION_ID;
+if (recordedSessionId) {
+  const asset = await step("asset.get (recording)", async () => {
+    const a = checkSuccess(await livepeer.asset.get(recordedSessionId), 200, "asset");
+    checkSubset(a, { id: recordedSessionId, source: { type: "recording", sessionId: recordedSessionId }, status: { phase: "ready" } }, "asset");
+    for (const k of ["playbackId", "playbackUrl", "downloadUrl"]) checkId(a[k], `asset.${k}`);
+    check(a.size > 0, `asset.size: ${show(a.size)}`);
+    check(a.videoSpec?.format === "mp4" && a.videoSpec?.duration > 0, `asset.videoSpec: ${show(a.videoSpec)}`);
+    return a;
+  });
+
+  await step("asset.getAll", async () => {
+    const list = checkSuccess(await livepeer.asset.getAll(), 200, "data");
+    check(list.some((a) => a.id === recordedSessionId), `recording asset ${recordedSessionId} missing from list`);
+  });
+
+  const session = await step("session.get (recorded)", async () => {
+    const s = checkSuccess(await livepeer.session.get(recordedSessionId), 200, "session");
+    checkSubset(s, { id: recordedSessionId, record: true, recordingStatus: "ready", recordingUrl: asset.playbackUrl, mp4Url: asset.downloadUrl }, "session");
+    return s;
+  });
+
+  await step("session.getAll", async () => {
+    const list = checkSuccess(await livepeer.session.getAll(), 200, "data");
+    const s = list.find((x) => x.id === recordedSessionId);
+    check(s !== undefined, `session ${recordedSessionId} missing from list`);
+    checkEqual(s.recordingStatus, "ready", "listed session.recordingStatus");
+  });
+
+  await step("session.getRecorded", async () => {
+    const list = checkSuccess(await livepeer.session.getRecorded(session.parentId), 200, "data");
+    checkEqual(list.map((x) => x.mp4Url), [asset.downloadUrl], "recorded sessions' mp4Url");
+  });
+
+  await step("playback.get (recording asset)", async () => {
+    const info = checkSuccess(await livepeer.playback.get(asset.playbackId), 200, "playbackInfo");
+    checkEqual(info.type, "vod", "playbackInfo.type");
+    checkEqual(info.meta.source.map((s) => s.hrn), ["MP4", "HLS (TS)"], "vod sources");
+    checkEqual(info.meta.source[0].url, asset.downloadUrl, "MP4 source url");
+  });
+
+  await step("playback.get (session id)", async () => {
+    const info = checkSuccess(await livepeer.playback.get(recordedSessionId), 200, "playbackInfo");
+    checkEqual(info.type, "recording", "playbackInfo.type");
+    checkEqual(info.meta.source.map((s) => s.url), [asset.playbackUrl], "recording sources");
+  });
+}
+
 console.log(`conformance: ${passed} passed, 0 failed`);

@@ -523,6 +523,68 @@ class Suite:
             lambda: self.expect_404(lambda: lp.access_control.get(key_id=key["id"])),
         )
 
+    def recordings(self, session_id: str) -> None:
+        """The recording asset of a recorded session whose recording is ready (published by
+        tests/api/recording.rs, which sets STUDIO_RECORDING_SESSION_ID), and the session's
+        recording fields."""
+        lp = self.lp
+
+        def get_asset() -> Any:
+            a = as_json(check_success(lp.asset.get(asset_id=session_id), 200, "asset"))
+            expected = {"id": session_id, "source": {"type": "recording", "sessionId": session_id}, "status": {"phase": "ready"}}
+            check_subset(a, expected, "asset")
+            for k in ("playbackId", "playbackUrl", "downloadUrl"):
+                check_id(a.get(k), f"asset.{k}")
+            check((a.get("size") or 0) > 0, f"asset.size: {show(a.get('size'))}")
+            spec = a.get("videoSpec") or {}
+            check(spec.get("format") == "mp4" and (spec.get("duration") or 0) > 0, f"asset.videoSpec: {show(spec)}")
+            return a
+
+        asset = self.step("asset.get (recording)", get_asset)
+
+        def get_all_assets() -> None:
+            assets = as_json(check_success(lp.asset.get_all(), 200, "data"))
+            check(any(a["id"] == session_id for a in assets), f"recording asset {session_id} missing from list")
+
+        self.step("asset.get_all", get_all_assets)
+
+        def get_session() -> Any:
+            s = as_json(check_success(lp.session.get(id=session_id), 200, "session"))
+            expected = {"id": session_id, "record": True, "recordingStatus": "ready", "recordingUrl": asset["playbackUrl"], "mp4Url": asset["downloadUrl"]}
+            check_subset(s, expected, "session")
+            return s
+
+        session = self.step("session.get (recorded)", get_session)
+
+        def get_all_sessions() -> None:
+            sessions = as_json(check_success(lp.session.get_all(), 200, "data"))
+            listed = [s for s in sessions if s["id"] == session_id]
+            check(len(listed) == 1, f"session {session_id} missing from list")
+            check_equal(listed[0].get("recordingStatus"), "ready", "listed session.recordingStatus")
+
+        self.step("session.get_all", get_all_sessions)
+
+        def get_recorded() -> None:
+            sessions = as_json(check_success(lp.session.get_recorded(parent_id=session["parentId"]), 200, "data"))
+            check_equal([s.get("mp4Url") for s in sessions], [asset["downloadUrl"]], "recorded sessions' mp4Url")
+
+        self.step("session.get_recorded", get_recorded)
+
+        def playback_asset() -> None:
+            info = as_json(check_success(lp.playback.get(id=asset["playbackId"]), 200, "playback_info"))
+            check_equal(info.get("type"), "vod", "playbackInfo.type")
+            check_equal([s["hrn"] for s in info["meta"]["source"]], ["MP4", "HLS (TS)"], "vod sources")
+            check_equal(info["meta"]["source"][0]["url"], asset["downloadUrl"], "MP4 source url")
+
+        self.step("playback.get (recording asset)", playback_asset)
+
+        def playback_session() -> None:
+            info = as_json(check_success(lp.playback.get(id=session_id), 200, "playback_info"))
+            check_equal(info.get("type"), "recording", "playbackInfo.type")
+            check_equal([s["url"] for s in info["meta"]["source"]], [asset["playbackUrl"]], "recording sources")
+
+        self.step("playback.get (session id)", playback_session)
+
 
 def main() -> None:
     server_url = os.environ.get("STUDIO_API_URL")
@@ -535,6 +597,9 @@ def main() -> None:
     suite.multistream()
     suite.webhooks()
     suite.signing_keys()
+    recorded_session = os.environ.get("STUDIO_RECORDING_SESSION_ID")
+    if recorded_session:
+        suite.recordings(recorded_session)
     print(f"conformance: {suite.passed} passed, 0 failed")
 
 

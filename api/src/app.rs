@@ -20,6 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::cache::KeyCache;
 use crate::live::registry::Registry;
 use studio_media_core::store::{LocalDirStore, ObjectStore};
+use studio_media_core::transcode::Transcoder;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
@@ -39,6 +40,7 @@ struct Inner {
     key_cache: Arc<KeyCache>,
     live: Arc<Registry>,
     media_store: Arc<dyn ObjectStore>,
+    transcoder: Arc<dyn Transcoder>,
     recorder: crate::recording::Recorder,
     metrics: PrometheusHandle,
 }
@@ -48,7 +50,9 @@ impl AppState {
         let webhook_sender = Sender::new(&config.webhooks)?;
         let key_cache = Arc::new(KeyCache::new(db.backend()));
         let media_store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(config.data_dir.join("media")));
+        let transcoder = crate::live::transcoding::bundled_transcoder(&config.transcode)?;
         Ok(AppState(Arc::new(Inner {
+            transcoder,
             config,
             key_cache,
             live: Arc::new(Registry::default()),
@@ -83,6 +87,11 @@ impl AppState {
     /// The recordings of the sessions this node ingests.
     pub fn recorder(&self) -> &crate::recording::Recorder {
         &self.0.recorder
+    }
+
+    /// Turns source segments into renditions.
+    pub fn transcoder(&self) -> Arc<dyn Transcoder> {
+        self.0.transcoder.clone()
     }
 
     /// The live publishers of this node.
@@ -167,10 +176,11 @@ async fn method_not_allowed() -> impl IntoResponse {
 /// A server accepting requests, with its webhook worker.
 pub struct RunningServer {
     pub addr: SocketAddr,
-    /// Where encoders publish (`rtmp://{rtmp_addr}/live/{stream key}`).
+    /// Where encoders publish over RTMP (`rtmp://{rtmp_addr}/live/{stream key}`).
     pub rtmp_addr: SocketAddr,
-    rtmp: studio_media_core::ingest::rtmp::RtmpServer,
-    rtmp_events: tokio::task::JoinHandle<()>,
+    /// Where encoders publish over SRT (`srt://{srt_addr}?streamid={stream key}`).
+    pub srt_addr: SocketAddr,
+    ingest: crate::live::ingest::IngestServers,
     sweeper: tokio::task::JoinHandle<()>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
@@ -193,7 +203,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         None => format!("http://{addr}"),
     };
     let database_url = config.database_url();
-    let rtmp_addr = config.rtmp_addr;
+    let (rtmp_addr, srt_addr) = (config.rtmp_addr, config.srt_addr);
     let state = AppState::new(config, db.clone(), public_url)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let key_listener = (db.backend() == crate::db::Backend::Postgres)
@@ -205,9 +215,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.0.webhook_wake.clone(),
         shutdown_rx.clone(),
     ));
-    let (rtmp, rtmp_events) = crate::live::ingest::start(state.clone(), rtmp_addr, shutdown_rx.clone()).await?;
+    let ingest = crate::live::ingest::start(state.clone(), rtmp_addr, srt_addr, shutdown_rx.clone()).await?;
     let sweeper = tokio::spawn(crate::live::sweeper::run(state.clone(), shutdown_rx.clone()));
-    let rtmp_addr = rtmp.local_addr();
+    let (rtmp_addr, srt_addr) = (ingest.rtmp_addr(), ingest.srt_addr());
     let app = router(state.clone());
     let mut http_shutdown = shutdown_rx;
     let http = tokio::spawn(async move {
@@ -217,8 +227,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             })
             .await
     });
-    tracing::info!(%addr, %rtmp_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
-    Ok(RunningServer { addr, rtmp_addr, rtmp, rtmp_events, sweeper, state, shutdown, http, webhooks, key_listener })
+    tracing::info!(%addr, %rtmp_addr, %srt_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
+    Ok(RunningServer { addr, rtmp_addr, srt_addr, ingest, sweeper, state, shutdown, http, webhooks, key_listener })
 }
 
 impl RunningServer {
@@ -226,9 +236,8 @@ impl RunningServer {
     /// the database.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        // Closing the RTMP server drops every publisher; their sessions close as they drain.
-        drop(self.rtmp);
-        self.rtmp_events.await?;
+        // Closing the ingest servers drops every publisher; their sessions close as they drain.
+        self.ingest.close().await?;
         self.sweeper.await?;
         self.http.await??;
         self.webhooks.await?;

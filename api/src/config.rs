@@ -21,6 +21,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Address the RTMP ingest listens on (`rtmp://host/live/<stream key>`).
     pub rtmp_addr: SocketAddr,
+    /// Address (UDP) the SRT ingest listens on (`srt://host:port?streamid=<stream key>`).
+    pub srt_addr: SocketAddr,
     /// `sqlite://PATH` or `postgres://...`; defaults to `sqlite://<data_dir>/studio.db`.
     pub database_url: Option<String>,
     /// Base URL used in URLs the API returns (playback, uploads); defaults to `http://<http_addr>`.
@@ -35,6 +37,33 @@ pub struct Config {
     /// is gone. Longer than the longest segment the segmenter allows (30 s).
     pub stream_idle_after_secs: u64,
     pub webhooks: WebhookConfig,
+    pub transcode: TranscodeConfig,
+}
+
+/// The bundled transcoder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// The H.264 encoder: `auto` (NVENC when an NVIDIA encoder can be opened, else libx264),
+    /// `nvenc` (refuse to start without it) or `libx264`.
+    pub encoder: EncoderSetting,
+    /// Segments transcoded at once on this node; 0 means one per CPU core.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderSetting {
+    #[default]
+    Auto,
+    Nvenc,
+    Libx264,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        TranscodeConfig { encoder: EncoderSetting::Auto, concurrency: 0 }
+    }
 }
 
 /// The webhook delivery engine.
@@ -93,6 +122,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            srt_addr: SocketAddr::from(([0, 0, 0, 0], 2935)),
             database_url: None,
             public_url: None,
             database_max_connections: 16,
@@ -100,6 +130,7 @@ impl Default for Config {
             request_timeout_secs: 30,
             stream_idle_after_secs: 45,
             webhooks: WebhookConfig::default(),
+            transcode: TranscodeConfig::default(),
         }
     }
 }

@@ -5,3 +5,4 @@ pub mod hls_output;
 pub mod ingest;
 pub mod registry;
 pub mod sweeper;
+pub mod transcoding;

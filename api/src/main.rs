@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Address of the RTMP ingest.
     #[arg(long, env = "STUDIO_RTMP_ADDR")]
     rtmp_addr: Option<SocketAddr>,
+    /// Address (UDP) of the SRT ingest.
+    #[arg(long, env = "STUDIO_SRT_ADDR")]
+    srt_addr: Option<SocketAddr>,
     /// Base URL used in URLs the API returns.
     #[arg(long, env = "STUDIO_PUBLIC_URL")]
     public_url: Option<String>,
@@ -134,6 +137,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(addr) = args.rtmp_addr {
         config.rtmp_addr = addr;
+    }
+    if let Some(addr) = args.srt_addr {
+        config.srt_addr = addr;
     }
     if let Some(url) = args.public_url {
         config.public_url = Some(url);

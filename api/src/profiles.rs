@@ -2,6 +2,7 @@
 //! (`transcode-profile`) is encoded to.
 
 use serde::{Deserialize, Serialize};
+use studio_media_core::transcode::{FrameRate, Gop, H264Profile as RenditionH264Profile, RenditionProfile};
 use utoipa::ToSchema;
 
 use crate::http::json::{integer, opt_integer};
@@ -94,6 +95,33 @@ pub enum VodEncoder {
     Vp8,
     #[serde(rename = "VP9")]
     Vp9,
+}
+
+impl FfmpegProfile {
+    /// The profile as the transcoders take it. Validation has bounded every field, so the
+    /// conversions cannot truncate; an unparsable `gop` (never stored) means one per segment.
+    pub fn to_rendition(&self) -> RenditionProfile {
+        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        RenditionProfile {
+            name: self.name.clone(),
+            width: clamp(self.width),
+            height: clamp(self.height),
+            bitrate: u64::try_from(self.bitrate.max(0)).unwrap_or(0),
+            fps: (self.fps > 0).then(|| FrameRate { num: clamp(self.fps), den: clamp(self.fps_den.unwrap_or(1).max(1)) }),
+            gop: match self.gop.as_deref() {
+                Some("intra") => Gop::Intra,
+                Some(seconds) => seconds.parse::<f64>().ok().filter(|s| *s > 0.0).map_or(Gop::Segment, Gop::Seconds),
+                None => Gop::Segment,
+            },
+            profile: match self.profile {
+                Some(H264Profile::H264Baseline) => RenditionH264Profile::Baseline,
+                Some(H264Profile::H264Main) => RenditionH264Profile::Main,
+                Some(H264Profile::H264ConstrainedHigh) => RenditionH264Profile::ConstrainedHigh,
+                Some(H264Profile::H264High) | None => RenditionH264Profile::High,
+            },
+            quality: self.quality.map(|q| q.clamp(0, 51) as u8),
+        }
+    }
 }
 
 /// The ladder a stream gets when it names none: 240p, 360p, 480p and 720p at the source frame rate.

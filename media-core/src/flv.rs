@@ -55,6 +55,9 @@ pub enum FlvError {
         /// Bytes the header needs.
         min: usize,
     },
+    /// A file does not start with the FLV signature.
+    #[error("not an FLV file")]
+    NotAnFlvFile,
     /// The H.264 sequence header is not a valid AVCDecoderConfigurationRecord.
     #[error("invalid AVCDecoderConfigurationRecord: {0}")]
     InvalidAvcConfig(&'static str),
@@ -358,6 +361,39 @@ impl TimestampUnwrapper {
         self.last = Some(ts);
         self.epoch + i64::from(ts)
     }
+}
+
+/// Demuxes a whole FLV file (an `.flv` recording, or what `ffmpeg -f flv` writes) into packets,
+/// with the same rules as live RTMP ingest. Script tags are skipped; a file cut short ends at
+/// its last complete tag.
+pub fn demux_file(file: &Bytes) -> Result<Vec<Packet>, FlvError> {
+    const FILE_HEADER_LEN: usize = 9;
+    const TAG_HEADER_LEN: usize = 11;
+    if file.len() < FILE_HEADER_LEN || &file[..3] != b"FLV" {
+        return Err(FlvError::NotAnFlvFile);
+    }
+    let header_len = u32::from_be_bytes([file[5], file[6], file[7], file[8]]) as usize;
+    // The header, then the 4-byte PreviousTagSize0.
+    let mut pos = header_len.max(FILE_HEADER_LEN) + 4;
+    let mut demuxer = FlvDemuxer::new();
+    let mut packets = Vec::new();
+    while let Some(header) = file.get(pos..pos + TAG_HEADER_LEN) {
+        let size = (usize::from(header[1]) << 16) | (usize::from(header[2]) << 8) | usize::from(header[3]);
+        let timestamp = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
+        let body_start = pos + TAG_HEADER_LEN;
+        if body_start + size > file.len() {
+            break;
+        }
+        let body = file.slice(body_start..body_start + size);
+        let packet = match header[0] & 0x1f {
+            8 => demuxer.audio(timestamp, body)?,
+            9 => demuxer.video(timestamp, body)?,
+            _ => None,
+        };
+        packets.extend(packet);
+        pos = body_start + size + 4;
+    }
+    Ok(packets)
 }
 
 fn video_codec_name(codec_id: u8) -> &'static str {

@@ -1,17 +1,20 @@
 //! Media without database or HTTP knowledge.
 //!
-//! This first slice covers live ingest: an RTMP server that authorizes publishers through a
-//! caller-supplied callback ([`ingest::rtmp`]), FLV tag demuxing into timestamped H.264/AAC
-//! packets ([`flv`], [`packet`]), and a keyframe-aligned segmenter ([`segment`]). Segments
+//! This first slice covers live ingest: RTMP and SRT servers that authorize publishers through a
+//! caller-supplied callback ([`ingest`]), FLV and MPEG-TS demuxing into timestamped H.264/AAC
+//! packets ([`flv`], [`mpegts`], [`packet`]), and a keyframe-aligned segmenter ([`segment`]). Segments
 //! become HLS output through [`hls`]: MPEG-TS segments and media/master playlists.
 //! Recordings become progressive-download MP4 files through [`mp4`].
 
 pub mod flv;
+pub mod h264;
 pub mod hls;
 pub mod ingest;
 pub mod mp4;
+pub mod mpegts;
 pub mod packet;
 pub mod segment;
 pub mod store;
+pub mod transcode;
 
 pub use packet::{Packet, PacketKind, Track};

@@ -10,9 +10,8 @@ use studio_media_core::flv::{AacConfig, AvcConfig};
 use studio_media_core::hls::playlist::{MediaPlaylist, Variant, master_playlist};
 use studio_media_core::hls::ts::TsMuxer;
 use studio_media_core::hls::{aac_codec_string, avc_codec_string, sps_resolution};
-use studio_media_core::ingest::rtmp::{
-    IngestEvent, PublishGrant, PublishRequest, RtmpConfig, RtmpServer,
-};
+use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpServer};
+use studio_media_core::ingest::{IngestEvent, PublishGrant, PublishRequest};
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::{Packet, PacketKind};
 use tokio::process::Command;

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use studio_media_core::flv::FlvError;
-use studio_media_core::ingest::rtmp::{
-    EndReason, IngestEvent, PublishGrant, PublishRequest, Refusal, RtmpConfig, RtmpError,
-    RtmpServer,
+use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpError, RtmpServer};
+use studio_media_core::ingest::{
+    EndReason, IngestError, IngestEvent, PublishGrant, PublishRequest, Refusal,
 };
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::{Packet, PacketKind, Track};
@@ -339,7 +339,7 @@ async fn other_codecs_disconnect_the_encoder_with_a_clear_error() {
     let published = collect(&mut events, Duration::from_secs(15)).await;
     assert_eq!(published.key.as_deref(), Some(GOOD_KEY));
     match published.ended {
-        Some(EndReason::Error(RtmpError::Media(e))) => {
+        Some(EndReason::Error(IngestError::Rtmp(RtmpError::Media(e)))) => {
             assert_eq!(
                 e,
                 FlvError::UnsupportedVideoCodec {

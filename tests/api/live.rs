@@ -16,6 +16,8 @@ on_both_databases!(
     terminate_and_suspend_cut_the_encoder,
     streams_of_a_vanished_node_turn_idle,
     the_source_plays_over_hls,
+    renditions_of_the_profiles_play_over_hls,
+    a_reconnect_continues_the_playlists,
 );
 
 /// ffmpeg publishing `seconds` of 640x360 H.264 (1 s GOP, 4:2:0 as encoders send it) + AAC in
@@ -224,4 +226,111 @@ async fn the_source_plays_over_hls(backend: Backend) {
     assert_eq!(refused.status(), 401);
     assert_eq!(fetch(format!("{}/hls/nope/index.m3u8", app.base)).await.status(), 404);
     assert_eq!(fetch(format!("{}/hls/{pid}/source/..%2F..%2Fstudio.db", app.base)).await.status(), 404);
+}
+
+/// The stream's profiles become renditions beside the source: listed in the master playlist with
+/// their sizes, each a playlist of its own that ffprobe reads with the right size, frame rate
+/// and duration, and that decodes without errors. Profiles larger than the source are skipped.
+async fn renditions_of_the_profiles_play_over_hls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let profiles = json!([
+        {"name": "240p", "width": 426, "height": 240, "bitrate": 300_000, "fps": 0},
+        {"name": "180p15", "width": 320, "height": 180, "bitrate": 150_000, "fps": 15, "gop": "1.0", "profile": "H264Baseline"},
+        {"name": "1080p", "width": 1920, "height": 1080, "bitrate": 6_000_000, "fps": 0},
+    ]);
+    let stream = app.create_stream(json!({"name": "ladder", "profiles": profiles})).await;
+    let id = stream["id"].as_str().unwrap().to_string();
+    let pid = stream["playbackId"].as_str().unwrap().to_string();
+    let url = |path: &str| format!("{}/hls/{pid}/{path}", app.base);
+
+    let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 6);
+    assert!(ffmpeg.wait().await.unwrap().success());
+    for rendition in ["240p", "180p15"] {
+        let closed = eventually(Duration::from_secs(15), || async {
+            let reply = app.http.get(url(&format!("{rendition}/index.m3u8"))).send().await.unwrap();
+            let text = reply.text().await.unwrap();
+            text.contains("#EXT-X-ENDLIST").then_some(text)
+        })
+        .await;
+        let playlist = closed.unwrap_or_else(|| panic!("the {rendition} playlist is closed after the session"));
+        // Continuous sequence numbers: segment n is named *_n.ts.
+        let numbers: Vec<u64> = playlist
+            .lines()
+            .filter(|l| l.ends_with(".ts"))
+            .map(|l| l.trim_end_matches(".ts").rsplit('_').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(numbers.len() >= 3, "{playlist}");
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{rendition}: {numbers:?}");
+        assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    }
+
+    let master = app.http.get(url("index.m3u8")).send().await.unwrap().text().await.unwrap();
+    let variants: Vec<&str> = master.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    assert_eq!(variants, ["source/index.m3u8", "240p/index.m3u8", "180p15/index.m3u8"], "{master}");
+    assert!(master.contains("RESOLUTION=640x360") && master.contains("RESOLUTION=426x240") && master.contains("RESOLUTION=320x180"), "{master}");
+    assert!(master.contains("avc1.42c00c") || master.contains("avc1.42c00d"), "baseline at its level: {master}");
+    assert!(master.contains("FRAME-RATE=15.000"), "{master}");
+
+    for (rendition, width, height, fps) in [("240p", 426, 240, "30/1"), ("180p15", 320, 180, "15/1")] {
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,r_frame_rate:format=duration", "-of", "json"])
+            .arg(url(&format!("{rendition}/index.m3u8")))
+            .output()
+            .await
+            .unwrap();
+        let probed: Value = serde_json::from_slice(&probe.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&probe.stderr)));
+        let video = &probed["streams"][0];
+        assert_eq!((video["width"].as_i64(), video["height"].as_i64()), (Some(width), Some(height)), "{rendition}");
+        assert_eq!(video["r_frame_rate"], fps, "{rendition}");
+        let duration: f64 = probed["format"]["duration"].as_str().unwrap().parse().unwrap();
+        assert!((duration - 6.0).abs() <= 0.5, "{rendition}: {duration} s of 6 s published");
+        let decode = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(url(&format!("{rendition}/index.m3u8"))).args(["-f", "null", "-"]).output().await.unwrap();
+        assert!(decode.status.success() && decode.stderr.is_empty(), "{rendition}: {}", String::from_utf8_lossy(&decode.stderr));
+    }
+
+    let session = app.get(&format!("/stream/{id}/sessions")).await.json[0].clone();
+    assert_eq!(session["transcodedSegments"], session["sourceSegments"], "{session}");
+    assert!((session["transcodedSegmentsDuration"].as_f64().unwrap() - 6.0).abs() <= 0.5, "{session}");
+    assert!(session["transcodedBytes"].as_i64().unwrap() > 50_000, "{session}");
+}
+
+/// An encoder that disconnects and comes back continues the same playlists: the segments of both
+/// sessions are listed in order with continuous media sequence numbers, and
+/// `EXT-X-DISCONTINUITY` where the second session begins, in the source and in the renditions.
+async fn a_reconnect_continues_the_playlists(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let profiles = json!([{"name": "180p", "width": 320, "height": 180, "bitrate": 150_000, "fps": 0}]);
+    let stream = app.create_stream(json!({"name": "flaky", "profiles": profiles})).await;
+    let id = stream["id"].as_str().unwrap().to_string();
+    let pid = stream["playbackId"].as_str().unwrap().to_string();
+    let key = stream["streamKey"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        assert!(publish(&app.rtmp_url(&key), 4).wait().await.unwrap().success(), "both publishes are accepted");
+    }
+    let sessions = eventually(Duration::from_secs(5), || async {
+        let list = app.get(&format!("/stream/{id}/sessions")).await.json;
+        (list.as_array().map(Vec::len) == Some(2)).then_some(list)
+    })
+    .await;
+    assert!(sessions.is_some(), "two sessions");
+
+    for rendition in ["source", "180p"] {
+        let url = format!("{}/hls/{pid}/{rendition}/index.m3u8", app.base);
+        let playlist = eventually(Duration::from_secs(15), || async {
+            let text = app.http.get(&url).send().await.unwrap().text().await.unwrap();
+            // Closed, and holding the second session's last segment.
+            (text.contains("#EXT-X-ENDLIST") && text.matches("#EXTINF").count() >= 4).then_some(text)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the {rendition} playlist holds both sessions"));
+        assert_eq!(playlist.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{playlist}");
+        assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{playlist}");
+        let total: f64 = playlist.lines().filter_map(|l| l.strip_prefix("#EXTINF:")).map(|d| d.trim_end_matches(',').parse::<f64>().unwrap()).sum();
+        assert!((total - 8.0).abs() <= 0.5, "{rendition}: {total} s listed of 2 x 4 s published: {playlist}");
+        // The session tags of the segment names change exactly at the discontinuity.
+        let (before, after) = playlist.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+        let tags = |text: &str| text.lines().filter(|l| l.ends_with(".ts")).map(|l| l.split('_').next().unwrap().to_string()).collect::<std::collections::BTreeSet<_>>();
+        let (first, second) = (tags(before), tags(after));
+        assert!(first.len() == 1 && second.len() == 1 && first != second, "{playlist}");
+    }
 }

@@ -2,6 +2,7 @@
 
 mod clients;
 mod conventions;
+mod ingest;
 mod live;
 mod openapi;
 mod multistream;

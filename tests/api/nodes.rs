@@ -14,6 +14,7 @@ async fn revocations_reach_every_node() {
     let mut config = app.config.clone();
     config.http_addr = "127.0.0.1:0".parse().unwrap();
     config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
+    config.srt_addr = "127.0.0.1:0".parse().unwrap();
     let node_b = studio_api::app::start(config).await.expect("a second node starts");
     let b = format!("http://{}/api", node_b.addr);
     let on_b = |key: String, path: &'static str| {

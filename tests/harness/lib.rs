@@ -119,6 +119,7 @@ impl TestApp {
             data_dir: dir.0.join("data"),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             rtmp_addr: "127.0.0.1:0".parse().unwrap(),
+            srt_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: Some(fresh_database(backend, &dir.0).await),
             database_max_connections: 8,
             ..Config::default()
@@ -132,6 +133,7 @@ impl TestApp {
         // Keep the ports across restarts.
         config.http_addr = server.addr;
         config.rtmp_addr = server.rtmp_addr;
+        config.srt_addr = server.srt_addr;
         let base = format!("http://{}", server.addr);
         let db = server.state.db().clone();
         let mut tx = db.begin().await.unwrap();
@@ -178,6 +180,11 @@ impl TestApp {
     /// Where an encoder publishes `stream_key`.
     pub fn rtmp_url(&self, stream_key: &str) -> String {
         format!("rtmp://{}/live/{stream_key}", self.config.rtmp_addr)
+    }
+
+    /// Where an encoder publishes `stream_key` over SRT (MPEG-TS, ffmpeg `-f mpegts`).
+    pub fn srt_url(&self, stream_key: &str) -> String {
+        format!("srt://{}?mode=caller&streamid={stream_key}", self.config.srt_addr)
     }
 
     /// `{base}/api{path}`.

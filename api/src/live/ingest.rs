@@ -1,4 +1,4 @@
-//! Runs the RTMP ingest server for the API: authorizes stream keys, opens a session per publish,
+//! Runs the RTMP and SRT ingest servers for the API: authorizes stream keys, opens a session per publish,
 //! segments its packets and records every segment, and closes the session when the encoder goes.
 
 use std::net::SocketAddr;
@@ -7,11 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::Row;
 use studio_media_core::Packet;
-use studio_media_core::ingest::rtmp::{IngestEvent, PublishGrant, PublishRequest, Refusal, RtmpConfig, RtmpServer, SessionId};
+use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpServer};
+use studio_media_core::ingest::srt::{SrtConfig, SrtServer};
+use studio_media_core::ingest::{IngestEvent, PublishAuthorizer, PublishGrant, PublishRequest, Refusal, SessionId};
+use studio_media_core::flv::AvcConfig;
+use studio_media_core::hls::sps_resolution;
+use studio_media_core::packet::Track;
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
+use studio_media_core::transcode::{Rendition, RenditionProfile, plan_renditions};
 use tokio::sync::{mpsc, watch};
 
-use super::hls_output::HlsOutput;
+use super::hls_output::{RenditionWriter, SOURCE_DIR, rendition_dir, write_master};
+use super::transcoding::{SessionRef, TranscodePipeline};
 use super::registry::Publisher;
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -25,45 +32,85 @@ const STALE_PUBLISHER_MS: i64 = 10_000;
 /// Packets queued per session before the ingest connection is slowed down.
 const SESSION_QUEUE: usize = 512;
 
-/// Binds the RTMP server on `addr` and starts handling its events until `shutdown`.
-pub async fn start(state: AppState, addr: SocketAddr, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<(RtmpServer, tokio::task::JoinHandle<()>)> {
-    let config = RtmpConfig { addr, ..RtmpConfig::default() };
-    let authorizer_state = state.clone();
-    let (server, mut events) = RtmpServer::bind(config, move |request: PublishRequest| {
-        let state = authorizer_state.clone();
+/// The ingest servers of this node (RTMP and SRT) and the task that turns their events into
+/// sessions. Dropping it disconnects every publisher.
+pub struct IngestServers {
+    rtmp: RtmpServer,
+    srt: SrtServer,
+    events: tokio::task::JoinHandle<()>,
+}
+
+impl IngestServers {
+    /// Where RTMP encoders publish (`rtmp://{addr}/live/{stream key}`).
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp.local_addr()
+    }
+
+    /// Where SRT encoders publish (`srt://{addr}?streamid={stream key}`).
+    pub fn srt_addr(&self) -> SocketAddr {
+        self.srt.local_addr()
+    }
+
+    /// Disconnects every publisher, releases the ports and waits for the event task (after the
+    /// shutdown signal); the sessions close as they drain.
+    pub async fn close(self) -> anyhow::Result<()> {
+        drop(self.rtmp);
+        self.srt.close().await;
+        self.events.await?;
+        Ok(())
+    }
+}
+
+/// Binds the RTMP server on `rtmp_addr` and the SRT server on `srt_addr`, both authorizing
+/// against the database, and handles the events of both in one task until `shutdown`.
+pub async fn start(state: AppState, rtmp_addr: SocketAddr, srt_addr: SocketAddr, shutdown: watch::Receiver<bool>) -> anyhow::Result<IngestServers> {
+    let (rtmp, rtmp_events) = RtmpServer::bind(RtmpConfig { addr: rtmp_addr, ..RtmpConfig::default() }, authorizer(state.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the RTMP address {rtmp_addr}: {e}"))?;
+    let (srt, srt_events) = SrtServer::bind(SrtConfig { addr: srt_addr, ..SrtConfig::default() }, authorizer(state.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the SRT address {srt_addr}: {e}"))?;
+    let events = tokio::spawn(handle_events(state, rtmp_events, srt_events, shutdown));
+    Ok(IngestServers { rtmp, srt, events })
+}
+
+fn authorizer(state: AppState) -> impl PublishAuthorizer {
+    move |request: PublishRequest| {
+        let state = state.clone();
         async move { authorize(&state, &request).await }
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("binding the RTMP address {addr}: {e}"))?;
-    let task = tokio::spawn(async move {
-        let mut sessions: std::collections::HashMap<SessionId, mpsc::Sender<Packet>> = Default::default();
-        loop {
-            let event = tokio::select! {
-                event = events.recv() => event,
-                _ = shutdown.changed() => None,
-            };
-            match event {
-                None => break,
-                Some(IngestEvent::Started { handle, grant, .. }) => {
-                    let (packets, receiver) = mpsc::channel(SESSION_QUEUE);
-                    sessions.insert(handle.id(), packets);
-                    tokio::spawn(run_session(state.clone(), handle, grant.stream_id, receiver));
-                }
-                Some(IngestEvent::Packet { session_id, packet }) => {
-                    if let Some(packets) = sessions.get(&session_id) {
-                        // A full queue makes this wait, and the encoder's TCP connection with it.
-                        let _ = packets.send(packet).await;
-                    }
-                }
-                Some(IngestEvent::Ended { session_id, reason }) => {
-                    tracing::info!(session = session_id.0, ?reason, "publish ended");
-                    // Closing the channel tells the session task to finish.
-                    sessions.remove(&session_id);
+    }
+}
+
+/// Turns the events of both servers into sessions: a task per publish, fed its packets. Session
+/// ids are unique across the servers, so one map holds the sessions of both.
+async fn handle_events(state: AppState, mut rtmp: mpsc::Receiver<IngestEvent>, mut srt: mpsc::Receiver<IngestEvent>, mut shutdown: watch::Receiver<bool>) {
+    let mut sessions: std::collections::HashMap<SessionId, mpsc::Sender<Packet>> = Default::default();
+    loop {
+        let event = tokio::select! {
+            Some(event) = rtmp.recv() => event,
+            Some(event) = srt.recv() => event,
+            _ = shutdown.changed() => break,
+            else => break,
+        };
+        match event {
+            IngestEvent::Started { handle, grant, .. } => {
+                let (packets, receiver) = mpsc::channel(SESSION_QUEUE);
+                sessions.insert(handle.id(), packets);
+                tokio::spawn(run_session(state.clone(), handle, grant.stream_id, receiver));
+            }
+            IngestEvent::Packet { session_id, packet } => {
+                if let Some(packets) = sessions.get(&session_id) {
+                    // A full queue makes this wait, and the encoders' connections with it.
+                    let _ = packets.send(packet).await;
                 }
             }
+            IngestEvent::Ended { session_id, reason } => {
+                tracing::info!(session = session_id.0, ?reason, "publish ended");
+                // Closing the channel tells the session task to finish.
+                sessions.remove(&session_id);
+            }
         }
-    });
-    Ok((server, task))
+    }
 }
 
 /// Who may publish: a known, live, unsuspended stream without a publisher.
@@ -99,7 +146,7 @@ async fn authorize(state: &AppState, request: &PublishRequest) -> Result<Publish
 /// One publish: opens the session, records segments as they complete, closes it at the end.
 async fn run_session(
     state: AppState,
-    handle: studio_media_core::ingest::rtmp::SessionHandle,
+    handle: studio_media_core::ingest::SessionHandle,
     stream_id: String,
     mut packets: mpsc::Receiver<Packet>,
 ) {
@@ -124,12 +171,12 @@ async fn run_session(
         }
     };
     let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut hls = HlsOutput::new(&session.playback_id, &session.id);
+    let mut output = LiveOutput::open(&state, &session).await;
     let mut went_live = false;
     while let Some(packet) = packets.recv().await {
         match segmenter.push(packet) {
             Ok(Some(segment)) => {
-                publish(&state, &session, &segment, &ending, &mut went_live, &mut hls).await;
+                publish(&state, &session, Arc::new(segment), &ending, &mut went_live, &mut output).await;
             }
             Ok(None) => {}
             Err(err) => {
@@ -139,36 +186,94 @@ async fn run_session(
         }
     }
     if let Some(segment) = segmenter.finish() {
-        publish(&state, &session, &segment, &ending, &mut went_live, &mut hls).await;
+        publish(&state, &session, Arc::new(segment), &ending, &mut went_live, &mut output).await;
     }
-    if let Err(err) = hls.end(state.media_store()).await {
+    if let Err(err) = output.source.end(state.media_store()).await {
         tracing::error!(error = format!("{err:#}"), "closing the HLS playlist failed");
     }
     if let Err(err) = close(&state, &session).await {
         tracing::error!(error = format!("{err:#}"), "closing a session failed");
     }
     crate::recording::session_ended(&state, &session.project_id, &session.id).await;
+    // The renditions trail the source by a transcode; they close on their own.
+    if let Some(transcoding) = output.transcoding.take() {
+        transcoding.finish();
+    }
     state.live().release(&stream_id, &handle);
 }
 
+/// Where a session's segments go: the source playlist at once, the renditions through the
+/// transcode pipeline (started with the first segment, once the source's picture is known).
+struct LiveOutput {
+    source: RenditionWriter,
+    wrote_master: bool,
+    transcoding: Option<TranscodePipeline>,
+}
+
+impl LiveOutput {
+    async fn open(state: &AppState, session: &OpenSession) -> LiveOutput {
+        let source = RenditionWriter::open(state.media_store(), &session.playback_id, SOURCE_DIR, &session.id).await;
+        LiveOutput { source, wrote_master: false, transcoding: None }
+    }
+
+    /// Plans the renditions from the first segment, writes the master playlist and starts the
+    /// transcode pipeline if there is anything to transcode.
+    async fn start(&mut self, state: &AppState, session: &OpenSession, ending: &Arc<AtomicBool>, first: &Segment, first_ts_bytes: usize) -> anyhow::Result<()> {
+        let renditions: Vec<(String, Rendition)> = plan(first, &session.profiles)
+            .into_iter()
+            .enumerate()
+            .map(|(i, rendition)| (rendition_dir(i, &rendition), rendition))
+            .collect();
+        write_master(state.media_store(), &session.playback_id, first, first_ts_bytes, &renditions).await?;
+        self.wrote_master = true;
+        if !renditions.is_empty() {
+            let session_ref = SessionRef {
+                id: session.id.clone(),
+                project_id: session.project_id.clone(),
+                stream_id: session.stream_id.clone(),
+                playback_id: session.playback_id.clone(),
+            };
+            let lock = state.live().renditions_lock(&session.stream_id);
+            self.transcoding = Some(TranscodePipeline::start(state.clone(), session_ref, renditions, lock, ending.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// The renditions of the stream's profiles that this source can have (none without video).
+fn plan(first: &Segment, profiles: &[RenditionProfile]) -> Vec<Rendition> {
+    let Some(config) = first.video_config.as_ref().and_then(|c| AvcConfig::parse(c).ok()) else { return Vec::new() };
+    let Some((width, height)) = config.sps.first().and_then(|sps| sps_resolution(sps)) else { return Vec::new() };
+    let frames = first.packets.iter().filter(|p| p.track == Track::Video).count();
+    let fps = frames as f64 * 1000.0 / first.duration_ms.max(1) as f64;
+    plan_renditions(width, height, fps, profiles)
+}
+
 /// Makes a segment playable (HLS) and then counts it, so a stream is never reported live before
-/// a player can fetch it.
-async fn publish(state: &AppState, session: &OpenSession, segment: &Segment, ending: &AtomicBool, went_live: &mut bool, hls: &mut HlsOutput) {
+/// a player can fetch it; then hands it to the transcode pipeline.
+async fn publish(state: &AppState, session: &OpenSession, segment: Arc<Segment>, ending: &Arc<AtomicBool>, went_live: &mut bool, output: &mut LiveOutput) {
     if ending.load(Ordering::Acquire) {
         return;
     }
-    let stored = match hls.push(state.media_store(), segment).await {
-        Ok(key) => Some(key),
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed");
-            None
+    let mut stored_key = None;
+    match output.source.push(state.media_store(), &segment).await {
+        Ok(stored) if !output.wrote_master => {
+            stored_key = Some(stored.key.clone());
+            if let Err(err) = output.start(state, session, ending, &segment, stored.bytes).await {
+                tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "writing the master playlist failed");
+            }
         }
-    };
-    if let Err(err) = record(state, session, segment, ending, went_live).await {
+        Ok(stored) => stored_key = Some(stored.key),
+        Err(err) => tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed"),
+    }
+    if let Err(err) = record(state, session, &segment, ending, went_live).await {
         tracing::error!(error = format!("{err:#}"), "recording a segment failed");
     }
-    if let Some(key) = stored {
-        crate::recording::segment_stored(state, &session.project_id, &session.id, key, segment).await;
+    if let Some(key) = stored_key {
+        crate::recording::segment_stored(state, &session.project_id, &session.id, key, &segment).await;
+    }
+    if let Some(transcoding) = &output.transcoding {
+        transcoding.offer(segment);
     }
 }
 
@@ -178,6 +283,8 @@ struct OpenSession {
     project_id: String,
     stream_id: String,
     playback_id: String,
+    /// The stream's renditions, as its profiles stood when the publish began.
+    profiles: Vec<RenditionProfile>,
 }
 
 async fn open(state: &AppState, stream_id: &str) -> anyhow::Result<Option<OpenSession>> {
@@ -196,7 +303,8 @@ async fn open(state: &AppState, stream_id: &str) -> anyhow::Result<Option<OpenSe
     sessions::repo::insert(&mut tx, &id, &stream, now).await?;
     tx.commit().await?;
     tracing::info!(stream = %stream_id, session = %id, "publish started");
-    Ok(Some(OpenSession { id, project_id, stream_id: stream_id.to_string(), playback_id: stream.playback_id.clone() }))
+    let profiles = stream.profiles.iter().map(|p| p.to_rendition()).collect();
+    Ok(Some(OpenSession { id, project_id, stream_id: stream_id.to_string(), playback_id: stream.playback_id.clone(), profiles }))
 }
 
 /// Adds a segment to the statistics; the first one makes the stream live (`stream.started`).

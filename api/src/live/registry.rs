@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use studio_media_core::ingest::rtmp::SessionHandle;
+use studio_media_core::ingest::SessionHandle;
 
 /// One connected publisher.
 #[derive(Clone)]
@@ -19,6 +19,8 @@ pub struct Publisher {
 #[derive(Default)]
 pub struct Registry {
     by_stream: Mutex<HashMap<String, Publisher>>,
+    /// Per stream, held by the session whose transcode pipeline writes the renditions.
+    renditions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Registry {
@@ -42,6 +44,15 @@ impl Registry {
         if map.get(stream_id).is_some_and(|p| p.handle.id() == handle.id()) {
             map.remove(stream_id);
         }
+    }
+
+    /// The lock a session's transcode pipeline holds while it writes the stream's renditions,
+    /// so that a reconnecting publisher's pipeline starts only after the previous one closed
+    /// its playlists. Locks nobody else holds are dropped on the way.
+    pub fn renditions_lock(&self, stream_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.renditions.lock().expect("the registry lock is never poisoned");
+        map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        map.entry(stream_id.to_string()).or_default().clone()
     }
 
     /// Ends the publish of `stream_id`, if it has one on this node.

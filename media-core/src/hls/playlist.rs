@@ -51,6 +51,49 @@ impl MediaPlaylist {
         Self { vod: true, ended: true, ..Self::new(0) }
     }
 
+    /// Continues a live playlist that [`MediaPlaylist::render`] wrote earlier, as when a
+    /// publisher reconnects: the same segments, media and discontinuity sequence numbers and
+    /// target duration, open again (no `EXT-X-ENDLIST`). The caller marks the next segment as a
+    /// discontinuity. `None` for text that is not such a playlist, or a VOD playlist.
+    pub fn resume(text: &str, window: usize) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next()?.trim_end() != "#EXTM3U" {
+            return None;
+        }
+        let mut playlist = Self::new(window);
+        let mut duration: Option<f64> = None;
+        let mut discontinuity = false;
+        for line in lines.map(str::trim_end).filter(|l| !l.is_empty()) {
+            if let Some(value) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+                playlist.longest_ms = playlist.longest_ms.max(value.parse::<u64>().ok()?.saturating_mul(1000));
+            } else if let Some(value) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+                playlist.media_sequence = value.parse().ok()?;
+            } else if let Some(value) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+                playlist.discontinuity_sequence = value.parse().ok()?;
+            } else if line == "#EXT-X-DISCONTINUITY" {
+                discontinuity = true;
+            } else if let Some(value) = line.strip_prefix("#EXTINF:") {
+                duration = Some(value.split(',').next()?.parse().ok()?);
+            } else if line.starts_with("#EXT-X-PLAYLIST-TYPE") {
+                return None;
+            } else if !line.starts_with('#') {
+                let duration_s = duration.take()?;
+                playlist.longest_ms = playlist.longest_ms.max(millis(duration_s));
+                playlist.entries.push_back(Entry { uri: line.to_string(), duration_s, discontinuity });
+                discontinuity = false;
+            }
+        }
+        // A smaller window than before drops the oldest entries, counting them as usual.
+        while playlist.window > 0 && playlist.entries.len() > playlist.window {
+            let dropped = playlist.entries.pop_front().expect("longer than the window");
+            playlist.media_sequence += 1;
+            if dropped.discontinuity {
+                playlist.discontinuity_sequence += 1;
+            }
+        }
+        Some(playlist)
+    }
+
     /// Appends a segment, dropping the oldest one if the window is full. `discontinuity`
     /// marks a segment whose timestamps or encoding do not continue the previous one's.
     pub fn push(&mut self, uri: String, duration_s: f64, discontinuity: bool) {
@@ -275,6 +318,25 @@ mod tests {
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
         assert_eq!(text.matches("#EXTINF:2.000,").count(), 10);
         assert!(text.ends_with("9.ts\n#EXT-X-ENDLIST\n"), "{text}");
+    }
+
+    #[test]
+    fn resume_continues_the_rendered_playlist() {
+        let mut first = MediaPlaylist::new(3);
+        for i in 0..5 {
+            first.push(format!("a_{i}.ts"), if i == 2 { 2.5 } else { 2.0 }, i == 3);
+        }
+        first.end();
+        let mut resumed = MediaPlaylist::resume(&first.render(), 3).unwrap();
+        assert!(!resumed.is_ended());
+        assert_eq!(resumed.render(), first.render().replace("#EXT-X-ENDLIST\n", ""));
+        resumed.push("b_0.ts".into(), 2.0, true);
+        resumed.push("b_1.ts".into(), 2.0, false);
+        let text = resumed.render();
+        assert!(text.contains("#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:4\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+        assert!(text.ends_with("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb_0.ts\n#EXTINF:2.000,\nb_1.ts\n"), "{text}");
+        assert!(MediaPlaylist::resume("not a playlist", 3).is_none());
+        assert!(MediaPlaylist::resume(&MediaPlaylist::vod().render(), 3).is_none());
     }
 
     #[test]

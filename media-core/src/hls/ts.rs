@@ -515,7 +515,7 @@ impl AdtsParams {
 }
 
 /// CRC-32/MPEG-2 (polynomial 0x04C11DB7, not reflected, no final XOR), as PSI sections use.
-fn crc32_mpeg2(data: &[u8]) -> u32 {
+pub(crate) fn crc32_mpeg2(data: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
     for &byte in data {
         crc ^= u32::from(byte) << 24;

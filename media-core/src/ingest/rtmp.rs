@@ -12,10 +12,8 @@
 //! length. rml_rtmp has no setting for inbound chunk or message sizes; RTMP's 24-bit message
 //! length caps one message (and so the session's reassembly buffer) at 16 MiB.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,8 +27,11 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use super::{
+    EndReason, IngestEvent, IngestProtocol, PublishAuthorizer, PublishRequest, SessionHandle,
+    SessionId,
+};
 use crate::flv::{FlvDemuxer, FlvError};
-use crate::packet::Packet;
 
 /// Where and how the RTMP server listens, and the limits it puts on clients.
 #[derive(Debug, Clone)]
@@ -71,129 +72,6 @@ impl Default for RtmpConfig {
             event_capacity: 1024,
         }
     }
-}
-
-/// What the authorizer is asked about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishRequest {
-    /// The stream name the encoder publishes to, i.e. the stream key.
-    pub stream_key: String,
-    /// The encoder's address.
-    pub remote_addr: SocketAddr,
-}
-
-/// Permission to publish, with whatever the caller needs to find the stream again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishGrant {
-    /// An identifier chosen by the caller (e.g. the stream's id); opaque to media-core.
-    pub stream_id: String,
-}
-
-/// A refused publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Sent to the encoder in the RTMP error status, so it must not contain secrets.
-    pub reason: String,
-}
-
-impl Refusal {
-    /// A refusal with the given reason.
-    pub fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Decides whether a stream key may publish. Implemented for async closures
-/// `Fn(PublishRequest) -> impl Future<Output = Result<PublishGrant, Refusal>>`.
-pub trait PublishAuthorizer: Send + Sync + 'static {
-    /// Called once per publish attempt, before anything is accepted.
-    fn authorize(
-        &self,
-        request: PublishRequest,
-    ) -> impl Future<Output = Result<PublishGrant, Refusal>> + Send;
-}
-
-impl<F, Fut> PublishAuthorizer for F
-where
-    F: Fn(PublishRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<PublishGrant, Refusal>> + Send,
-{
-    fn authorize(
-        &self,
-        request: PublishRequest,
-    ) -> impl Future<Output = Result<PublishGrant, Refusal>> + Send {
-        self(request)
-    }
-}
-
-/// Identifies one accepted publish within this server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
-
-/// Lets the caller end a publish (stream deleted or suspended, key rotated).
-#[derive(Debug, Clone)]
-pub struct SessionHandle {
-    id: SessionId,
-    stop: Arc<Notify>,
-}
-
-impl SessionHandle {
-    /// The session this handle controls.
-    pub fn id(&self) -> SessionId {
-        self.id
-    }
-
-    /// Drops the publisher's connection. Takes effect at the connection task's next poll,
-    /// well within a second; [`IngestEvent::Ended`] with [`EndReason::Disconnected`] follows.
-    pub fn disconnect(&self) {
-        // notify_one keeps a permit when nobody waits yet, so the request is never lost.
-        self.stop.notify_one();
-    }
-}
-
-/// What the server reports to its caller.
-#[derive(Debug)]
-pub enum IngestEvent {
-    /// A publish was authorized and accepted.
-    Started {
-        /// Control over the session.
-        handle: SessionHandle,
-        /// The stream key it publishes with.
-        stream_key: String,
-        /// What the authorizer returned.
-        grant: PublishGrant,
-        /// The encoder's address.
-        remote_addr: SocketAddr,
-    },
-    /// A demuxed packet of a started session.
-    Packet {
-        /// The session it belongs to.
-        session_id: SessionId,
-        /// The packet.
-        packet: Packet,
-    },
-    /// A started session is over; nothing more comes for it.
-    Ended {
-        /// The session that ended.
-        session_id: SessionId,
-        /// Why.
-        reason: EndReason,
-    },
-}
-
-/// Why a publish ended.
-#[derive(Debug)]
-pub enum EndReason {
-    /// The encoder unpublished (deleteStream): a clean stop.
-    Unpublished,
-    /// The encoder closed the connection without unpublishing.
-    ConnectionClosed,
-    /// The caller called [`SessionHandle::disconnect`].
-    Disconnected,
-    /// Something went wrong; the connection was closed.
-    Error(RtmpError),
 }
 
 /// Why a connection was closed.
@@ -266,7 +144,6 @@ struct Shared<A> {
     config: RtmpConfig,
     authorizer: A,
     events: mpsc::Sender<IngestEvent>,
-    next_session: AtomicU64,
 }
 
 impl RtmpServer {
@@ -283,7 +160,6 @@ impl RtmpServer {
             config,
             authorizer,
             events,
-            next_session: AtomicU64::new(1),
         });
         let task = tokio::spawn(accept_loop(listener, shared, limit));
         Ok((Self { local_addr, task }, receiver))
@@ -374,9 +250,9 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
         let publish_deadline = Instant::now() + config.publish_timeout;
         let leftover = match timeout(config.handshake_timeout, self.handshake()).await {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => return EndReason::Error(e),
+            Ok(Err(e)) => return failed(e),
             Err(_) => {
-                return EndReason::Error(RtmpError::HandshakeTimeout(config.handshake_timeout));
+                return failed(RtmpError::HandshakeTimeout(config.handshake_timeout));
             }
         };
         let mut session_config = ServerSessionConfig::new();
@@ -384,7 +260,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
         session_config.send_on_bw_done_message_on_start = false;
         let (mut session, results) = match ServerSession::new(session_config) {
             Ok(x) => x,
-            Err(e) => return EndReason::Error(e.into()),
+            Err(e) => return failed(e),
         };
         if let Some(outcome) = self.handle_results(&mut session, results).await {
             return outcome;
@@ -411,8 +287,8 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
                 biased;
                 () = stopped(stop.as_deref()) => return EndReason::Disconnected,
                 read = timeout_at(deadline, self.socket.read(&mut buf)) => match read {
-                    Err(_) => return EndReason::Error(expired),
-                    Ok(Err(e)) => return EndReason::Error(e.into()),
+                    Err(_) => return failed(expired),
+                    Ok(Err(e)) => return failed(e),
                     Ok(Ok(0)) => return EndReason::ConnectionClosed,
                     Ok(Ok(n)) => n,
                 },
@@ -450,7 +326,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
     async fn feed(&mut self, session: &mut ServerSession, bytes: &[u8]) -> Option<EndReason> {
         match session.handle_input(bytes) {
             Ok(results) => self.handle_results(session, results).await,
-            Err(e) => Some(EndReason::Error(e.into())),
+            Err(e) => Some(failed(e)),
         }
     }
 
@@ -465,7 +341,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
         while let Some(result) = pending.pop_front() {
             let step = match result {
                 ServerSessionResult::OutboundResponse(packet) => {
-                    self.write(&packet.bytes).await.err().map(EndReason::Error)
+                    self.write(&packet.bytes).await.err().map(failed)
                 }
                 ServerSessionResult::RaisedEvent(event) => {
                     match self.on_event(session, event).await {
@@ -513,7 +389,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
             }
             let _ = self.socket.flush().await;
         }
-        EndReason::Error(error)
+        failed(error)
     }
 
     async fn on_event(
@@ -534,9 +410,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
                     );
                     return Err(self.reject(r, RtmpError::UnknownApp(app_name)).await);
                 }
-                session
-                    .accept_request(request_id)
-                    .map_err(|e| EndReason::Error(e.into()))
+                session.accept_request(request_id).map_err(failed)
             }
             ServerSessionEvent::PublishStreamRequested {
                 request_id,
@@ -599,6 +473,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
         let request = PublishRequest {
             stream_key: stream_key.clone(),
             remote_addr: self.remote,
+            protocol: IngestProtocol::Rtmp,
         };
         let grant = match timeout(
             config.authorize_timeout,
@@ -622,22 +497,21 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
                 return Err(self.reject(r, error).await);
             }
         };
-        let responses = session
-            .accept_request(request_id)
-            .map_err(|e| EndReason::Error(e.into()))?;
-        let id = SessionId(self.shared.next_session.fetch_add(1, Ordering::Relaxed));
-        let stop = Arc::new(Notify::new());
+        let responses = session.accept_request(request_id).map_err(failed)?;
+        let (handle, stop) = SessionHandle::new();
+        let id = handle.id();
         self.publishing = Some(Publishing {
             id,
-            stop: stop.clone(),
+            stop,
             demuxer: FlvDemuxer::new(),
         });
         tracing::info!(remote = %self.remote, session = id.0, "rtmp publish started");
         self.emit(IngestEvent::Started {
-            handle: SessionHandle { id, stop },
+            handle,
             stream_key,
             grant,
             remote_addr: self.remote,
+            protocol: IngestProtocol::Rtmp,
         })
         .await?;
         Ok(responses)
@@ -664,7 +538,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
                 self.emit(IngestEvent::Packet { session_id, packet }).await
             }
             Ok(None) => Ok(()),
-            Err(e) => Err(EndReason::Error(e.into())),
+            Err(e) => Err(failed(e)),
         }
     }
 
@@ -679,7 +553,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
         tokio::select! {
             biased;
             _ = stop.notified() => Err(EndReason::Disconnected),
-            sent = self.shared.events.send(event) => sent.map_err(|_| EndReason::Error(RtmpError::ReceiverGone)),
+            sent = self.shared.events.send(event) => sent.map_err(|_| failed(RtmpError::ReceiverGone)),
         }
     }
 }
@@ -690,4 +564,9 @@ async fn stopped(stop: Option<&Notify>) {
         Some(stop) => stop.notified().await,
         None => std::future::pending().await,
     }
+}
+
+/// The end of a connection that `error` closed.
+fn failed(error: impl Into<RtmpError>) -> EndReason {
+    EndReason::Error(error.into().into())
 }

@@ -93,6 +93,14 @@ pub struct Segment {
     pub packets: Vec<Packet>,
 }
 
+impl Segment {
+    /// Video frames per second over the segment's duration; `None` without video frames.
+    pub fn video_frame_rate(&self) -> Option<f64> {
+        let frames = self.packets.iter().filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame).count();
+        (frames > 0).then(|| frames as f64 * 1000.0 / self.duration_ms.max(1) as f64)
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct TrackClock {
     /// Last output dts.

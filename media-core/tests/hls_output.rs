@@ -1,8 +1,10 @@
 //! HLS output against the real tools: ffmpeg publishes over RTMP, the stream is segmented
 //! and muxed to `.ts` files with a playlist, and ffprobe/ffmpeg must read all of it cleanly.
 
+mod support;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,11 +14,12 @@ use studio_media_core::hls::ts::TsMuxer;
 use studio_media_core::hls::{aac_codec_string, avc_codec_string, sps_resolution};
 use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpServer};
 use studio_media_core::ingest::{IngestEvent, PublishGrant, PublishRequest};
-use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
+use studio_media_core::segment::Segment;
 use studio_media_core::{Packet, PacketKind};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
+use support::{TempDir, segment};
 
 const KEY: &str = "hls-test-key";
 
@@ -66,34 +69,6 @@ async fn publish(inputs_and_codecs: &str) -> Vec<Packet> {
         .expect("wait");
     assert!(status.success());
     packets
-}
-
-fn segment(packets: &[Packet]) -> Vec<Segment> {
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut segments: Vec<Segment> = packets
-        .iter()
-        .filter_map(|p| segmenter.push(p.clone()).expect("segmentable"))
-        .collect();
-    segments.extend(segmenter.finish());
-    segments
-}
-
-/// A fresh directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("hls-output-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Muxes every segment to `<sequence>.ts` and writes `index.m3u8`; returns the file names.
@@ -253,10 +228,10 @@ async fn published_video_becomes_playable_hls() {
     let segments = segment(&packets);
     assert!(segments.len() >= 2, "{} segments", segments.len());
     let dir = TempDir::new("av");
-    let names = write_hls(&dir.0, &segments);
+    let names = write_hls(dir.path(), &segments);
 
     for (s, name) in segments.iter().zip(&names) {
-        let p = probe(&dir.0, name).await;
+        let p = probe(dir.path(), name).await;
         let streams = codecs(&p);
         let video = streams["h264"];
         let audio = streams["aac"];
@@ -277,10 +252,10 @@ async fn published_video_becomes_playable_hls() {
         }
     }
 
-    let p = probe(&dir.0, "index.m3u8").await;
+    let p = probe(dir.path(), "index.m3u8").await;
     let total = seconds(&p, "format.duration");
     assert!((total - 5.0).abs() <= 0.3, "playlist lasts {total} s");
-    assert_decodes_cleanly(&dir.0, &names).await;
+    assert_decodes_cleanly(dir.path(), &names).await;
 
     // What the master playlist would advertise for this rendition.
     let avc = AvcConfig::parse(segments[0].video_config.as_ref().unwrap()).unwrap();
@@ -297,8 +272,8 @@ async fn published_video_becomes_playable_hls() {
         codecs: vec![video_codec, aac_codec_string(&aac)],
         frame_rate: Some(30.0),
     }]);
-    std::fs::write(dir.0.join("master.m3u8"), master).unwrap();
-    let p = probe(&dir.0, "master.m3u8").await;
+    std::fs::write(dir.path().join("master.m3u8"), master).unwrap();
+    let p = probe(dir.path(), "master.m3u8").await;
     assert!((seconds(&p, "format.duration") - 5.0).abs() <= 0.3);
 }
 
@@ -311,10 +286,10 @@ async fn audio_only_publish_becomes_playable_hls() {
     let segments = segment(&packets);
     assert!(segments.len() >= 2, "{} segments", segments.len());
     let dir = TempDir::new("audio");
-    let names = write_hls(&dir.0, &segments);
+    let names = write_hls(dir.path(), &segments);
 
     for (s, name) in segments.iter().zip(&names) {
-        let p = probe(&dir.0, name).await;
+        let p = probe(dir.path(), name).await;
         let streams = codecs(&p);
         assert_eq!(streams.len(), 1, "{p:?}");
         let audio = streams["aac"];
@@ -322,8 +297,8 @@ async fn audio_only_publish_becomes_playable_hls() {
         let got = seconds(&p, &format!("streams.stream.{audio}.duration"));
         assert!((got - expected).abs() <= 0.1, "{name}: {got} vs {expected}");
     }
-    let p = probe(&dir.0, "index.m3u8").await;
+    let p = probe(dir.path(), "index.m3u8").await;
     let total = seconds(&p, "format.duration");
     assert!((total - 5.0).abs() <= 0.3, "playlist lasts {total} s");
-    assert_decodes_cleanly(&dir.0, &names).await;
+    assert_decodes_cleanly(dir.path(), &names).await;
 }

@@ -1,26 +1,12 @@
 //! MP4 remuxing against the real tools: ffmpeg writes MPEG-TS like HLS segments hold, the
 //! remuxer turns it into an MP4, and ffprobe/ffmpeg must read all of it cleanly.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use studio_media_core::mp4::{Mp4Error, TrackKind, probe, remux_ts_to_mp4};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mp4-test-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
@@ -30,6 +16,7 @@ fn ffmpeg(args: &[&str]) {
         .expect("ffmpeg must be installed (scripts/test-deps installs it)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+use support::TempDir;
 
 fn ffprobe(path: &Path, entries: &str) -> String {
     let out = Command::new("ffprobe")
@@ -65,8 +52,8 @@ fn write_ts(dir: &Path) -> PathBuf {
 #[test]
 fn ts_becomes_a_faststart_mp4_starting_at_zero() {
     let dir = TempDir::new("av");
-    let ts = write_ts(&dir.0);
-    let mp4 = dir.0.join("out.mp4");
+    let ts = write_ts(dir.path());
+    let mp4 = dir.path().join("out.mp4");
     remux_ts_to_mp4(&ts, &mp4).unwrap();
 
     let format = ffprobe(&mp4, "format=format_name,duration,start_time");
@@ -91,8 +78,8 @@ fn ts_becomes_a_faststart_mp4_starting_at_zero() {
 #[test]
 fn probe_reports_what_an_asset_advertises() {
     let dir = TempDir::new("probe");
-    let ts = write_ts(&dir.0);
-    let mp4 = dir.0.join("out.mp4");
+    let ts = write_ts(dir.path());
+    let mp4 = dir.path().join("out.mp4");
     remux_ts_to_mp4(&ts, &mp4).unwrap();
     let info = probe(&mp4).unwrap();
     assert!((info.duration_s - 5.0).abs() < 0.1, "{info:?}");
@@ -110,9 +97,9 @@ fn probe_reports_what_an_asset_advertises() {
 #[test]
 fn audio_only_ts_becomes_an_audio_mp4() {
     let dir = TempDir::new("audio");
-    let ts = dir.0.join("in.ts");
+    let ts = dir.path().join("in.ts");
     ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "3", "-c:a", "aac", "-f", "mpegts", ts.to_str().unwrap()]);
-    let mp4 = dir.0.join("out.mp4");
+    let mp4 = dir.path().join("out.mp4");
     remux_ts_to_mp4(&ts, &mp4).unwrap();
     let info = probe(&mp4).unwrap();
     assert_eq!(info.tracks.len(), 1);
@@ -124,8 +111,8 @@ fn audio_only_ts_becomes_an_audio_mp4() {
 #[test]
 fn garbage_is_an_error_not_a_file() {
     let dir = TempDir::new("garbage");
-    let input = dir.0.join("in.ts");
+    let input = dir.path().join("in.ts");
     std::fs::write(&input, vec![0u8; 4096]).unwrap();
-    let result = remux_ts_to_mp4(&input, &dir.0.join("out.mp4"));
+    let result = remux_ts_to_mp4(&input, &dir.path().join("out.mp4"));
     assert!(matches!(result, Err(Mp4Error::Ffmpeg(_) | Mp4Error::NoMedia)), "{result:?}");
 }

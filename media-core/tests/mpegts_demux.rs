@@ -2,29 +2,15 @@
 //! its packets, and the demuxer must find the same frames with the same timestamps and
 //! keyframes.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
 use studio_media_core::flv::{AacConfig, AvcConfig};
 use studio_media_core::mpegts::TsDemuxer;
 use studio_media_core::{Packet, PacketKind, Track};
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("studio-mpegts-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir;
 
 /// Encodes `seconds` of test video (30 fps, 1 s GOP, B-frames) and/or 48 kHz AAC to MPEG-TS.
 fn encode(path: &Path, video: bool, audio: bool, seconds: u32) {
@@ -157,7 +143,7 @@ fn assert_same_frames(packets: &[Packet], probed: &[Probed], track: Track) {
 #[test]
 fn ffmpeg_h264_and_aac_demux_like_ffprobe_reads_them() {
     let dir = TempDir::new("av");
-    let path = dir.0.join("av.ts");
+    let path = dir.path().join("av.ts");
     encode(&path, true, true, 3);
     let probed = probe(&path);
     let packets = demux(&path);
@@ -237,7 +223,7 @@ fn ffmpeg_h264_and_aac_demux_like_ffprobe_reads_them() {
 fn audio_only_and_video_only_files() {
     let dir = TempDir::new("single");
     for (name, video, audio) in [("audio.ts", false, true), ("video.ts", true, false)] {
-        let path = dir.0.join(name);
+        let path = dir.path().join(name);
         encode(&path, video, audio, 2);
         let probed = probe(&path);
         let packets = demux(&path);

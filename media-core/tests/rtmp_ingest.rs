@@ -1,5 +1,7 @@
 //! The RTMP ingest server against the real encoder: ffmpeg pushing over loopback.
 
+mod support;
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,15 +10,15 @@ use std::time::Duration;
 use studio_media_core::flv::FlvError;
 use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpError, RtmpServer};
 use studio_media_core::ingest::{
-    EndReason, IngestError, IngestEvent, PublishGrant, PublishRequest, Refusal,
+    EndReason, IngestError, IngestEvent, IngestProtocol, PublishGrant, PublishRequest, Refusal,
 };
-use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
-use studio_media_core::{Packet, PacketKind, Track};
+use studio_media_core::{PacketKind, Track};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
+use support::{collect, segment, wait_exit};
 
 const GOOD_KEY: &str = "abcd-efgh-ijkl-mnop";
 
@@ -68,60 +70,13 @@ fn ffmpeg(inputs_and_codecs: &str, url: &str) -> Child {
 const AV_INPUT: &str = "-re -f lavfi -i testsrc=size=640x360:rate=30 -f lavfi -i sine=frequency=440:sample_rate=44100 \
     -c:v libx264 -preset veryfast -g 30 -pix_fmt yuv420p -c:a aac -b:a 64k";
 
-/// Everything one publish produced.
-#[derive(Default)]
-struct Published {
-    key: Option<String>,
-    packets: Vec<Packet>,
-    ended: Option<EndReason>,
-}
-
-/// Collects events until `Ended` (or the deadline).
-async fn collect(events: &mut mpsc::Receiver<IngestEvent>, within: Duration) -> Published {
-    let mut out = Published::default();
-    let deadline = Instant::now() + within;
-    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        match event {
-            IngestEvent::Started {
-                stream_key, grant, ..
-            } => {
-                assert_eq!(grant.stream_id, "stream-1");
-                out.key = Some(stream_key);
-            }
-            IngestEvent::Packet { packet, .. } => out.packets.push(packet),
-            IngestEvent::Ended { reason, .. } => {
-                out.ended = Some(reason);
-                break;
-            }
-        }
-    }
-    out
-}
-
-fn segment(packets: &[Packet]) -> Vec<Segment> {
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut segments: Vec<Segment> = packets
-        .iter()
-        .filter_map(|p| segmenter.push(p.clone()).expect("segmentable"))
-        .collect();
-    segments.extend(segmenter.finish());
-    segments
-}
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    timeout(within, child.wait())
-        .await
-        .expect("ffmpeg exits in time")
-        .expect("wait")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_push_is_demuxed_and_segmented() {
     let (server, mut events, _) = start_server().await;
     let url = format!("rtmp://{}/live/{GOOD_KEY}", server.local_addr());
     let mut child = ffmpeg(&format!("{AV_INPUT} -t 6"), &url);
 
-    let published = collect(&mut events, Duration::from_secs(30)).await;
+    let published = collect(&mut events, Duration::from_secs(30), IngestProtocol::Rtmp).await;
     assert!(
         wait_exit(&mut child, Duration::from_secs(10))
             .await
@@ -221,7 +176,7 @@ async fn audio_only_push_is_cut_on_time() {
         &url,
     );
 
-    let published = collect(&mut events, Duration::from_secs(30)).await;
+    let published = collect(&mut events, Duration::from_secs(30), IngestProtocol::Rtmp).await;
     assert!(
         wait_exit(&mut child, Duration::from_secs(10))
             .await
@@ -336,7 +291,7 @@ async fn other_codecs_disconnect_the_encoder_with_a_clear_error() {
         &url,
     );
 
-    let published = collect(&mut events, Duration::from_secs(15)).await;
+    let published = collect(&mut events, Duration::from_secs(15), IngestProtocol::Rtmp).await;
     assert_eq!(published.key.as_deref(), Some(GOOD_KEY));
     match published.ended {
         Some(EndReason::Error(IngestError::Rtmp(RtmpError::Media(e)))) => {

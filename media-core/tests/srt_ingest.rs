@@ -1,5 +1,7 @@
 //! The SRT ingest server against the real encoder: ffmpeg (libsrt) pushing MPEG-TS over loopback.
 
+mod support;
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +11,11 @@ use studio_media_core::ingest::srt::{SrtConfig, SrtServer};
 use studio_media_core::ingest::{
     EndReason, IngestEvent, IngestProtocol, PublishGrant, PublishRequest, Refusal,
 };
-use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
-use studio_media_core::{Packet, PacketKind, Track};
+use studio_media_core::{PacketKind, Track};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
+use support::{collect, segment, wait_exit};
 
 const GOOD_KEY: &str = "abcd-efgh-ijkl-mnop";
 
@@ -44,10 +46,12 @@ async fn start_server() -> (SrtServer, mpsc::Receiver<IngestEvent>, Arc<AtomicUs
 }
 
 /// `srt://` URL of the server with `stream_id`, written as users write it (FFmpeg 5 sends the
-/// `streamid` parameter as it stands in the URL).
+/// `streamid` parameter as it stands in the URL). `linger=2`: in SRT's live mode a caller
+/// discards what it has not sent yet when it closes (linger 0), which would cut the last
+/// fraction of a second that these tests count frame by frame.
 fn url(server: &SrtServer, stream_id: &str) -> String {
     format!(
-        "srt://{}?mode=caller&streamid={stream_id}",
+        "srt://{}?mode=caller&linger=2&streamid={stream_id}",
         server.local_addr()
     )
 }
@@ -80,63 +84,12 @@ fn publish(url: &str, seconds: u32) -> Child {
         .expect("ffmpeg must be installed (scripts/test-deps installs it: apt-get install ffmpeg)")
 }
 
-/// Everything one publish produced.
-#[derive(Default)]
-struct Published {
-    key: Option<String>,
-    packets: Vec<Packet>,
-    ended: Option<EndReason>,
-}
-
-/// Collects events until `Ended` (or the deadline).
-async fn collect(events: &mut mpsc::Receiver<IngestEvent>, within: Duration) -> Published {
-    let mut out = Published::default();
-    let deadline = Instant::now() + within;
-    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        match event {
-            IngestEvent::Started {
-                stream_key,
-                grant,
-                protocol,
-                ..
-            } => {
-                assert_eq!(grant.stream_id, "stream-1");
-                assert_eq!(protocol, IngestProtocol::Srt);
-                out.key = Some(stream_key);
-            }
-            IngestEvent::Packet { packet, .. } => out.packets.push(packet),
-            IngestEvent::Ended { reason, .. } => {
-                out.ended = Some(reason);
-                break;
-            }
-        }
-    }
-    out
-}
-
-fn segment(packets: &[Packet]) -> Vec<Segment> {
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut segments: Vec<Segment> = packets
-        .iter()
-        .filter_map(|p| segmenter.push(p.clone()).expect("segmentable"))
-        .collect();
-    segments.extend(segmenter.finish());
-    segments
-}
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    timeout(within, child.wait())
-        .await
-        .expect("ffmpeg exits in time")
-        .expect("wait")
-}
-
 /// A publish of `seconds` with `stream_id`: demuxed into H.264 and AAC, segmented into ~2 s
 /// segments that add up to what was sent.
 async fn publish_and_check(stream_id: &str, seconds: u32) {
     let (server, mut events, calls) = start_server().await;
     let mut child = publish(&url(&server, stream_id), seconds);
-    let published = collect(&mut events, Duration::from_secs(30)).await;
+    let published = collect(&mut events, Duration::from_secs(30), IngestProtocol::Srt).await;
     assert!(
         wait_exit(&mut child, Duration::from_secs(10))
             .await

@@ -3,6 +3,8 @@
 //! ffmpeg must read each rendition back with the planned size, frame rate, profile and
 //! duration, and decode it without an error.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -10,10 +12,11 @@ use bytes::Bytes;
 use studio_media_core::flv::{AvcConfig, demux_file};
 use studio_media_core::hls::avc_codec_string;
 use studio_media_core::hls::ts::TsMuxer;
-use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
+use studio_media_core::segment::Segment;
 use studio_media_core::transcode::local::{EncoderPreference, H264Encoder, LocalTranscoder, probe_encoder, transcode_segment};
 use studio_media_core::transcode::{FrameRate, Gop, H264Profile, RenditionProfile, TranscodeJob, Transcoder, plan_renditions};
 use studio_media_core::{PacketKind, Track};
+use support::TempDir;
 
 /// Writes `seconds` of 1280x720 test video at 30 fps with 1 s GOPs (and a sine tone) as FLV.
 fn source_flv(dir: &Path, seconds: u32) -> Bytes {
@@ -30,10 +33,7 @@ fn source_flv(dir: &Path, seconds: u32) -> Bytes {
 }
 
 fn segments(flv: &Bytes) -> Vec<Segment> {
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut out: Vec<Segment> = demux_file(flv).unwrap().into_iter().filter_map(|p| segmenter.push(p).unwrap()).collect();
-    out.extend(segmenter.finish());
-    out
+    support::segment(&demux_file(flv).unwrap())
 }
 
 fn profile(name: &str, width: u32, height: u32, bitrate: u64) -> RenditionProfile {
@@ -53,7 +53,7 @@ fn ffprobe(path: &Path, entries: &str) -> String {
 
 #[test]
 fn a_720p_source_becomes_the_planned_ladder() {
-    let dir = tempdir();
+    let dir = TempDir::new("ladder");
     let source = segments(&source_flv(dir.path(), 6));
     assert_eq!(source.len(), 3, "three 2 s segments");
 
@@ -107,7 +107,7 @@ fn a_720p_source_becomes_the_planned_ladder() {
 
 #[tokio::test]
 async fn the_transcoder_interface_runs_jobs_off_the_async_threads() {
-    let dir = tempdir();
+    let dir = TempDir::new("interface");
     let source = segments(&source_flv(dir.path(), 2));
     let transcoder = LocalTranscoder::new(H264Encoder::X264, 1).unwrap();
     assert_eq!(transcoder.name(), "local/libx264");
@@ -140,25 +140,4 @@ fn the_probe_falls_back_to_libx264_without_a_usable_nvenc() {
         }
     }
     assert_eq!(probe_encoder(EncoderPreference::X264).unwrap().encoder, H264Encoder::X264);
-}
-
-/// A directory removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("KEEP").is_none() { let _ = std::fs::remove_dir_all(&self.0); }
-    }
-}
-
-fn tempdir() -> TempDir {
-    let path = std::env::temp_dir().join(format!("studio-transcode-{}-{:?}", std::process::id(), std::thread::current().id()));
-    std::fs::create_dir_all(&path).unwrap();
-    TempDir(path)
 }

@@ -123,8 +123,7 @@ pub async fn write_master(
     let video = first.video_config.as_ref().and_then(|c| AvcConfig::parse(c).ok());
     let audio = first.audio_config.as_ref().and_then(|c| AacConfig::parse(c).ok());
     let seconds = (first.duration_ms.max(1) as f64) / 1000.0;
-    let frames = first.packets.iter().filter(|p| p.track == Track::Video).count();
-    let source_fps = (frames > 0).then(|| (frames as f64 / seconds * 1000.0).round() / 1000.0);
+    let source_fps = first.video_frame_rate().map(|fps| (fps * 1000.0).round() / 1000.0);
     let audio_codec = audio.as_ref().map(aac_codec_string);
     let audio_bits: u64 = first.packets.iter().filter(|p| p.track == Track::Audio).map(|p| p.data.len() as u64 * 8).sum();
     let audio_rate = (audio_bits as f64 / seconds) as u64;

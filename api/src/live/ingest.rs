@@ -12,7 +12,6 @@ use studio_media_core::ingest::srt::{SrtConfig, SrtServer};
 use studio_media_core::ingest::{IngestEvent, PublishAuthorizer, PublishGrant, PublishRequest, Refusal, SessionId};
 use studio_media_core::flv::AvcConfig;
 use studio_media_core::hls::sps_resolution;
-use studio_media_core::packet::Track;
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::transcode::{Rendition, RenditionProfile, plan_renditions};
 use tokio::sync::{mpsc, watch};
@@ -24,6 +23,7 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::events::{self, EventType, NewEvent};
 use crate::sessions;
+use crate::sessions::repo::SegmentKind;
 use crate::streams;
 
 /// A stream with a live publisher whose last segment is older than this is taken as abandoned
@@ -244,9 +244,7 @@ impl LiveOutput {
 fn plan(first: &Segment, profiles: &[RenditionProfile]) -> Vec<Rendition> {
     let Some(config) = first.video_config.as_ref().and_then(|c| AvcConfig::parse(c).ok()) else { return Vec::new() };
     let Some((width, height)) = config.sps.first().and_then(|sps| sps_resolution(sps)) else { return Vec::new() };
-    let frames = first.packets.iter().filter(|p| p.track == Track::Video).count();
-    let fps = frames as f64 * 1000.0 / first.duration_ms.max(1) as f64;
-    plan_renditions(width, height, fps, profiles)
+    plan_renditions(width, height, first.video_frame_rate().unwrap_or(0.0), profiles)
 }
 
 /// Makes a segment playable (HLS) and then counts it, so a stream is never reported live before
@@ -255,22 +253,23 @@ async fn publish(state: &AppState, session: &OpenSession, segment: Arc<Segment>,
     if ending.load(Ordering::Acquire) {
         return;
     }
-    let mut stored_key = None;
-    match output.source.push(state.media_store(), &segment).await {
-        Ok(stored) if !output.wrote_master => {
-            stored_key = Some(stored.key.clone());
-            if let Err(err) = output.start(state, session, ending, &segment, stored.bytes).await {
-                tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "writing the master playlist failed");
-            }
+    let stored = match output.source.push(state.media_store(), &segment).await {
+        Ok(stored) => Some(stored),
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed");
+            None
         }
-        Ok(stored) => stored_key = Some(stored.key),
-        Err(err) => tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed"),
+    };
+    if let Some(stored) = stored.as_ref().filter(|_| !output.wrote_master) {
+        if let Err(err) = output.start(state, session, ending, &segment, stored.bytes).await {
+            tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "writing the master playlist failed");
+        }
     }
     if let Err(err) = record(state, session, &segment, ending, went_live).await {
         tracing::error!(error = format!("{err:#}"), "recording a segment failed");
     }
-    if let Some(key) = stored_key {
-        crate::recording::segment_stored(state, &session.project_id, &session.id, key, &segment).await;
+    if let Some(stored) = stored {
+        crate::recording::segment_stored(state, &session.project_id, &session.id, stored.key, &segment).await;
     }
     if let Some(transcoding) = &output.transcoding {
         transcoding.offer(segment);
@@ -315,7 +314,7 @@ async fn record(state: &AppState, session: &OpenSession, segment: &Segment, endi
     let now = now_ms();
     let duration_s = segment.duration_ms.max(0) as f64 / 1000.0;
     let mut tx = state.db().begin().await?;
-    sessions::repo::add_source_segment(&mut tx, &session.project_id, &session.id, &session.stream_id, duration_s, segment.size_bytes as i64, now).await?;
+    sessions::repo::add_segment(&mut tx, SegmentKind::Source, &session.project_id, &session.id, &session.stream_id, duration_s, segment.size_bytes as i64, now).await?;
     let mut started = false;
     if !*went_live && streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, true, now).await? {
         if let Some(stream) = streams::repo::get(&mut *tx, &session.project_id, &session.stream_id).await? {

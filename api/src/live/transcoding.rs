@@ -21,6 +21,7 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::config::{EncoderSetting, TranscodeConfig};
 use crate::sessions;
+use crate::sessions::repo::SegmentKind;
 
 /// Source segments waiting for the transcoder, per session (about 4 s of media).
 const QUEUE: usize = 2;
@@ -162,7 +163,7 @@ async fn run(
 async fn count(state: &AppState, session: &SessionRef, segment: &Segment, bytes: usize) -> anyhow::Result<()> {
     let duration_s = segment.duration_ms.max(0) as f64 / 1000.0;
     let mut tx = state.db().begin().await?;
-    sessions::repo::add_transcoded_segment(&mut tx, &session.project_id, &session.id, &session.stream_id, duration_s, bytes as i64, now_ms()).await?;
+    sessions::repo::add_segment(&mut tx, SegmentKind::Transcoded, &session.project_id, &session.id, &session.stream_id, duration_s, bytes as i64, now_ms()).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -87,27 +87,22 @@ pub async fn insert(tx: &mut Tx, id: &str, stream: &Stream, now: i64) -> Result<
     Ok(())
 }
 
-/// Adds one source segment to the statistics of a session and of its stream, and moves
-/// their `lastSeen`.
-pub async fn add_source_segment(
-    tx: &mut Tx,
-    project_id: &str,
-    session_id: &str,
-    stream_id: &str,
-    duration_s: f64,
-    bytes: i64,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let rate = if duration_s > 0.0 { bytes as f64 / duration_s } else { 0.0 };
-    let set = "source_segments = source_segments + 1, source_segments_duration = source_segments_duration + $1, \
-               source_bytes = source_bytes + $2, ingest_rate = $3, last_seen = $4";
-    add_to_both(tx, set, project_id, session_id, stream_id, duration_s, bytes, rate, now).await
+/// Which counters a segment adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// A segment as the encoder sent it: `sourceSegments`, `sourceSegmentsDuration`,
+    /// `sourceBytes`, `ingestRate`.
+    Source,
+    /// A source segment once transcoded, all its renditions together: `transcodedSegments`,
+    /// `transcodedSegmentsDuration`, `transcodedBytes`, `outgoingRate`.
+    Transcoded,
 }
 
-/// Adds one transcoded source segment (all its renditions together: `bytes` is their sum) to
-/// the statistics of a session and of its stream.
-pub async fn add_transcoded_segment(
+/// Adds one segment to the statistics of a session and of its stream, and moves their
+/// `lastSeen`.
+pub async fn add_segment(
     tx: &mut Tx,
+    kind: SegmentKind,
     project_id: &str,
     session_id: &str,
     stream_id: &str,
@@ -115,25 +110,17 @@ pub async fn add_transcoded_segment(
     bytes: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let set = match kind {
+        SegmentKind::Source => {
+            "source_segments = source_segments + 1, source_segments_duration = source_segments_duration + $1, \
+             source_bytes = source_bytes + $2, ingest_rate = $3, last_seen = $4"
+        }
+        SegmentKind::Transcoded => {
+            "transcoded_segments = transcoded_segments + 1, transcoded_segments_duration = transcoded_segments_duration + $1, \
+             transcoded_bytes = transcoded_bytes + $2, outgoing_rate = $3, last_seen = $4"
+        }
+    };
     let rate = if duration_s > 0.0 { bytes as f64 / duration_s } else { 0.0 };
-    let set = "transcoded_segments = transcoded_segments + 1, transcoded_segments_duration = transcoded_segments_duration + $1, \
-               transcoded_bytes = transcoded_bytes + $2, outgoing_rate = $3, last_seen = $4";
-    add_to_both(tx, set, project_id, session_id, stream_id, duration_s, bytes, rate, now).await
-}
-
-/// Runs one `SET` clause (binding $1-$4) on the session's row and on its stream's row.
-#[allow(clippy::too_many_arguments)]
-async fn add_to_both(
-    tx: &mut Tx,
-    set: &str,
-    project_id: &str,
-    session_id: &str,
-    stream_id: &str,
-    duration_s: f64,
-    bytes: i64,
-    rate: f64,
-    now: i64,
-) -> Result<(), sqlx::Error> {
     for (table, id) in [("sessions", session_id), ("streams", stream_id)] {
         let sql = format!("UPDATE {table} SET {set} WHERE project_id = $5 AND id = $6");
         sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -76,6 +76,8 @@ impl Default for SrtConfig {
 const UDP_RECEIVE_BUFFER: u64 = 4 * 1024 * 1024;
 /// How long closing an SRT connection may take (it sends a shutdown to the caller).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait in [`SrtServer::close`] for the UDP port to become free.
+const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why an accepted SRT connection was closed.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +268,12 @@ impl SrtServer {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        // srt-tokio's packet socket lets go of the UDP socket from a task of its own, a moment
+        // after the listener has closed: wait until the port can be bound again.
+        let deadline = tokio::time::Instant::now() + PORT_RELEASE_TIMEOUT;
+        while std::net::UdpSocket::bind(self.local_addr).is_err() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

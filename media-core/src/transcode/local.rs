@@ -91,8 +91,7 @@ pub fn probe_encoder(preference: EncoderPreference) -> Result<EncoderChoice, Tra
         require_x264()?;
         return Ok(EncoderChoice { encoder: H264Encoder::X264, nvenc_unusable: Some("libx264 is configured".into()) });
     }
-    let probe = RenditionProbe::new();
-    match open_encoder(H264Encoder::Nvenc, &probe.rendition, Rational::new(30, 1)) {
+    match open_encoder(H264Encoder::Nvenc, &probe_rendition(), Rational::new(30, 1)) {
         Ok(_) => Ok(EncoderChoice { encoder: H264Encoder::Nvenc, nvenc_unusable: None }),
         Err(err) if preference == EncoderPreference::Auto => {
             require_x264()?;
@@ -109,24 +108,18 @@ fn require_x264() -> Result<(), TranscodeError> {
 }
 
 /// A small rendition to open encoders with while probing.
-struct RenditionProbe {
-    rendition: Rendition,
-}
-
-impl RenditionProbe {
-    fn new() -> Self {
-        let profile = super::RenditionProfile {
-            name: "probe".into(),
-            width: 256,
-            height: 144,
-            bitrate: 200_000,
-            fps: None,
-            gop: Gop::Segment,
-            profile: H264Profile::Main,
-            quality: None,
-        };
-        RenditionProbe { rendition: Rendition { profile, width: 256, height: 144, level: 30 } }
-    }
+fn probe_rendition() -> Rendition {
+    let profile = super::RenditionProfile {
+        name: "probe".into(),
+        width: 256,
+        height: 144,
+        bitrate: 200_000,
+        fps: None,
+        gop: Gop::Segment,
+        profile: H264Profile::Main,
+        quality: None,
+    };
+    Rendition { profile, width: 256, height: 144, level: 30 }
 }
 
 /// The bundled transcoder. Segments run on Tokio's blocking pool, at most one per core at a
@@ -178,7 +171,7 @@ pub fn transcode_segment(encoder: H264Encoder, segment: &Segment, renditions: &[
     if video.is_empty() {
         return Err(TranscodeError::Source("the segment has no video frames".into()));
     }
-    let source_rate = source_frame_rate(segment, video.len());
+    let source_rate = source_frame_rate(segment.video_frame_rate().unwrap_or(30.0));
     let end_ms = segment.start_ms + segment.duration_ms.max(1);
 
     std::thread::scope(|scope| {
@@ -208,10 +201,9 @@ pub fn transcode_segment(encoder: H264Encoder, segment: &Segment, renditions: &[
     })
 }
 
-/// The source frame rate, from the frame count over the segment's duration (rounded to a
-/// thousandth, which keeps 29.97 and 30 apart).
-fn source_frame_rate(segment: &Segment, frames: usize) -> Rational {
-    let fps = frames as f64 * 1000.0 / segment.duration_ms.max(1) as f64;
+/// The source frame rate as a fraction, rounded to a thousandth (which keeps 29.97 and 30
+/// apart).
+fn source_frame_rate(fps: f64) -> Rational {
     let milli = (fps * 1000.0).round().clamp(1.0, 240_000.0) as i32;
     Rational::new(milli, 1000).reduce()
 }
@@ -296,7 +288,7 @@ fn encode_rendition(
         }
     }
     encoder.send_eof().map_err(|e| TranscodeError::codec("encoding", e))?;
-    output.drain(&mut encoder)?;
+    output.drain(&mut encoder);
     output.finish(rendition)
 }
 
@@ -348,7 +340,8 @@ fn scale(scaler: &mut Option<scaling::Context>, frame: &VideoFrame, rendition: &
 
 fn send(encoder: &mut ffmpeg::encoder::Video, frame: &VideoFrame, output: &mut EncodedStream) -> Result<(), TranscodeError> {
     encoder.send_frame(frame).map_err(|e| TranscodeError::codec("encoding", e))?;
-    output.drain(encoder)
+    output.drain(encoder);
+    Ok(())
 }
 
 /// Opens an H.264 encoder for a rendition, with millisecond timestamps.
@@ -415,7 +408,7 @@ struct EncodedStream {
 }
 
 impl EncodedStream {
-    fn drain(&mut self, encoder: &mut ffmpeg::encoder::Video) -> Result<(), TranscodeError> {
+    fn drain(&mut self, encoder: &mut ffmpeg::encoder::Video) {
         let mut packet = ffmpeg::Packet::empty();
         while encoder.receive_packet(&mut packet).is_ok() {
             let Some(data) = packet.data() else { continue };
@@ -434,7 +427,6 @@ impl EncodedStream {
                 data: unit.avcc,
             });
         }
-        Ok(())
     }
 
     fn finish(self, rendition: &Rendition) -> Result<Encoded, TranscodeError> {

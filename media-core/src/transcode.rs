@@ -47,6 +47,12 @@ pub trait Transcoder: Send + Sync + 'static {
 
     /// Transcodes one segment. The future owns everything it needs.
     fn transcode(&self, job: TranscodeJob) -> TranscodeFuture;
+
+    /// Says that `stream` sends no more segments for now, so per-stream state (an orchestrator
+    /// session, its credit) can be released. A later segment of the stream starts afresh.
+    fn stream_ended(&self, stream: &str) {
+        let _ = stream;
+    }
 }
 
 /// Why a segment could not be transcoded. The segment's source stays playable either way.
@@ -58,6 +64,9 @@ pub enum TranscodeError {
     /// The decoder, scaler or an encoder failed.
     #[error("{stage} failed: {message}")]
     Codec { stage: &'static str, message: String },
+    /// No orchestrator of the Livepeer network transcoded the segment.
+    #[error("the network did not transcode the segment: {0}")]
+    Network(String),
     /// The transcoder is shutting down or its worker went away.
     #[error("the transcoder is not available: {0}")]
     Unavailable(String),

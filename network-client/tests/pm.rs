@@ -1,8 +1,6 @@
 //! PM tickets end to end: the known-answer vectors of §6.3 of the protocol reference, the §4.5 worked example, and
 //! randomised checks that the orchestrator side accepts what the sender makes and refuses every tampered field.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use alloy::hex;
@@ -18,7 +16,7 @@ use studio_network_client::pm::{
     SignatureError, Ticket, TicketSenderParams, estimate_fee, estimate_pixels,
     verify_ticket_signature,
 };
-use support::recipient::{
+use studio_test_orchestrator::recipient::{
     Recipient, RecipientError, TicketEconomics, face_value_and_win_prob, is_winner, rat,
     recipient_rand_hash, win_prob, winner_value,
 };
@@ -216,7 +214,7 @@ fn vector_win_prob() {
         b256!("c65a7bb8d6351c1cf70c95a316cc6a92839c986682d98bc35f958f4883f9d2a8")
     );
     assert_eq!(
-        support::recipient::win_prob(U256::from(7), U256::from(7)),
+        studio_test_orchestrator::recipient::win_prob(U256::from(7), U256::from(7)),
         U256::MAX
     );
 }

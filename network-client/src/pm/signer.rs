@@ -140,6 +140,11 @@ impl EthSigner {
         Ok(Self { inner })
     }
 
+    /// A signer from an alloy local signer (a decrypted keystore, see [`crate::keystore`]).
+    pub(crate) fn from_local_signer(inner: PrivateKeySigner) -> Self {
+        Self { inner }
+    }
+
     /// A fresh random key (tests, throwaway off-chain identities).
     pub fn random() -> Self {
         Self {

@@ -16,14 +16,14 @@ use studio_network_client::pm::{
 };
 
 /// Nonces the orchestrator accepts per recipientRand.
-pub(crate) const MAX_NONCES: usize = 600;
+pub const MAX_NONCES: usize = 600;
 
 /// How many L1 blocks ticket params stay valid.
-pub(crate) const PARAMS_VALIDITY_BLOCKS: u64 = 40;
+pub const PARAMS_VALIDITY_BLOCKS: u64 = 40;
 
 /// Why the orchestrator refused a ticket or could not make params.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RecipientError {
+pub enum RecipientError {
     /// Fatal: the ticket is not made out to this orchestrator.
     RecipientMismatch,
     /// Fatal: the sender is the zero address.
@@ -46,7 +46,7 @@ pub(crate) enum RecipientError {
 
 impl RecipientError {
     /// Fatal errors abort the batch at once.
-    pub(crate) fn is_fatal(&self) -> bool {
+    pub fn is_fatal(&self) -> bool {
         matches!(
             self,
             Self::RecipientMismatch
@@ -59,21 +59,21 @@ impl RecipientError {
 
 /// What sets a ticket's face value: the redemption gas cost times a safety multiplier.
 #[derive(Debug, Clone)]
-pub(crate) struct TicketEconomics {
+pub struct TicketEconomics {
     /// The EV the orchestrator wants per ticket (`-ticketEV`).
-    pub(crate) ticket_ev: U256,
+    pub ticket_ev: U256,
     /// Gas to redeem a winning ticket (1,200,000 on Arbitrum).
-    pub(crate) redeem_gas: U256,
+    pub redeem_gas: U256,
     /// Current gas price in wei.
-    pub(crate) gas_price: U256,
+    pub gas_price: U256,
     /// `txCostMultiplier` (100).
-    pub(crate) tx_cost_multiplier: U256,
+    pub tx_cost_multiplier: U256,
     /// The sender's `maxFloat`, when known.
-    pub(crate) max_float: Option<U256>,
+    pub max_float: Option<U256>,
 }
 
 /// The face value and win probability of §4.3.
-pub(crate) fn face_value_and_win_prob(e: &TicketEconomics) -> Result<(U256, U256), RecipientError> {
+pub fn face_value_and_win_prob(e: &TicketEconomics) -> Result<(U256, U256), RecipientError> {
     let tx_cost = e.redeem_gas * e.gas_price;
     let mut face_value = tx_cost * e.tx_cost_multiplier;
     if face_value < e.ticket_ev {
@@ -90,7 +90,7 @@ pub(crate) fn face_value_and_win_prob(e: &TicketEconomics) -> Result<(U256, U256
 }
 
 /// `EV × ceil((2^256 − 1) / faceValue)`, or `2^256 − 1` when the face value equals the EV.
-pub(crate) fn win_prob(ev: U256, face_value: U256) -> U256 {
+pub fn win_prob(ev: U256, face_value: U256) -> U256 {
     if face_value == ev {
         return U256::MAX;
     }
@@ -98,7 +98,7 @@ pub(crate) fn win_prob(ev: U256, face_value: U256) -> U256 {
 }
 
 /// `keccak256(u256(recipientRand))`.
-pub(crate) fn recipient_rand_hash(recipient_rand: U256) -> B256 {
+pub fn recipient_rand_hash(recipient_rand: U256) -> B256 {
     keccak256(recipient_rand.to_be_bytes::<32>())
 }
 
@@ -110,23 +110,23 @@ fn minimal(bytes: &[u8]) -> &[u8] {
 
 /// An orchestrator's ticket-receiving state.
 #[derive(Debug, Clone)]
-pub(crate) struct Recipient {
+pub struct Recipient {
     secret: [u8; 32],
     /// The on-chain address tickets must be made out to.
-    pub(crate) address: Address,
-    pub(crate) economics: TicketEconomics,
+    pub address: Address,
+    pub economics: TicketEconomics,
     /// The latest L1 block the orchestrator has seen.
-    pub(crate) last_seen_block: u64,
+    pub last_seen_block: u64,
     /// The last initialised round and its block hash.
-    pub(crate) creation_round: CreationRound,
+    pub creation_round: CreationRound,
     nonces: HashMap<U256, HashSet<u32>>,
     balances: HashMap<(Address, String), BigRational>,
     /// Winning tickets queued for redemption, with their signature and recipientRand.
-    pub(crate) winners: Vec<(Ticket, EthSignature, U256)>,
+    pub winners: Vec<(Ticket, EthSignature, U256)>,
 }
 
 impl Recipient {
-    pub(crate) fn new(secret: [u8; 32], address: Address, economics: TicketEconomics) -> Self {
+    pub fn new(secret: [u8; 32], address: Address, economics: TicketEconomics) -> Self {
         Self {
             secret,
             address,
@@ -143,7 +143,7 @@ impl Recipient {
     }
 
     /// `HMAC-SHA256(secret, seed ‖ sender ‖ faceValue ‖ winProb ‖ expirationBlock ‖ price.num ‖ price.den ‖ auxData)`.
-    pub(crate) fn recipient_rand(
+    pub fn recipient_rand(
         &self,
         sender: Address,
         params: &TicketParams,
@@ -163,7 +163,7 @@ impl Recipient {
     }
 
     /// The `ticket_params` and price of a fresh `OrchestratorInfo` for `sender`.
-    pub(crate) fn terms(
+    pub fn terms(
         &self,
         sender: Address,
         price: PriceInfo,
@@ -198,7 +198,7 @@ impl Recipient {
     /// Processes a payment as `ProcessPayment` does: a fatal error aborts at once (earlier tickets stay credited);
     /// after a non-fatal error the remaining tickets are still received but no longer credited, and the first
     /// error is returned. Returns the number of credited tickets.
-    pub(crate) fn receive_payment(
+    pub fn receive_payment(
         &mut self,
         payment: &Payment,
         balance_key: &str,
@@ -268,7 +268,7 @@ impl Recipient {
     }
 
     /// Debits the segment's real pixels at the payment's price.
-    pub(crate) fn debit(
+    pub fn debit(
         &mut self,
         sender: Address,
         balance_key: &str,
@@ -284,7 +284,7 @@ impl Recipient {
     }
 
     /// The credit `sender` has under `balance_key`.
-    pub(crate) fn balance(&self, sender: Address, balance_key: &str) -> BigRational {
+    pub fn balance(&self, sender: Address, balance_key: &str) -> BigRational {
         self.balances
             .get(&(sender, balance_key.to_owned()))
             .cloned()
@@ -293,7 +293,7 @@ impl Recipient {
 }
 
 /// `keccak256(sig ‖ u256(recipientRand))` as a number.
-pub(crate) fn winner_value(sig: &[u8], recipient_rand: U256) -> U256 {
+pub fn winner_value(sig: &[u8], recipient_rand: U256) -> U256 {
     let mut buf = Vec::with_capacity(sig.len() + 32);
     buf.extend_from_slice(sig);
     buf.extend_from_slice(&recipient_rand.to_be_bytes::<32>());
@@ -301,11 +301,11 @@ pub(crate) fn winner_value(sig: &[u8], recipient_rand: U256) -> U256 {
 }
 
 /// The winner test: `keccak256(sig ‖ u256(recipientRand)) < winProb`.
-pub(crate) fn is_winner(sig: &[u8], recipient_rand: U256, win_prob: U256) -> bool {
+pub fn is_winner(sig: &[u8], recipient_rand: U256, win_prob: U256) -> bool {
     winner_value(sig, recipient_rand) < win_prob
 }
 
 /// An exact integer as a rational, for comparisons in tests.
-pub(crate) fn rat(n: u64) -> BigRational {
+pub fn rat(n: u64) -> BigRational {
     BigRational::from_integer(BigInt::from(n))
 }

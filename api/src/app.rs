@@ -46,11 +46,10 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Database, public_url: String) -> anyhow::Result<AppState> {
+    pub fn new(config: Config, db: Database, public_url: String, transcoder: Arc<dyn Transcoder>) -> anyhow::Result<AppState> {
         let webhook_sender = Sender::new(&config.webhooks)?;
         let key_cache = Arc::new(KeyCache::new(db.backend()));
         let media_store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(config.data_dir.join("media")));
-        let transcoder = crate::live::transcoding::bundled_transcoder(&config.transcode)?;
         Ok(AppState(Arc::new(Inner {
             transcoder,
             config,
@@ -204,7 +203,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
     let database_url = config.database_url();
     let (rtmp_addr, srt_addr) = (config.rtmp_addr, config.srt_addr);
-    let state = AppState::new(config, db.clone(), public_url)?;
+    let transcoder = crate::live::transcoding::transcoder(&config).await?;
+    let state = AppState::new(config, db.clone(), public_url, transcoder)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let key_listener = (db.backend() == crate::db::Backend::Postgres)
         .then(|| tokio::spawn(crate::auth::cache::listen(state.0.key_cache.clone(), database_url, shutdown_rx.clone())));

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
+use studio_network_client::keystore::SecretString;
 
 /// Settings of a running server. Every field has a default; see README.md for the reference.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,6 +39,7 @@ pub struct Config {
     pub stream_idle_after_secs: u64,
     pub webhooks: WebhookConfig,
     pub transcode: TranscodeConfig,
+    pub network: NetworkConfig,
 }
 
 /// The bundled transcoder.
@@ -49,6 +51,75 @@ pub struct TranscodeConfig {
     pub encoder: EncoderSetting,
     /// Segments transcoded at once on this node; 0 means one per CPU core.
     pub concurrency: usize,
+    /// Who transcodes live segments: `local` (the bundled transcoder), `network` (orchestrators of
+    /// the Livepeer network, see `[network]`) or `auto` (the network, and the bundled transcoder for
+    /// any segment the network fails on).
+    pub transcoder: TranscoderSetting,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscoderSetting {
+    #[default]
+    Local,
+    Network,
+    Auto,
+}
+
+/// The embedded Livepeer gateway (used when `transcode.transcoder` is `network` or `auto`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// `offchain` (no tickets; orchestrators that do not charge) or `onchain` (pays with PM tickets).
+    pub mode: NetworkMode,
+    /// Orchestrators to use (`host:port` or `https://host:port`); a comma-separated list in
+    /// `STUDIO_NETWORK__ORCHESTRATORS`. Takes precedence over the webhook and the chain.
+    #[serde(deserialize_with = "list")]
+    pub orchestrators: Vec<String>,
+    /// A URL answering `[{"address": "https://host:port", "score": 1.0}]`.
+    pub orchestrator_webhook: Option<String>,
+    /// Highest price accepted, in wei per `pixels_per_unit` pixels; 0 accepts any price.
+    pub max_price_per_unit: u64,
+    pub pixels_per_unit: u64,
+    /// Ethereum JSON-RPC (Arbitrum) for the sender's deposit and reserve and for on-chain discovery.
+    pub eth_rpc_url: Option<String>,
+    /// The protocol's Controller contract; defaults to Arbitrum One's.
+    pub eth_controller: Option<String>,
+    /// An encrypted JSON keystore holding the gateway's ETH key...
+    pub eth_keystore: Option<PathBuf>,
+    /// ...and its password (prefer `STUDIO_NETWORK__ETH_KEYSTORE_PASSWORD`).
+    #[serde(deserialize_with = "secret")]
+    pub eth_keystore_password: Option<SecretString>,
+    /// Or the key itself as hex (prefer `STUDIO_NETWORK__ETH_PRIVATE_KEY`).
+    #[serde(deserialize_with = "secret")]
+    pub eth_private_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Offchain,
+    Onchain,
+}
+
+/// A list given as a TOML array or as one comma-separated string (environment variables).
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(items) => items,
+        Either::Text(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+    })
+}
+
+/// A secret: kept out of `Debug` output.
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -62,7 +133,7 @@ pub enum EncoderSetting {
 
 impl Default for TranscodeConfig {
     fn default() -> Self {
-        TranscodeConfig { encoder: EncoderSetting::Auto, concurrency: 0 }
+        TranscodeConfig { encoder: EncoderSetting::Auto, concurrency: 0, transcoder: TranscoderSetting::Local }
     }
 }
 
@@ -131,6 +202,7 @@ impl Default for Config {
             stream_idle_after_secs: 45,
             webhooks: WebhookConfig::default(),
             transcode: TranscodeConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -211,6 +283,18 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             anyhow::bail!("database_max_connections must be at least 1");
+        }
+        if self.transcode.transcoder != TranscoderSetting::Local {
+            let n = &self.network;
+            if n.orchestrators.is_empty() && n.orchestrator_webhook.is_none() && n.eth_rpc_url.is_none() {
+                anyhow::bail!("transcode.transcoder = network or auto needs network.orchestrators, network.orchestrator_webhook or (on chain) network.eth_rpc_url");
+            }
+            if n.mode == NetworkMode::Onchain && n.eth_keystore.is_none() && n.eth_private_key.is_none() {
+                anyhow::bail!("network.mode = onchain needs network.eth_keystore (with network.eth_keystore_password) or network.eth_private_key");
+            }
+            if n.mode == NetworkMode::Offchain && n.orchestrators.is_empty() && n.orchestrator_webhook.is_none() {
+                anyhow::bail!("network.mode = offchain needs network.orchestrators or network.orchestrator_webhook: on-chain discovery needs onchain mode");
+            }
         }
         let w = &self.webhooks;
         if w.max_attempts == 0 || w.concurrency == 0 || w.timeout_ms == 0 {

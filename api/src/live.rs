@@ -1,8 +1,10 @@
 //! Live ingest inside the server: media-core's RTMP server, authorized against the database, and
 //! each publish turned into a session whose segments update the stream's statistics and state.
+//! Renditions come from the bundled transcoder or, through [`network`], from the Livepeer network.
 
 pub mod hls_output;
 pub mod ingest;
 pub mod registry;
 pub mod sweeper;
+pub mod network;
 pub mod transcoding;

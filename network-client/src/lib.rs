@@ -19,3 +19,6 @@ pub mod pm;
 pub mod proto;
 pub mod segment;
 pub mod transport;
+
+/// The Ethereum types of this crate's API (addresses, 256-bit amounts).
+pub use alloy::primitives::{Address, U256};

@@ -6,6 +6,7 @@ mod ingest;
 mod live;
 mod openapi;
 mod multistream;
+mod network;
 mod nodes;
 mod playback;
 mod player;

@@ -13,13 +13,14 @@ use std::time::Instant;
 use studio_media_core::segment::Segment;
 use studio_media_core::transcode::local::{EncoderPreference, LocalTranscoder, probe_encoder};
 use studio_media_core::transcode::{Rendition, TranscodeJob, Transcoder};
+use studio_network_client::gateway::WithFallback;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::task::JoinHandle;
 
 use super::hls_output::RenditionWriter;
 use crate::app::AppState;
 use crate::clock::now_ms;
-use crate::config::{EncoderSetting, TranscodeConfig};
+use crate::config::{Config, EncoderSetting, TranscodeConfig, TranscoderSetting};
 use crate::sessions;
 use crate::sessions::repo::SegmentKind;
 
@@ -75,6 +76,19 @@ impl TranscodePipeline {
         drop(self.segments);
         // The task ends on its own once the queue is drained; nothing waits for it.
         drop(self.task);
+    }
+}
+
+/// The transcoder `transcode.transcoder` asks for: the bundled one, the Livepeer network, or the
+/// network with the bundled one behind it for the segments the network fails on.
+pub async fn transcoder(config: &Config) -> anyhow::Result<Arc<dyn Transcoder>> {
+    match config.transcode.transcoder {
+        TranscoderSetting::Local => bundled_transcoder(&config.transcode),
+        TranscoderSetting::Network => Ok(Arc::new(super::network::gateway(&config.network).await?)),
+        TranscoderSetting::Auto => {
+            let network = Arc::new(super::network::gateway(&config.network).await?);
+            Ok(Arc::new(WithFallback::new(network, bundled_transcoder(&config.transcode)?)))
+        }
     }
 }
 
@@ -153,6 +167,7 @@ async fn run(
             tracing::error!(error = format!("{err:#}"), "recording transcode statistics failed");
         }
     }
+    transcoder.stream_ended(&stream);
     for writer in &mut writers {
         if let Err(err) = writer.end(state.media_store()).await {
             tracing::error!(error = format!("{err:#}"), "closing a rendition playlist failed");

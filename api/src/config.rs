@@ -117,9 +117,19 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
-/// A secret: kept out of `Debug` output.
+/// A secret, kept out of `Debug` output. A password of digits only arrives from the environment as
+/// a number and is taken as its text.
 fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Number(i64),
+    }
+    Ok(Option::<Either>::deserialize(d)?.map(|v| match v {
+        Either::Text(text) => SecretString::from(text),
+        Either::Number(n) => SecretString::from(n.to_string()),
+    }))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -337,5 +347,30 @@ mod tests {
         let bad = Config::load(None, vars(&[("STUDIO_WEBHOOKS__TIMEOUT", "5")])).unwrap_err();
         assert!(format!("{bad:#}").contains("unknown field `timeout`"), "{bad:#}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn network_settings_come_from_the_environment_and_keep_secrets() {
+        let config = Config::load(
+            None,
+            vars(&[
+                ("STUDIO_TRANSCODE__TRANSCODER", "auto"),
+                ("STUDIO_NETWORK__MODE", "onchain"),
+                ("STUDIO_NETWORK__ORCHESTRATORS", "a.example:8935, b.example:9000"),
+                ("STUDIO_NETWORK__ETH_KEYSTORE", "/k.json"),
+                ("STUDIO_NETWORK__ETH_KEYSTORE_PASSWORD", "123456789"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.transcode.transcoder, TranscoderSetting::Auto);
+        assert_eq!(config.network.orchestrators, ["a.example:8935", "b.example:9000"]);
+        assert_eq!(config.network.eth_keystore_password.as_ref().unwrap().expose(), "123456789");
+        config.validate().unwrap();
+        assert!(!format!("{config:?}").contains("123456789"), "secrets stay out of Debug");
+
+        let keyless = Config::load(None, vars(&[("STUDIO_TRANSCODE__TRANSCODER", "network"), ("STUDIO_NETWORK__MODE", "onchain"), ("STUDIO_NETWORK__ORCHESTRATORS", "a:1")])).unwrap();
+        assert!(format!("{:#}", keyless.validate().unwrap_err()).contains("network.eth_keystore"));
+        let nowhere = Config::load(None, vars(&[("STUDIO_TRANSCODE__TRANSCODER", "network")])).unwrap();
+        assert!(format!("{:#}", nowhere.validate().unwrap_err()).contains("network.orchestrators"));
     }
 }

@@ -38,6 +38,9 @@ use crate::transport::{SegmentTimeouts, Transport, TransportError};
 /// go-livepeer's `priceIncreaseThreshold`: an orchestrator whose price more than doubles within a session is left.
 pub const PRICE_INCREASE_LIMIT: u32 = 2;
 
+/// How long a stream waits before asking orchestrators again after none answered usefully.
+pub const DISCOVERY_BACKOFF: Duration = Duration::from_secs(5);
+
 /// How the gateway behaves.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -190,6 +193,9 @@ struct StreamState {
     /// Fresh sessions, best first.
     pool: Vec<OrchestratorSession>,
     suspended: HashMap<Url, Instant>,
+    /// After a discovery that found nobody, the next one waits until then: segments meanwhile fail fast (and
+    /// fall back) instead of each waiting out the offer timeouts of unreachable orchestrators.
+    next_discovery: Option<Instant>,
     stats: StreamStats,
 }
 
@@ -342,8 +348,9 @@ impl Gateway {
                     let now = Instant::now();
                     let suspended = &state.suspended;
                     state.pool.retain(|s| suspended.get(&s.uri).is_none_or(|until| *until <= now));
-                    if state.pool.is_empty() {
-                        state.pool = self.discover(state, capabilities, stream).await;
+                    if state.pool.is_empty() && state.next_discovery.is_none_or(|at| at <= now) {
+                        state.pool = self.discover(&mut *state, capabilities, stream).await;
+                        state.next_discovery = state.pool.is_empty().then(|| Instant::now() + DISCOVERY_BACKOFF);
                     }
                     if state.pool.is_empty() {
                         return None;
@@ -379,10 +386,11 @@ impl Gateway {
     }
 
     /// Asks every candidate for an offer at once and keeps the usable ones, fastest first. Suspended
-    /// orchestrators are asked only when no other one answers.
+    /// orchestrators are asked only when no other one answers, the longest suspended first, and are then taken
+    /// back.
     async fn discover(
         &self,
-        state: &StreamState,
+        state: &mut StreamState,
         capabilities: &proto::Capabilities,
         stream: &str,
     ) -> Vec<OrchestratorSession> {
@@ -396,8 +404,13 @@ impl Gateway {
         let (fresh, suspended): (Vec<Candidate>, Vec<Candidate>) =
             candidates.into_iter().partition(|c| !state.is_suspended(&c.uri));
         let mut sessions = self.offers(fresh, capabilities, stream).await;
-        if sessions.is_empty() {
+        sessions.sort_by_key(|s| s.offer_latency);
+        if sessions.is_empty() && !suspended.is_empty() {
             sessions = self.offers(suspended, capabilities, stream).await;
+            sessions.sort_by_key(|s| state.suspended.get(&s.uri).copied());
+            for session in &sessions {
+                state.suspended.remove(&session.uri);
+            }
         }
         sessions
     }
@@ -440,7 +453,6 @@ impl Gateway {
                 }
             }
         }
-        sessions.sort_by_key(|s| s.offer_latency);
         sessions
     }
 

@@ -15,11 +15,12 @@
 //! too, so the overhead can be read both against the separate local call and against the transcode inside the
 //! network path. Per round: both times, the ratio network/local and the overhead in ms; then the medians.
 //!
-//! Last, the payment step alone: a `PaymentSession` on the orchestrator's real ticket params and price (from its
-//! own `GetOrchestrator`), timing `estimate_fee` + `pay_for_segment` + `settle` for this ladder. The breakdown of
-//! that step (hash, signature, params update) is `benches/pm.rs`.
+//! After each round, the payment step alone: a second `PaymentSession` on the orchestrator's real ticket params
+//! and price (from its own `GetOrchestrator`, before timing) pays for 15 segments of this ladder, timing
+//! `estimate_fee` + `pay_for_segment` + `settle` as the gateway calls them. The breakdown of that step (hash,
+//! signature, params update) is `benches/pm.rs`.
 //!
-//! Run: `cargo bench -p studio-network-client --bench segment [-- ROUNDS]` (default 15 rounds).
+//! Run: `cargo bench -p studio-network-client --bench segment [-- ROUNDS]` (default 21 rounds).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +39,8 @@ use studio_network_client::discovery::{Discovery, parse_address};
 use studio_network_client::gateway::{Gateway, GatewayConfig, StreamStats};
 use studio_network_client::orchestrator::{Identity, Offer};
 use studio_network_client::pm::{
-    EthSigner, PaymentSession, PriceInfo, SegmentOutcome, SenderConfig, estimate_fee,
+    EthSigner, OrchestratorTerms, OutputProfile, PaymentSession, PriceInfo, SegmentOutcome,
+    SenderConfig, estimate_fee,
 };
 use studio_network_client::segment::{billed_profile, video_profile};
 use studio_network_client::transport::Transport;
@@ -51,8 +53,8 @@ const PRICE: PriceInfo = PriceInfo {
 };
 /// Segments the bundled transcoder may work on at once, on both sides (the gateway tests use 2).
 const CONCURRENCY: usize = 2;
-/// Segments paid for in the payment-only measurement.
-const PAYMENTS: usize = 300;
+/// Segments paid for in the payment-only measurement, after each round.
+const PAYMENTS_PER_ROUND: usize = 15;
 const STREAM: &str = "bench";
 
 fn main() {
@@ -60,7 +62,7 @@ fn main() {
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(21);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,10 +203,9 @@ async fn run(rounds: usize) {
     let orchestrator = TestOrchestrator::start(OrchestratorConfig::on_chain(PRICE, timed))
         .await
         .expect("the test orchestrator starts");
-    let signer = EthSigner::random();
     let gateway = Gateway::new(GatewayConfig::new(
         Discovery::Static(vec![parse_address(&orchestrator.uri()).expect("its URI")]),
-        Identity::on_chain(signer).expect("an on-chain identity"),
+        Identity::on_chain(EthSigner::random()).expect("an on-chain identity"),
     ));
     let baseline = local();
     let job = |segment: &Arc<Segment>| TranscodeJob {
@@ -237,14 +238,22 @@ async fn run(rounds: usize) {
         .await
         .expect("the warm-up segment");
     println!(
-        "warm-up segment through the gateway (GetOrchestrator, TLS, first segment): {:.0} ms",
-        ms(first)
+        "warm-up segment through the gateway (GetOrchestrator, TLS, first payment): {:.0} ms, {} tickets",
+        ms(first),
+        stats(&gateway).await.tickets
     );
+    let mut payments = Payments::new(
+        &orchestrator,
+        &renditions,
+        segments[1].duration_ms,
+        orchestrator.stats().pixels,
+    )
+    .await;
 
     let (mut network, mut local_times, mut ratios, mut overheads, mut beyond) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     println!(
-        "{:>5} {:>11} {:>9} {:>7} {:>10} {:>16} {:>17} {:>8}",
+        "{:>5} {:>11} {:>9} {:>7} {:>10} {:>16} {:>17} {:>8} {:>7}",
         "round",
         "network ms",
         "local ms",
@@ -252,7 +261,8 @@ async fn run(rounds: usize) {
         "overhead",
         "orch. transcode",
         "beyond orch. tc",
-        "tickets"
+        "tickets",
+        "pay µs"
     );
     for (round, segment) in segments[1..].iter().enumerate() {
         let tickets_before = stats(&gateway).await.tickets;
@@ -286,8 +296,9 @@ async fn run(rounds: usize) {
         );
         let orchestrator_transcode = *spent.lock().expect("not poisoned");
         let tickets = stats(&gateway).await.tickets - tickets_before;
+        let pay = payments.round();
         println!(
-            "{:>5} {:>11.1} {:>9.1} {:>7.3} {:>10.1} {:>16.1} {:>17.1} {:>8}",
+            "{:>5} {:>11.1} {:>9.1} {:>7.3} {:>10.1} {:>16.1} {:>17.1} {:>8} {:>7.0}",
             round + 1,
             ms(net),
             ms(loc),
@@ -295,7 +306,8 @@ async fn run(rounds: usize) {
             ms(net) - ms(loc),
             ms(orchestrator_transcode),
             ms(net) - ms(orchestrator_transcode),
-            tickets
+            tickets,
+            pay
         );
         network.push(ms(net));
         local_times.push(ms(loc));
@@ -316,83 +328,120 @@ async fn run(rounds: usize) {
     let o = orchestrator.stats();
     assert_eq!(s.attempts_failed, 0, "no attempt failed");
     assert!(o.refusals.is_empty(), "{:?}", o.refusals);
-    assert_eq!(o.offers, 1, "one GetOrchestrator, before timing");
+    assert_eq!(
+        o.offers, 2,
+        "one GetOrchestrator for the gateway and one for the payment measurement, both before timing"
+    );
     assert_eq!(s.tickets, o.tickets, "every ticket was credited");
     println!(
-        "{} segments, {} tickets ({:.2} per segment), {} GetOrchestrator; {:.0} output pixels per segment billed",
+        "gateway: {} segments, {} tickets ({:.2} per segment, the first one included); {:.0} output pixels billed per segment",
         s.segments_transcoded,
         s.tickets,
         s.tickets as f64 / s.segments_transcoded as f64,
-        o.offers,
         o.pixels as f64 / s.segments_transcoded as f64,
     );
-
-    pay(
-        &orchestrator,
-        &renditions,
-        segments[1].duration_ms,
-        o.pixels / s.segments_transcoded,
-    )
-    .await;
+    payments.report();
 }
 
-/// The payment step alone, on the orchestrator's real ticket params and price.
-async fn pay(
-    orchestrator: &TestOrchestrator,
-    renditions: &[Rendition],
-    duration_ms: i64,
+/// Payments to the orchestrator's real ticket params and price, outside the gateway, to time that step alone.
+struct Payments {
+    session: PaymentSession,
+    terms: OrchestratorTerms,
+    billed: Vec<OutputProfile>,
+    duration: Duration,
+    /// What the orchestrator bills per segment.
     pixels: u64,
-) {
-    let signer = EthSigner::random();
-    let identity = Identity::on_chain(signer.clone()).expect("an on-chain identity");
-    let profiles: Vec<_> = renditions.iter().map(video_profile).collect();
-    let uri = parse_address(&orchestrator.uri()).expect("its URI");
-    let info = Transport::new()
-        .get_orchestrator(
-            &uri,
-            identity.request(job_capabilities(&profiles)),
-            Duration::from_secs(5),
+    times: Vec<f64>,
+    update_times: Vec<f64>,
+    tickets: usize,
+}
+
+impl Payments {
+    async fn new(
+        orchestrator: &TestOrchestrator,
+        renditions: &[Rendition],
+        duration_ms: i64,
+        pixels: u64,
+    ) -> Self {
+        let signer = EthSigner::random();
+        let identity = Identity::on_chain(signer.clone()).expect("an on-chain identity");
+        let profiles: Vec<_> = renditions.iter().map(video_profile).collect();
+        let uri = parse_address(&orchestrator.uri()).expect("its URI");
+        let info = Transport::new()
+            .get_orchestrator(
+                &uri,
+                identity.request(job_capabilities(&profiles)),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("GetOrchestrator");
+        let terms = Offer::from_info(&info, true)
+            .expect("an offer")
+            .terms
+            .expect("ticket params");
+        let session = PaymentSession::new(
+            signer,
+            SenderConfig::default(),
+            terms.clone(),
+            Instant::now(),
         )
-        .await
-        .expect("GetOrchestrator");
-    let terms = Offer::from_info(&info, true)
-        .expect("an offer")
-        .terms
-        .expect("ticket params");
-    let mut session = PaymentSession::new(
-        signer,
-        SenderConfig::default(),
-        terms.clone(),
-        Instant::now(),
-    )
-    .expect("acceptable terms");
-    let billed: Vec<_> = renditions.iter().map(billed_profile).collect();
-    let duration = Duration::from_millis(duration_ms.max(0) as u64);
-    let (mut times, mut update_times, mut tickets) = (Vec::new(), Vec::new(), 0);
-    for i in 0..PAYMENTS {
-        let started = Instant::now();
-        let fee = estimate_fee(&billed, duration, session.price());
-        let paid = session
-            .pay_for_segment(&fee, Instant::now(), None)
-            .expect("a payment");
-        tickets += paid.payment.tickets.len();
-        session.settle(
-            std::hint::black_box(paid).reservation,
-            SegmentOutcome::Delivered { pixels },
-        );
-        times.push(started.elapsed().as_secs_f64() * 1e6);
-        // Every orchestrator response brings new params (as the test orchestrator's do).
-        let mut next = terms.clone();
-        next.params.recipient_rand_hash = B256::from(U256::from(i + 1));
-        let started = Instant::now();
-        session.update(next, Instant::now()).expect("new params");
-        update_times.push(started.elapsed().as_secs_f64() * 1e6);
+        .expect("acceptable terms");
+        Self {
+            session,
+            terms,
+            billed: renditions.iter().map(billed_profile).collect(),
+            duration: Duration::from_millis(duration_ms.max(0) as u64),
+            pixels,
+            times: Vec::new(),
+            update_times: Vec::new(),
+            tickets: 0,
+        }
     }
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    println!(
-        "payment per segment ({PAYMENTS} segments of {duration_ms} ms, {:.2} tickets each, {pixels} pixels billed each): estimate_fee + pay_for_segment + settle median {:.0} µs, mean {mean:.0} µs; taking new params median {:.0} µs",
-        tickets as f64 / PAYMENTS as f64,
-        median(&times),
-        median(&update_times),
-    );
+
+    /// Pays for [`PAYMENTS_PER_ROUND`] segments as the gateway does (fee estimate, tickets, settling what the
+    /// orchestrator billed) and returns the median time per segment, in µs.
+    fn round(&mut self) -> f64 {
+        let mut round = Vec::with_capacity(PAYMENTS_PER_ROUND);
+        for _ in 0..PAYMENTS_PER_ROUND {
+            let started = Instant::now();
+            let fee = estimate_fee(&self.billed, self.duration, self.session.price());
+            let paid = self
+                .session
+                .pay_for_segment(&fee, Instant::now(), None)
+                .expect("a payment");
+            self.tickets += paid.payment.tickets.len();
+            self.session.settle(
+                std::hint::black_box(paid).reservation,
+                SegmentOutcome::Delivered {
+                    pixels: self.pixels,
+                },
+            );
+            round.push(started.elapsed().as_secs_f64() * 1e6);
+            // Every orchestrator response brings new params, as the test orchestrator's do.
+            let mut next = self.terms.clone();
+            next.params.recipient_rand_hash =
+                B256::from(U256::from(self.times.len() + round.len()));
+            let started = Instant::now();
+            self.session
+                .update(next, Instant::now())
+                .expect("new params");
+            self.update_times
+                .push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        self.times.extend(&round);
+        median(&round)
+    }
+
+    fn report(&self) {
+        let n = self.times.len();
+        println!(
+            "payment per segment ({n} segments of {} ms, {:.2} tickets each, {} pixels billed each): estimate_fee + pay_for_segment + settle median {:.0} µs, mean {:.0} µs; taking new params median {:.0} µs",
+            self.duration.as_millis(),
+            self.tickets as f64 / n as f64,
+            self.pixels,
+            median(&self.times),
+            self.times.iter().sum::<f64>() / n as f64,
+            median(&self.update_times),
+        );
+    }
 }

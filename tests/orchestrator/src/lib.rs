@@ -278,6 +278,8 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<Mutex<St
             _ = alive.wait_for(|alive| !alive) => return,
         };
         let Ok((tcp, _)) = accepted else { continue };
+        // As go-livepeer's server does: small writes must not wait out the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
         let mut alive = alive.clone();

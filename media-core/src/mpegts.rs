@@ -934,6 +934,16 @@ fn frame_time(anchor: i64, count: i64, sample_rate: u32) -> i64 {
     anchor + count * AAC_SAMPLES_PER_FRAME * 90_000 / i64::from(sample_rate)
 }
 
+/// Demuxes a whole MPEG-TS file (one segment, or what `ffmpeg -f mpegts` writes) into packets,
+/// with the same rules as live SRT ingest.
+pub fn demux_file(data: &[u8]) -> Result<Vec<Packet>, TsDemuxError> {
+    let mut demuxer = TsDemuxer::new();
+    let mut packets = Vec::new();
+    demuxer.push(data, &mut packets)?;
+    demuxer.finish(&mut packets)?;
+    Ok(packets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

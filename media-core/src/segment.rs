@@ -94,6 +94,36 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// A segment of demuxed `packets` that belong together (a file holding one segment): the
+    /// decoder configurations become the segment's (the first one of each track), the frames its
+    /// packets, in the given order.
+    pub fn from_packets(sequence: u64, start_ms: i64, duration_ms: i64, discontinuity: bool, packets: Vec<Packet>) -> Segment {
+        let mut video_config = None;
+        let mut audio_config = None;
+        let mut frames = Vec::with_capacity(packets.len());
+        for packet in packets {
+            match (packet.kind, packet.track) {
+                (PacketKind::Config, Track::Video) => {
+                    video_config.get_or_insert(packet.data);
+                }
+                (PacketKind::Config, Track::Audio) => {
+                    audio_config.get_or_insert(packet.data);
+                }
+                (PacketKind::Frame, _) => frames.push(packet),
+            }
+        }
+        Segment {
+            sequence,
+            start_ms,
+            duration_ms,
+            size_bytes: frames.iter().map(|p| p.data.len() as u64).sum(),
+            discontinuity,
+            video_config,
+            audio_config,
+            packets: frames,
+        }
+    }
+
     /// Video frames per second over the segment's duration; `None` without video frames.
     pub fn video_frame_rate(&self) -> Option<f64> {
         let frames = self.packets.iter().filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame).count();

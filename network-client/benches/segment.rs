@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{B256, U256};
-use studio_media_core::mpegts::TsDemuxer;
+use studio_media_core::mpegts;
 use studio_media_core::packet::{PacketKind, Track};
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::transcode::local::{EncoderPreference, LocalTranscoder, probe_encoder};
@@ -116,10 +116,7 @@ fn source(seconds: usize) -> Vec<Arc<Segment>> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut demuxer = TsDemuxer::new();
-    let mut packets = Vec::new();
-    demuxer.push(&out.stdout, &mut packets).expect("MPEG-TS");
-    demuxer.finish(&mut packets).expect("MPEG-TS");
+    let packets = mpegts::demux_file(&out.stdout).expect("MPEG-TS");
     let mut segmenter = Segmenter::new(SegmenterConfig::default());
     let mut segments: Vec<Arc<Segment>> = packets
         .into_iter()

@@ -686,7 +686,8 @@ impl Transcoder for WithFallback {
         Box::pin(async move {
             match primary.transcode(job.clone()).await {
                 Ok(outputs) => Ok(outputs),
-                Err(TranscodeError::Source(reason)) => Err(TranscodeError::Source(reason)),
+                // The source itself is unusable: the fallback would fail on it too.
+                Err(err @ TranscodeError::Source(_)) => Err(err),
                 Err(err) => {
                     tracing::warn!(stream = %job.stream, sequence = job.segment.sequence, error = %err, transcoder = %fallback.name(), "falling back for a segment");
                     metrics::counter!("studio_network_fallbacks_total", "stream" => job.stream.to_string()).increment(1);

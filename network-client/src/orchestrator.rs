@@ -111,7 +111,7 @@ impl Offer {
         let terms = match (&info.ticket_params, &info.price_info) {
             (None, None) => None,
             (Some(params), Some(price)) => Some(OrchestratorTerms {
-                params: ticket_params(params)?,
+                params: read_ticket_params(params, params.expiration_params.as_ref())?,
                 price: PriceInfo {
                     price_per_unit: price.price_per_unit,
                     pixels_per_unit: price.pixels_per_unit,
@@ -150,7 +150,12 @@ impl Offer {
     }
 }
 
-fn ticket_params(p: &proto::TicketParams) -> Result<TicketParams, OfferError> {
+/// Reads ticket params. The creation round comes from `expiration`: the params' own field 7 in an
+/// `OrchestratorInfo`, the payment's top-level field 3 on the orchestrator's side.
+pub fn read_ticket_params(
+    p: &proto::TicketParams,
+    expiration: Option<&proto::TicketExpirationParams>,
+) -> Result<TicketParams, OfferError> {
     if p.recipient.len() != 20 {
         return Err(OfferError::MalformedParams("recipient must be 20 bytes"));
     }
@@ -162,7 +167,7 @@ fn ticket_params(p: &proto::TicketParams) -> Result<TicketParams, OfferError> {
     let uint = |bytes: &[u8], what| proto::parse_uint(bytes).ok_or(OfferError::MalformedParams(what));
     let expiration_block = u64::try_from(uint(&p.expiration_block, "expiration_block too large")?)
         .map_err(|_| OfferError::MalformedParams("expiration_block too large"))?;
-    let creation_round = match &p.expiration_params {
+    let creation_round = match expiration {
         None => CreationRound::default(),
         Some(e) => {
             let round = u64::try_from(e.creation_round)
@@ -190,28 +195,32 @@ fn ticket_params(p: &proto::TicketParams) -> Result<TicketParams, OfferError> {
     })
 }
 
+/// Ticket params as the protocol carries them, integers as minimal big-endian bytes.
+pub fn ticket_params_message(params: &TicketParams) -> proto::TicketParams {
+    proto::TicketParams {
+        recipient: params.recipient.to_vec(),
+        face_value: proto::uint_bytes(params.face_value),
+        win_prob: proto::uint_bytes(params.win_prob),
+        recipient_rand_hash: params.recipient_rand_hash.to_vec(),
+        seed: params.seed.to_vec(),
+        expiration_block: proto::uint_bytes(alloy::primitives::U256::from(
+            params.expiration_block,
+        )),
+        expiration_params: Some(proto::TicketExpirationParams {
+            creation_round: params.creation_round.round as i64,
+            creation_round_block_hash: params.creation_round.block_hash.to_vec(),
+        }),
+    }
+}
+
 /// The `Livepeer-Payment` message for a payment: the params echoed, `expiration_params` at the top level, the
 /// tickets in nonce order and the price of the same info.
 pub fn payment_message(payment: &crate::pm::Payment) -> proto::Payment {
-    let params = &payment.ticket_params;
-    let expiration = proto::TicketExpirationParams {
-        creation_round: params.creation_round.round as i64,
-        creation_round_block_hash: params.creation_round.block_hash.to_vec(),
-    };
+    let ticket_params = ticket_params_message(&payment.ticket_params);
     proto::Payment {
-        ticket_params: Some(proto::TicketParams {
-            recipient: params.recipient.to_vec(),
-            face_value: proto::uint_bytes(params.face_value),
-            win_prob: proto::uint_bytes(params.win_prob),
-            recipient_rand_hash: params.recipient_rand_hash.to_vec(),
-            seed: params.seed.to_vec(),
-            expiration_block: proto::uint_bytes(alloy::primitives::U256::from(
-                params.expiration_block,
-            )),
-            expiration_params: Some(expiration.clone()),
-        }),
+        expiration_params: ticket_params.expiration_params.clone(),
+        ticket_params: Some(ticket_params),
         sender: payment.sender.to_vec(),
-        expiration_params: Some(expiration),
         ticket_sender_params: payment
             .tickets
             .iter()

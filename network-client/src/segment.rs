@@ -6,8 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use prost::Message;
-use studio_media_core::mpegts::TsDemuxer;
-use studio_media_core::packet::{PacketKind, Track};
+use studio_media_core::mpegts;
+use studio_media_core::packet::{Packet, PacketKind, Track};
 use studio_media_core::segment::Segment;
 use studio_media_core::transcode::{Gop, H264Profile, Rendition};
 
@@ -166,55 +166,39 @@ pub fn rendition_segment(
     source: &Segment,
     ts: &[u8],
 ) -> Result<Segment, RenditionError> {
-    let demux_error = |e: studio_media_core::mpegts::TsDemuxError| RenditionError::Demux {
+    let mut packets = mpegts::demux_file(ts).map_err(|e| RenditionError::Demux {
         name: name.to_owned(),
         reason: e.to_string(),
-    };
-    let mut demuxer = TsDemuxer::new();
-    let mut packets = Vec::new();
-    demuxer.push(ts, &mut packets).map_err(demux_error)?;
-    demuxer.finish(&mut packets).map_err(demux_error)?;
-    let mut video_config = None;
-    let mut audio_config = None;
-    packets.retain(|p| match p.kind {
-        PacketKind::Config => {
-            let slot = match p.track {
-                Track::Video => &mut video_config,
-                Track::Audio => &mut audio_config,
-            };
-            slot.get_or_insert_with(|| p.data.clone());
-            false
-        }
-        PacketKind::Frame => true,
-    });
-    let first_picture = |packets: &mut dyn Iterator<Item = &studio_media_core::Packet>| {
-        packets
-            .filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame)
-            .map(|p| p.pts_ms)
-            .min()
-    };
+    })?;
     let rendition_start =
-        first_picture(&mut packets.iter()).ok_or_else(|| RenditionError::NoVideo(name.to_owned()))?;
-    if video_config.is_none() {
-        return Err(RenditionError::NoVideo(name.to_owned()));
-    }
-    let source_start = first_picture(&mut source.packets.iter()).unwrap_or(source.start_ms);
+        first_picture(&packets).ok_or_else(|| RenditionError::NoVideo(name.to_owned()))?;
+    let source_start = first_picture(&source.packets).unwrap_or(source.start_ms);
     let shift = source_start - rendition_start;
     for p in &mut packets {
         p.dts_ms += shift;
         p.pts_ms += shift;
     }
     packets.sort_by_key(|p| p.dts_ms);
-    Ok(Segment {
-        sequence: source.sequence,
-        start_ms: source.start_ms,
-        duration_ms: source.duration_ms,
-        size_bytes: packets.iter().map(|p| p.data.len() as u64).sum(),
-        discontinuity: source.discontinuity,
-        video_config,
-        audio_config,
+    let segment = Segment::from_packets(
+        source.sequence,
+        source.start_ms,
+        source.duration_ms,
+        source.discontinuity,
         packets,
-    })
+    );
+    if segment.video_config.is_none() {
+        return Err(RenditionError::NoVideo(name.to_owned()));
+    }
+    Ok(segment)
+}
+
+/// When the first video picture is presented.
+fn first_picture(packets: &[Packet]) -> Option<i64> {
+    packets
+        .iter()
+        .filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame)
+        .map(|p| p.pts_ms)
+        .min()
 }
 
 #[cfg(test)]

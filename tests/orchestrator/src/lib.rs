@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alloy::primitives::{Address, B256, Bytes as EthBytes, U256, keccak256};
+use alloy::primitives::{Address, B256, U256, keccak256};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -40,7 +40,7 @@ use rand::Rng;
 use sha2::Sha256;
 use studio_media_core::h264::level_for;
 use studio_media_core::hls::ts::TsMuxer;
-use studio_media_core::mpegts::TsDemuxer;
+use studio_media_core::mpegts;
 use studio_media_core::packet::{PacketKind, Track};
 use studio_media_core::segment::Segment;
 use studio_media_core::transcode::{
@@ -48,8 +48,9 @@ use studio_media_core::transcode::{
 };
 use studio_network_client::capabilities::{CapabilitySet, compatible};
 use studio_network_client::credentials::{SegmentClaim, verify_info_sig};
+use studio_network_client::orchestrator::{read_ticket_params, ticket_params_message};
 use studio_network_client::pm::{
-    CreationRound, EthSigner, Payment, PriceInfo, PricePerPixel, TicketParams, TicketSenderParams,
+    EthSigner, Payment, PriceInfo, PricePerPixel, TicketSenderParams,
 };
 use studio_network_client::proto::{self, transcode_result, video_profile};
 use tokio::net::TcpListener;
@@ -403,19 +404,7 @@ fn offer(state: &mut State, sender: Address, auth_token: proto::AuthToken) -> Re
     if state.config.on_chain {
         let seed: [u8; 32] = rand::thread_rng().r#gen();
         let terms = state.recipient.terms(sender, state.price, seed, &auth_token.session_id)?;
-        let p = &terms.params;
-        info.ticket_params = Some(proto::TicketParams {
-            recipient: p.recipient.to_vec(),
-            face_value: proto::uint_bytes(p.face_value),
-            win_prob: proto::uint_bytes(p.win_prob),
-            recipient_rand_hash: p.recipient_rand_hash.to_vec(),
-            seed: p.seed.to_vec(),
-            expiration_block: proto::uint_bytes(U256::from(p.expiration_block)),
-            expiration_params: Some(proto::TicketExpirationParams {
-                creation_round: p.creation_round.round as i64,
-                creation_round_block_hash: p.creation_round.block_hash.to_vec(),
-            }),
-        });
+        info.ticket_params = Some(ticket_params_message(&terms.params));
         info.price_info = Some(proto::PriceInfo {
             price_per_unit: state.price.price_per_unit,
             pixels_per_unit: state.price.pixels_per_unit,
@@ -427,30 +416,13 @@ fn offer(state: &mut State, sender: Address, auth_token: proto::AuthToken) -> Re
 }
 
 /// Reads the payment as the orchestrator does: the params from field 1, the creation round from the top-level
-/// field 3, values rather than byte strings.
+/// field 3 (which must be there), values rather than byte strings.
 fn read_payment(p: &proto::Payment) -> Option<Payment> {
-    let params = p.ticket_params.as_ref()?;
     let expiration = p.expiration_params.as_ref()?;
-    let uint = |b: &[u8]| proto::parse_uint(b);
-    let hash = |b: &[u8]| (b.len() == 32).then(|| B256::from_slice(b));
+    let ticket_params = read_ticket_params(p.ticket_params.as_ref()?, Some(expiration)).ok()?;
     let price = p.expected_price.as_ref()?;
     Some(Payment {
-        ticket_params: TicketParams {
-            recipient: (params.recipient.len() == 20).then(|| Address::from_slice(&params.recipient))?,
-            face_value: uint(&params.face_value)?,
-            win_prob: uint(&params.win_prob)?,
-            recipient_rand_hash: hash(&params.recipient_rand_hash)?,
-            seed: EthBytes::from(params.seed.clone()),
-            expiration_block: u64::try_from(uint(&params.expiration_block)?).ok()?,
-            creation_round: CreationRound {
-                round: u64::try_from(expiration.creation_round).ok()?,
-                block_hash: if expiration.creation_round_block_hash.is_empty() {
-                    B256::ZERO
-                } else {
-                    hash(&expiration.creation_round_block_hash)?
-                },
-            },
-        },
+        ticket_params,
         sender: (p.sender.len() == 20).then(|| Address::from_slice(&p.sender))?,
         expected_price: PriceInfo { price_per_unit: price.price_per_unit, pixels_per_unit: price.pixels_per_unit },
         tickets: p
@@ -711,32 +683,10 @@ async fn transcode(
 
 /// The posted MPEG-TS as a segment.
 fn source_segment(seg: &proto::SegData, body: &[u8]) -> Result<Segment, String> {
-    let mut demuxer = TsDemuxer::new();
-    let mut packets = Vec::new();
-    demuxer.push(body, &mut packets).map_err(|e| e.to_string())?;
-    demuxer.finish(&mut packets).map_err(|e| e.to_string())?;
-    let mut video_config = None;
-    let mut audio_config = None;
-    packets.retain(|p| {
-        if p.kind == PacketKind::Config {
-            match p.track {
-                Track::Video => video_config = Some(p.data.clone()),
-                Track::Audio => audio_config = Some(p.data.clone()),
-            }
-        }
-        p.kind == PacketKind::Frame
-    });
-    let start_ms = packets.iter().map(|p| p.dts_ms).min().ok_or("an empty segment")?;
-    Ok(Segment {
-        sequence: seg.seq.max(0) as u64,
-        start_ms,
-        duration_ms: if seg.duration > 0 { i64::from(seg.duration) } else { 2000 },
-        size_bytes: packets.iter().map(|p| p.data.len() as u64).sum(),
-        discontinuity: false,
-        video_config,
-        audio_config,
-        packets,
-    })
+    let packets = mpegts::demux_file(body).map_err(|e| e.to_string())?;
+    let start_ms = packets.iter().filter(|p| p.kind == PacketKind::Frame).map(|p| p.dts_ms).min().ok_or("an empty segment")?;
+    let duration_ms = if seg.duration > 0 { i64::from(seg.duration) } else { 2000 };
+    Ok(Segment::from_packets(seg.seq.max(0) as u64, start_ms, duration_ms, false, packets))
 }
 
 /// A requested profile as the bundled transcoder takes it.

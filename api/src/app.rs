@@ -18,14 +18,14 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::cache::KeyCache;
-use crate::live::registry::Registry;
-use studio_media_core::store::{LocalDirStore, ObjectStore};
-use studio_media_core::transcode::Transcoder;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
 use crate::http;
+use crate::live::registry::Registry;
 use crate::webhooks::delivery::{self, Sender};
+use studio_media_core::store::{LocalDirStore, ObjectStore};
+use studio_media_core::transcode::Transcoder;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -46,10 +46,16 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Database, public_url: String, transcoder: Arc<dyn Transcoder>) -> anyhow::Result<AppState> {
+    pub fn new(
+        config: Config,
+        db: Database,
+        public_url: String,
+        transcoder: Arc<dyn Transcoder>,
+    ) -> anyhow::Result<AppState> {
         let webhook_sender = Sender::new(&config.webhooks)?;
         let key_cache = Arc::new(KeyCache::new(db.backend()));
-        let media_store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(config.data_dir.join("media")));
+        let media_store: Arc<dyn ObjectStore> =
+            Arc::new(LocalDirStore::new(config.data_dir.join("media")));
         Ok(AppState(Arc::new(Inner {
             transcoder,
             config,
@@ -142,7 +148,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(axum::middleware::from_fn(http::guard::reject_nul_in_uri))
         .layer(axum::middleware::from_fn(http::cors::cors))
         .layer(TraceLayer::new_for_http())
@@ -156,7 +165,13 @@ async fn healthz(State(state): State<AppState>) -> axum::response::Response {
     if state.db().ping().await {
         Json(serde_json::json!({"ok": true})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { errors: vec!["the database does not answer".into()] })).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ErrorBody {
+                errors: vec!["the database does not answer".into()],
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -169,7 +184,12 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    (StatusCode::METHOD_NOT_ALLOWED, Json(ErrorBody { errors: vec!["method not allowed on this path".into()] }))
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorBody {
+            errors: vec!["method not allowed on this path".into()],
+        }),
+    )
 }
 
 /// A server accepting requests, with its webhook worker.
@@ -206,8 +226,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let transcoder = crate::live::transcoding::transcoder(&config).await?;
     let state = AppState::new(config, db.clone(), public_url, transcoder)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let key_listener = (db.backend() == crate::db::Backend::Postgres)
-        .then(|| tokio::spawn(crate::auth::cache::listen(state.0.key_cache.clone(), database_url, shutdown_rx.clone())));
+    let key_listener = (db.backend() == crate::db::Backend::Postgres).then(|| {
+        tokio::spawn(crate::auth::cache::listen(
+            state.0.key_cache.clone(),
+            database_url,
+            shutdown_rx.clone(),
+        ))
+    });
 
     let webhooks = tokio::spawn(delivery::run(
         db.clone(),
@@ -215,8 +240,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.0.webhook_wake.clone(),
         shutdown_rx.clone(),
     ));
-    let ingest = crate::live::ingest::start(state.clone(), rtmp_addr, srt_addr, shutdown_rx.clone()).await?;
-    let sweeper = tokio::spawn(crate::live::sweeper::run(state.clone(), shutdown_rx.clone()));
+    let ingest =
+        crate::live::ingest::start(state.clone(), rtmp_addr, srt_addr, shutdown_rx.clone()).await?;
+    let sweeper = tokio::spawn(crate::live::sweeper::run(
+        state.clone(),
+        shutdown_rx.clone(),
+    ));
     let (rtmp_addr, srt_addr) = (ingest.rtmp_addr(), ingest.srt_addr());
     let app = router(state.clone());
     let mut http_shutdown = shutdown_rx;
@@ -228,7 +257,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .await
     });
     tracing::info!(%addr, %rtmp_addr, %srt_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
-    Ok(RunningServer { addr, rtmp_addr, srt_addr, ingest, sweeper, state, shutdown, http, webhooks, key_listener })
+    Ok(RunningServer {
+        addr,
+        rtmp_addr,
+        srt_addr,
+        ingest,
+        sweeper,
+        state,
+        shutdown,
+        http,
+        webhooks,
+        key_listener,
+    })
 }
 
 impl RunningServer {

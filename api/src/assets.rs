@@ -56,7 +56,11 @@ pub enum AssetSource {
     #[serde(rename = "url")]
     Url {
         url: String,
-        #[serde(rename = "gatewayUrl", default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            rename = "gatewayUrl",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
         gateway_url: Option<String>,
     },
     /// The recording of a live session.
@@ -75,7 +79,11 @@ pub enum AssetSource {
         session_id: Option<String>,
         #[serde(rename = "assetId", default, skip_serializing_if = "Option::is_none")]
         asset_id: Option<String>,
-        #[serde(rename = "playbackId", default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            rename = "playbackId",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
         playback_id: Option<String>,
     },
 }
@@ -248,9 +256,14 @@ impl Asset {
     /// server's public URL `base`; drops the track details unless asked for (Studio's
     /// `?details=1`).
     pub fn for_response(mut self, base: &str, details: bool) -> Asset {
-        self.playback_url = self.file(FileKind::CatalystHlsManifest).map(|f| format!("{base}/{}", f.path));
+        self.playback_url = self
+            .file(FileKind::CatalystHlsManifest)
+            .map(|f| format!("{base}/{}", f.path));
         self.download_url = (self.status.phase == AssetPhase::Ready)
-            .then(|| self.file(FileKind::StaticTranscodedMp4).map(|f| format!("{base}/{}", f.path)))
+            .then(|| {
+                self.file(FileKind::StaticTranscodedMp4)
+                    .map(|f| format!("{base}/{}", f.path))
+            })
             .flatten();
         if !details {
             if let Some(spec) = &mut self.video_spec {

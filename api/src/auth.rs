@@ -106,18 +106,22 @@ pub fn new_key_secret() -> String {
 /// Extracts the bearer token, or says why the header is unusable.
 fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::Unauthorized("request is not authenticated: send Authorization: Bearer <API key>".into()));
+        return Err(ApiError::Unauthorized(
+            "request is not authenticated: send Authorization: Bearer <API key>".into(),
+        ));
     };
     let value = value
         .to_str()
         .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?
         .trim();
-    let (scheme, rest) = value
-        .split_once(char::is_whitespace)
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <API key>`".into()))?;
+    let (scheme, rest) = value.split_once(char::is_whitespace).ok_or_else(|| {
+        ApiError::Unauthorized("the Authorization header must be `Bearer <API key>`".into())
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         let scheme: String = scheme.chars().take(32).collect();
-        return Err(ApiError::Unauthorized(format!("unsupported authorization header scheme: {scheme}")));
+        return Err(ApiError::Unauthorized(format!(
+            "unsupported authorization header scheme: {scheme}"
+        )));
     }
     let token = rest.trim();
     if token.is_empty() || token.len() > 256 {
@@ -127,7 +131,10 @@ fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// Looks up an API key by the hash of its secret. `None` when it is unknown or revoked.
-pub async fn lookup_key(db: &Database, key_hash: &str) -> Result<Option<(Principal, KeyAccess)>, ApiError> {
+pub async fn lookup_key(
+    db: &Database,
+    key_hash: &str,
+) -> Result<Option<(Principal, KeyAccess)>, ApiError> {
     let row = sqlx::query(
         "SELECT k.id, k.name, k.user_id, k.project_id, k.admin, k.access, k.last_seen
          FROM api_keys k JOIN projects p ON p.id = k.project_id
@@ -152,7 +159,10 @@ pub async fn lookup_key(db: &Database, key_hash: &str) -> Result<Option<(Princip
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
         let key_hash = hash_key(&token);
         let cache = state.key_cache();
@@ -163,7 +173,12 @@ impl FromRequestParts<AppState> for Principal {
                 let Some((principal, access)) = lookup_key(state.db(), &key_hash).await? else {
                     return Err(ApiError::Unauthorized("invalid API key".into()));
                 };
-                cache.put(key_hash.clone(), principal.clone(), access.clone(), generation);
+                cache.put(
+                    key_hash.clone(),
+                    principal.clone(),
+                    access.clone(),
+                    generation,
+                );
                 (principal, access)
             }
         };
@@ -175,12 +190,14 @@ impl FromRequestParts<AppState> for Principal {
             let db = state.db().clone();
             let key_id = principal.key_id.clone();
             tokio::spawn(async move {
-                let result = sqlx::query("UPDATE api_keys SET last_seen = $1 WHERE id = $2 AND last_seen < $3")
-                    .bind(now)
-                    .bind(&key_id)
-                    .bind(now - LAST_SEEN_RESOLUTION_MS)
-                    .execute(db.writer())
-                    .await;
+                let result = sqlx::query(
+                    "UPDATE api_keys SET last_seen = $1 WHERE id = $2 AND last_seen < $3",
+                )
+                .bind(now)
+                .bind(&key_id)
+                .bind(now - LAST_SEEN_RESOLUTION_MS)
+                .execute(db.writer())
+                .await;
                 if let Err(err) = result {
                     tracing::warn!(error = %err, "recording API key use failed");
                 }
@@ -193,7 +210,11 @@ impl FromRequestParts<AppState> for Principal {
 /// Browsers send `Origin`; a key used from a page must allow that origin, and a restricted CORS key
 /// may only call the operations in [`CORS_RESTRICTED_OPERATIONS`].
 fn check_browser_use(parts: &Parts, access: &KeyAccess) -> Result<(), ApiError> {
-    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
         return Ok(());
     };
     if !access.allows_origin(origin) {
@@ -203,7 +224,11 @@ fn check_browser_use(parts: &Parts, access: &KeyAccess) -> Result<(), ApiError> 
         )));
     }
     if access.is_restricted() {
-        let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str())
+            .unwrap_or("");
         let allowed = CORS_RESTRICTED_OPERATIONS
             .iter()
             .any(|(method, path)| parts.method.as_str() == *method && *path == route);
@@ -222,7 +247,10 @@ pub struct AdminPrincipal(pub Principal);
 impl FromRequestParts<AppState> for AdminPrincipal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
         if !principal.admin {
             return Err(ApiError::Forbidden(
@@ -250,12 +278,20 @@ mod tests {
     #[test]
     fn origins_match_exactly_or_by_wildcard() {
         let access = KeyAccess {
-            cors: Some(CorsAccess { allowed_origins: vec!["https://app.example".into()], full_access: false }),
+            cors: Some(CorsAccess {
+                allowed_origins: vec!["https://app.example".into()],
+                full_access: false,
+            }),
         };
         assert!(access.allows_origin("https://app.example"));
         assert!(!access.allows_origin("https://app.example:8443"));
         assert!(access.is_restricted());
-        let any = KeyAccess { cors: Some(CorsAccess { allowed_origins: vec!["*".into()], full_access: true }) };
+        let any = KeyAccess {
+            cors: Some(CorsAccess {
+                allowed_origins: vec!["*".into()],
+                full_access: true,
+            }),
+        };
         assert!(any.allows_origin("http://localhost:3000"));
         assert!(!any.is_restricted());
         assert!(!KeyAccess::default().allows_origin("https://app.example"));

@@ -113,7 +113,12 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     }
     Ok(match Either::deserialize(d)? {
         Either::List(items) => items,
-        Either::Text(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        Either::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
     })
 }
 
@@ -143,7 +148,11 @@ pub enum EncoderSetting {
 
 impl Default for TranscodeConfig {
     fn default() -> Self {
-        TranscodeConfig { encoder: EncoderSetting::Auto, concurrency: 0, transcoder: TranscoderSetting::Local }
+        TranscodeConfig {
+            encoder: EncoderSetting::Auto,
+            concurrency: 0,
+            transcoder: TranscoderSetting::Local,
+        }
     }
 }
 
@@ -167,7 +176,9 @@ pub struct WebhookConfig {
 }
 
 /// `STUDIO_*` variables that are read elsewhere, not settings.
-const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "LOG_JSON", "PYTHON", "CACHE", "API_URL", "API_KEY"];
+const NOT_SETTINGS: &[&str] = &[
+    "CONFIG", "LOG", "LOG_JSON", "PYTHON", "CACHE", "API_URL", "API_KEY",
+];
 
 /// A variable's text as the TOML value it most likely means.
 fn scalar(text: &str) -> toml::Value {
@@ -188,11 +199,17 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
             table.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
-            set_path(entry.as_table_mut().expect("made a table above"), rest, value);
+            set_path(
+                entry.as_table_mut().expect("made a table above"),
+                rest,
+                value,
+            );
         }
     }
 }
@@ -236,25 +253,36 @@ impl Config {
     /// A variable names a key by its path: `STUDIO_HTTP_ADDR` is `http_addr`,
     /// `STUDIO_WEBHOOKS__TIMEOUT_MS` is `timeout_ms` in `[webhooks]`. Variables that are not
     /// settings (`STUDIO_CONFIG`, `STUDIO_LOG`, ...) are skipped.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-                text.parse::<toml::Table>().with_context(|| format!("parsing config file {}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config file {}", path.display()))?
             }
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("STUDIO_") else { continue };
+            let Some(rest) = name.strip_prefix("STUDIO_") else {
+                continue;
+            };
             if NOT_SETTINGS.contains(&rest) || rest.starts_with("TEST_") {
                 continue;
             }
-            let path: Vec<String> = rest.to_ascii_lowercase().split("__").map(str::to_string).collect();
+            let path: Vec<String> = rest
+                .to_ascii_lowercase()
+                .split("__")
+                .map(str::to_string)
+                .collect();
             set_path(&mut table, &path, scalar(&value));
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("invalid configuration (file or STUDIO_* variables): {e}"))?;
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+            anyhow::anyhow!("invalid configuration (file or STUDIO_* variables): {e}")
+        })?;
         Ok(config)
     }
 
@@ -282,11 +310,17 @@ impl Config {
     /// Rejects settings that cannot work, with a message naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
         let url = self.database_url();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
-            anyhow::bail!("database_url must start with sqlite://, postgres:// or postgresql://, got {url:?}");
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            anyhow::bail!(
+                "database_url must start with sqlite://, postgres:// or postgresql://, got {url:?}"
+            );
         }
         if let Some(public) = &self.public_url {
-            let parsed = url::Url::parse(public).with_context(|| format!("public_url {public:?} is not a URL"))?;
+            let parsed = url::Url::parse(public)
+                .with_context(|| format!("public_url {public:?} is not a URL"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 anyhow::bail!("public_url must be an http:// or https:// URL, got {public:?}");
             }
@@ -296,19 +330,36 @@ impl Config {
         }
         if self.transcode.transcoder != TranscoderSetting::Local {
             let n = &self.network;
-            if n.orchestrators.is_empty() && n.orchestrator_webhook.is_none() && n.eth_rpc_url.is_none() {
-                anyhow::bail!("transcode.transcoder = network or auto needs network.orchestrators, network.orchestrator_webhook or (on chain) network.eth_rpc_url");
+            if n.orchestrators.is_empty()
+                && n.orchestrator_webhook.is_none()
+                && n.eth_rpc_url.is_none()
+            {
+                anyhow::bail!(
+                    "transcode.transcoder = network or auto needs network.orchestrators, network.orchestrator_webhook or (on chain) network.eth_rpc_url"
+                );
             }
-            if n.mode == NetworkMode::Onchain && n.eth_keystore.is_none() && n.eth_private_key.is_none() {
-                anyhow::bail!("network.mode = onchain needs network.eth_keystore (with network.eth_keystore_password) or network.eth_private_key");
+            if n.mode == NetworkMode::Onchain
+                && n.eth_keystore.is_none()
+                && n.eth_private_key.is_none()
+            {
+                anyhow::bail!(
+                    "network.mode = onchain needs network.eth_keystore (with network.eth_keystore_password) or network.eth_private_key"
+                );
             }
-            if n.mode == NetworkMode::Offchain && n.orchestrators.is_empty() && n.orchestrator_webhook.is_none() {
-                anyhow::bail!("network.mode = offchain needs network.orchestrators or network.orchestrator_webhook: on-chain discovery needs onchain mode");
+            if n.mode == NetworkMode::Offchain
+                && n.orchestrators.is_empty()
+                && n.orchestrator_webhook.is_none()
+            {
+                anyhow::bail!(
+                    "network.mode = offchain needs network.orchestrators or network.orchestrator_webhook: on-chain discovery needs onchain mode"
+                );
             }
         }
         let w = &self.webhooks;
         if w.max_attempts == 0 || w.concurrency == 0 || w.timeout_ms == 0 {
-            anyhow::bail!("webhooks.max_attempts, webhooks.concurrency and webhooks.timeout_ms must be at least 1");
+            anyhow::bail!(
+                "webhooks.max_attempts, webhooks.concurrency and webhooks.timeout_ms must be at least 1"
+            );
         }
         Ok(())
     }
@@ -319,7 +370,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -335,17 +389,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("studio-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "http_addr = \"127.0.0.1:9000\"\n[webhooks]\ntimeout_ms = 100\n").unwrap();
+        std::fs::write(
+            &file,
+            "http_addr = \"127.0.0.1:9000\"\n[webhooks]\ntimeout_ms = 100\n",
+        )
+        .unwrap();
         let config = Config::load(
             Some(&file),
-            vars(&[("STUDIO_WEBHOOKS__TIMEOUT_MS", "250"), ("STUDIO_PUBLIC_URL", "https://v.example"), ("STUDIO_LOG", "debug"), ("HOME", "/x")]),
+            vars(&[
+                ("STUDIO_WEBHOOKS__TIMEOUT_MS", "250"),
+                ("STUDIO_PUBLIC_URL", "https://v.example"),
+                ("STUDIO_LOG", "debug"),
+                ("HOME", "/x"),
+            ]),
         )
         .unwrap();
         assert_eq!(config.http_addr.port(), 9000);
         assert_eq!(config.webhooks.timeout_ms, 250);
         assert_eq!(config.public_url(), "https://v.example");
         let bad = Config::load(None, vars(&[("STUDIO_WEBHOOKS__TIMEOUT", "5")])).unwrap_err();
-        assert!(format!("{bad:#}").contains("unknown field `timeout`"), "{bad:#}");
+        assert!(
+            format!("{bad:#}").contains("unknown field `timeout`"),
+            "{bad:#}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -356,21 +422,47 @@ mod tests {
             vars(&[
                 ("STUDIO_TRANSCODE__TRANSCODER", "auto"),
                 ("STUDIO_NETWORK__MODE", "onchain"),
-                ("STUDIO_NETWORK__ORCHESTRATORS", "a.example:8935, b.example:9000"),
+                (
+                    "STUDIO_NETWORK__ORCHESTRATORS",
+                    "a.example:8935, b.example:9000",
+                ),
                 ("STUDIO_NETWORK__ETH_KEYSTORE", "/k.json"),
                 ("STUDIO_NETWORK__ETH_KEYSTORE_PASSWORD", "123456789"),
             ]),
         )
         .unwrap();
         assert_eq!(config.transcode.transcoder, TranscoderSetting::Auto);
-        assert_eq!(config.network.orchestrators, ["a.example:8935", "b.example:9000"]);
-        assert_eq!(config.network.eth_keystore_password.as_ref().unwrap().expose(), "123456789");
+        assert_eq!(
+            config.network.orchestrators,
+            ["a.example:8935", "b.example:9000"]
+        );
+        assert_eq!(
+            config
+                .network
+                .eth_keystore_password
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "123456789"
+        );
         config.validate().unwrap();
-        assert!(!format!("{config:?}").contains("123456789"), "secrets stay out of Debug");
+        assert!(
+            !format!("{config:?}").contains("123456789"),
+            "secrets stay out of Debug"
+        );
 
-        let keyless = Config::load(None, vars(&[("STUDIO_TRANSCODE__TRANSCODER", "network"), ("STUDIO_NETWORK__MODE", "onchain"), ("STUDIO_NETWORK__ORCHESTRATORS", "a:1")])).unwrap();
+        let keyless = Config::load(
+            None,
+            vars(&[
+                ("STUDIO_TRANSCODE__TRANSCODER", "network"),
+                ("STUDIO_NETWORK__MODE", "onchain"),
+                ("STUDIO_NETWORK__ORCHESTRATORS", "a:1"),
+            ]),
+        )
+        .unwrap();
         assert!(format!("{:#}", keyless.validate().unwrap_err()).contains("network.eth_keystore"));
-        let nowhere = Config::load(None, vars(&[("STUDIO_TRANSCODE__TRANSCODER", "network")])).unwrap();
+        let nowhere =
+            Config::load(None, vars(&[("STUDIO_TRANSCODE__TRANSCODER", "network")])).unwrap();
         assert!(format!("{:#}", nowhere.validate().unwrap_err()).contains("network.orchestrators"));
     }
 }

@@ -36,9 +36,21 @@ struct Migration {
 }
 
 const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "foundation", sql: include_str!("../../migrations/0001_foundation.sql") },
-    Migration { version: 2, name: "sessions", sql: include_str!("../../migrations/0002_sessions.sql") },
-    Migration { version: 3, name: "assets", sql: include_str!("../../migrations/0003_assets.sql") },
+    Migration {
+        version: 1,
+        name: "foundation",
+        sql: include_str!("../../migrations/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sessions",
+        sql: include_str!("../../migrations/0002_sessions.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "assets",
+        sql: include_str!("../../migrations/0003_assets.sql"),
+    },
 ];
 
 impl Database {
@@ -49,8 +61,9 @@ impl Database {
             let path = sqlite_path(url);
             if let Some(parent) = std::path::Path::new(&path).parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating the database directory {}", parent.display()))?;
+                    std::fs::create_dir_all(parent).with_context(|| {
+                        format!("creating the database directory {}", parent.display())
+                    })?;
                 }
             }
             let url = format!("sqlite://{path}?mode=rwc");
@@ -67,13 +80,26 @@ impl Database {
                         })
                     })
             };
-            let write = options(1).connect(&url).await.with_context(|| format!("opening SQLite database {path}"))?;
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
+            let write = options(1)
+                .connect(&url)
+                .await
+                .with_context(|| format!("opening SQLite database {path}"))?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&write)
+                .await?;
             // Readers beyond a couple per core only add thread switching: SQLite reads run on the
             // connection's own thread.
-            let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2);
-            let read = options(max_connections.clamp(2, 2 * cores)).connect(&url).await?;
-            Ok(Database { read, write, backend: Backend::Sqlite })
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(2);
+            let read = options(max_connections.clamp(2, 2 * cores))
+                .connect(&url)
+                .await?;
+            Ok(Database {
+                read,
+                write,
+                backend: Backend::Sqlite,
+            })
         } else {
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections)
@@ -81,7 +107,11 @@ impl Database {
                 .connect(url)
                 .await
                 .context("connecting to PostgreSQL")?;
-            Ok(Database { read: pool.clone(), write: pool, backend: Backend::Postgres })
+            Ok(Database {
+                read: pool.clone(),
+                write: pool,
+                backend: Backend::Postgres,
+            })
         }
     }
 
@@ -125,15 +155,26 @@ impl Database {
             sqlx::raw_sql(migration.sql)
                 .execute(&mut *tx)
                 .await
-                .with_context(|| format!("applying migration {} ({})", migration.version, migration.name))?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(migration.version)
-                .bind(migration.name)
-                .bind(crate::clock::now_ms())
-                .execute(&mut *tx)
-                .await?;
+                .with_context(|| {
+                    format!(
+                        "applying migration {} ({})",
+                        migration.version, migration.name
+                    )
+                })?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(crate::clock::now_ms())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
-            tracing::info!(version = migration.version, name = migration.name, "applied migration");
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "applied migration"
+            );
         }
         Ok(())
     }
@@ -165,13 +206,20 @@ pub fn get_opt_bool(row: &AnyRow, column: &str) -> Result<Option<bool>, sqlx::Er
 }
 
 /// Reads a `TEXT` column holding JSON into `T`; a NULL column reads as `None`.
-pub fn get_json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<Option<T>, sqlx::Error> {
+pub fn get_json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<T>, sqlx::Error> {
     match row.try_get::<Option<String>, _>(column)? {
         None => Ok(None),
-        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.to_string(),
-            source: Box::new(e),
-        }),
+        Some(text) => {
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| sqlx::Error::ColumnDecode {
+                    index: column.to_string(),
+                    source: Box::new(e),
+                })
+        }
     }
 }
 
@@ -190,7 +238,9 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Database(db) => {
             db.kind() == sqlx::error::ErrorKind::UniqueViolation
-                || db.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+                || db
+                    .code()
+                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
         }
         _ => false,
     }

@@ -132,7 +132,8 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for name in ALL_NAMES {
-            let event: EventType = serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap();
+            let event: EventType =
+                serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap();
             assert_eq!(event.as_str(), *name);
         }
     }

@@ -16,12 +16,18 @@ pub fn new_id() -> String {
 
 fn random_base36(len: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| BASE36[rng.gen_range(0..BASE36.len())] as char).collect()
+    (0..len)
+        .map(|_| BASE36[rng.gen_range(0..BASE36.len())] as char)
+        .collect()
 }
 
 /// 16 characters: the first four of `resource_id`, then twelve random base36 characters.
 fn key_chars(resource_id: &str) -> String {
-    let shard: String = resource_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(4).collect();
+    let shard: String = resource_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(4)
+        .collect();
     let mut key = shard.to_ascii_lowercase();
     key.push_str(&random_base36(16 - key.len()));
     key
@@ -30,7 +36,13 @@ fn key_chars(resource_id: &str) -> String {
 /// A stream key for the stream `stream_id`: `xxxx-xxxx-xxxx-xxxx`.
 pub fn new_stream_key(stream_id: &str) -> String {
     let chars = key_chars(stream_id);
-    format!("{}-{}-{}-{}", &chars[0..4], &chars[4..8], &chars[8..12], &chars[12..16])
+    format!(
+        "{}-{}-{}-{}",
+        &chars[0..4],
+        &chars[4..8],
+        &chars[8..12],
+        &chars[12..16]
+    )
 }
 
 /// A playback id for the resource `resource_id`: 16 characters `[0-9a-z]`.
@@ -50,7 +62,11 @@ mod tests {
         assert_eq!(&key[0..4], &id[0..4]);
         let parts: Vec<&str> = key.split('-').collect();
         assert_eq!(parts.len(), 4);
-        assert!(parts.iter().all(|p| p.len() == 4 && p.bytes().all(|b| BASE36.contains(&b))));
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.len() == 4 && p.bytes().all(|b| BASE36.contains(&b)))
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 pub mod hls_output;
 pub mod ingest;
+pub mod network;
 pub mod registry;
 pub mod sweeper;
-pub mod network;
 pub mod transcoding;

@@ -15,7 +15,11 @@ use studio_api::tenancy::accounts;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "studio", version, about = "A self-hostable video platform that speaks the Livepeer Studio API")]
+#[command(
+    name = "studio",
+    version,
+    about = "A self-hostable video platform that speaks the Livepeer Studio API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,7 +111,9 @@ impl StoreArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::ApiKey(ApiKeyCommand::Create(args)) => runtime.block_on(create_api_key(args)),
@@ -121,7 +127,9 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STUDIO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -155,7 +163,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}
@@ -170,7 +179,8 @@ async fn create_api_key(args: ApiKeyCreateArgs) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     let user_id = accounts::ensure_user(&mut tx, accounts::LOCAL_USER).await?;
     let project = accounts::ensure_project(&mut tx, &user_id, &args.project).await?;
-    let key = accounts::create_key(&mut tx, &user_id, &project.id, &args.name, args.admin, None).await?;
+    let key =
+        accounts::create_key(&mut tx, &user_id, &project.id, &args.name, args.admin, None).await?;
     tx.commit().await.context("saving the API key")?;
     db.close().await;
     let line = serde_json::json!({

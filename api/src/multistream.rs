@@ -2,9 +2,9 @@
 //!
 //! The `url` holds the destination's stream key, so it is write-only: never returned.
 
+use crate::http::json::Query;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -91,14 +91,26 @@ fn from_row(row: &AnyRow) -> Result<MultistreamTarget, sqlx::Error> {
 }
 
 fn default_name(url: &str) -> String {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "multistream target".into())
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "multistream target".into())
 }
 
 /// Creates a target in `tx` from a validated name and URL.
-pub async fn insert(tx: &mut Tx, principal: &Principal, name: Option<&str>, url: &str, disabled: bool, now: i64) -> ApiResult<MultistreamTarget> {
+pub async fn insert(
+    tx: &mut Tx,
+    principal: &Principal,
+    name: Option<&str>,
+    url: &str,
+    disabled: bool,
+    now: i64,
+) -> ApiResult<MultistreamTarget> {
     let target = MultistreamTarget {
         id: crate::ids::new_id(),
-        name: name.map(str::to_string).unwrap_or_else(|| default_name(url)),
+        name: name
+            .map(str::to_string)
+            .unwrap_or_else(|| default_name(url)),
         user_id: principal.user_id.clone(),
         project_id: principal.project_id.clone(),
         disabled,
@@ -120,9 +132,18 @@ pub async fn insert(tx: &mut Tx, principal: &Principal, name: Option<&str>, url:
 }
 
 /// The target `id` of `project_id`.
-pub async fn get<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<MultistreamTarget>> {
-    let sql = format!("SELECT {COLUMNS} FROM multistream_targets WHERE project_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(exec).await?;
+pub async fn get<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    exec: E,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<Option<MultistreamTarget>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM multistream_targets WHERE project_id = $1 AND id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -145,7 +166,15 @@ async fn create_target(
     streams::model::validate_target_spec(&mut problems, "", payload.name.as_deref(), &payload.url);
     problems.into_result()?;
     let mut tx = state.db().begin().await?;
-    let target = insert(&mut tx, &principal, payload.name.as_deref(), &payload.url, payload.disabled.unwrap_or(false), now_ms()).await?;
+    let target = insert(
+        &mut tx,
+        &principal,
+        payload.name.as_deref(),
+        &payload.url,
+        payload.disabled.unwrap_or(false),
+        now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(target)))
 }
@@ -154,11 +183,18 @@ async fn create_target(
 #[utoipa::path(get, path = "/multistream/target", tag = "multistream", operation_id = "getMultistreamTargets",
     params(ListParams),
     responses((status = 200, body = Vec<MultistreamTarget>), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_targets(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
+async fn list_targets(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(&principal.project_id);
-    let (rows, page) = req.fetch(state.db(), COLUMNS, "multistream_targets", scope).await?;
+    let (rows, page) = req
+        .fetch(state.db(), COLUMNS, "multistream_targets", scope)
+        .await?;
     let targets = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(req.respond(targets, page, &uri, state.public_url()))
 }
@@ -167,8 +203,15 @@ async fn list_targets(State(state): State<AppState>, principal: Principal, Query
 #[utoipa::path(get, path = "/multistream/target/{id}", tag = "multistream", operation_id = "getMultistreamTarget",
     params(("id" = String, Path, description = "Multistream target id")),
     responses((status = 200, body = MultistreamTarget), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_target(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<MultistreamTarget>> {
-    get(state.db().reader(), &principal.project_id, &id).await?.map(Json).ok_or_else(ApiError::not_found)
+async fn get_target(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MultistreamTarget>> {
+    get(state.db().reader(), &principal.project_id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Update a multistream target.
@@ -191,7 +234,9 @@ async fn update_target(
     }
     problems.into_result()?;
     let mut tx = state.db().begin().await?;
-    let mut target = get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let mut target = get(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if let Some(name) = patch.name {
         target.name = name;
     }
@@ -199,11 +244,16 @@ async fn update_target(
         target.disabled = disabled;
     }
     let mut sql = Sql::new("UPDATE multistream_targets SET name = ");
-    sql.bind(&target.name).push(", disabled = ").bind(target.disabled);
+    sql.bind(&target.name)
+        .push(", disabled = ")
+        .bind(target.disabled);
     if let Some(url) = &patch.url {
         sql.push(", url = ").bind(url);
     }
-    sql.push(" WHERE project_id = ").bind(&principal.project_id).push(" AND id = ").bind(&id);
+    sql.push(" WHERE project_id = ")
+        .bind(&principal.project_id)
+        .push(" AND id = ")
+        .bind(&id);
     sql.query().execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -213,7 +263,11 @@ async fn update_target(
 #[utoipa::path(delete, path = "/multistream/target/{id}", tag = "multistream", operation_id = "deleteMultistreamTarget",
     params(("id" = String, Path, description = "Multistream target id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_target(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_target(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let now = now_ms();
     let mut tx = state.db().begin().await?;
     let deleted = sqlx::query("DELETE FROM multistream_targets WHERE project_id = $1 AND id = $2")
@@ -229,7 +283,14 @@ async fn delete_target(State(state): State<AppState>, principal: Principal, Path
         if let Some(m) = multistream.as_mut() {
             m.targets.retain(|t| t.id != id);
         }
-        streams::repo::save_multistream(&mut tx, &principal.project_id, &stream.id, &multistream, now).await?;
+        streams::repo::save_multistream(
+            &mut tx,
+            &principal.project_id,
+            &stream.id,
+            &multistream,
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -36,7 +36,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "apiKey",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key"))
+                    .build(),
+            ),
         );
     }
 }
@@ -53,7 +58,10 @@ const STUDIO_SCHEMA_NAMES: &[(&str, &str)] = &[
     ("CreatorId", "creator-id"),
     ("TargetAddPayload", "target-add-payload"),
     ("MultistreamTarget", "multistream-target"),
-    ("MultistreamTargetPatchPayload", "multistream-target-patch-payload"),
+    (
+        "MultistreamTargetPatchPayload",
+        "multistream-target-patch-payload",
+    ),
     ("Webhook", "webhook"),
     ("WebhookLog", "webhook-log"),
     ("SigningKey", "signing-key"),
@@ -71,7 +79,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// Renames component schemas to [`STUDIO_SCHEMA_NAMES`], rewriting every `$ref` to them.
 fn rename_schemas(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let mut value = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
-    if let Some(schemas) = value.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+    if let Some(schemas) = value
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
         let renamed: serde_json::Map<String, serde_json::Value> = std::mem::take(schemas)
             .into_iter()
             .map(|(name, schema)| (studio_name(&name).unwrap_or(&name).to_string(), schema))
@@ -86,10 +97,17 @@ fn rename_schemas(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 /// Every operation may answer 400 to a URL it cannot take (one carrying `%00`, see
 /// `http::guard`); operations whose own errors do not include 400 get it documented here.
 fn document_bad_urls(doc: &mut serde_json::Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
     for operations in paths.values_mut().filter_map(|p| p.as_object_mut()) {
         for operation in operations.values_mut() {
-            let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) else { continue };
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            else {
+                continue;
+            };
             responses.entry("400").or_insert_with(|| {
                 serde_json::json!({
                     "description": "The URL cannot be used (for example, it contains NUL characters)",
@@ -101,7 +119,10 @@ fn document_bad_urls(doc: &mut serde_json::Value) {
 }
 
 fn studio_name(name: &str) -> Option<&'static str> {
-    STUDIO_SCHEMA_NAMES.iter().find(|(ours, _)| *ours == name).map(|(_, studio)| *studio)
+    STUDIO_SCHEMA_NAMES
+        .iter()
+        .find(|(ours, _)| *ours == name)
+        .map(|(_, studio)| *studio)
 }
 
 fn rewrite_refs(value: &mut serde_json::Value) {
@@ -109,9 +130,13 @@ fn rewrite_refs(value: &mut serde_json::Value) {
         serde_json::Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 if key == "$ref" {
-                    if let Some(name) = v.as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+                    if let Some(name) = v
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    {
                         if let Some(studio) = studio_name(name) {
-                            *v = serde_json::Value::String(format!("#/components/schemas/{studio}"));
+                            *v =
+                                serde_json::Value::String(format!("#/components/schemas/{studio}"));
                         }
                     }
                 } else {
@@ -126,7 +151,9 @@ fn rewrite_refs(value: &mut serde_json::Value) {
 
 /// The document as pretty JSON with a trailing newline (the checked-in form).
 pub fn document_json() -> String {
-    let mut text = document().to_pretty_json().expect("the OpenAPI document serializes");
+    let mut text = document()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
     text.push('\n');
     text
 }

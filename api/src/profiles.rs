@@ -2,7 +2,9 @@
 //! (`transcode-profile`) is encoded to.
 
 use serde::{Deserialize, Serialize};
-use studio_media_core::transcode::{FrameRate, Gop, H264Profile as RenditionH264Profile, RenditionProfile};
+use studio_media_core::transcode::{
+    FrameRate, Gop, H264Profile as RenditionH264Profile, RenditionProfile,
+};
 use utoipa::ToSchema;
 
 use crate::http::json::{integer, opt_integer};
@@ -30,10 +32,18 @@ pub struct FfmpegProfile {
     /// Frames per second; 0 keeps the source rate.
     #[serde(deserialize_with = "integer")]
     pub fps: i64,
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fps_den: Option<i64>,
     /// Constant quality (0-44, lower is better); overrides bitrate when set.
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub quality: Option<i64>,
     /// Keyframe interval in seconds, as a string (`"2.0"`), or `"intra"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,17 +61,37 @@ pub struct FfmpegProfile {
 pub struct TranscodeProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub width: Option<i64>,
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub height: Option<i64>,
     #[serde(deserialize_with = "integer")]
     pub bitrate: i64,
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub quality: Option<i64>,
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fps: Option<i64>,
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fps_den: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gop: Option<String>,
@@ -107,10 +137,17 @@ impl FfmpegProfile {
             width: clamp(self.width),
             height: clamp(self.height),
             bitrate: u64::try_from(self.bitrate.max(0)).unwrap_or(0),
-            fps: (self.fps > 0).then(|| FrameRate { num: clamp(self.fps), den: clamp(self.fps_den.unwrap_or(1).max(1)) }),
+            fps: (self.fps > 0).then(|| FrameRate {
+                num: clamp(self.fps),
+                den: clamp(self.fps_den.unwrap_or(1).max(1)),
+            }),
             gop: match self.gop.as_deref() {
                 Some("intra") => Gop::Intra,
-                Some(seconds) => seconds.parse::<f64>().ok().filter(|s| *s > 0.0).map_or(Gop::Segment, Gop::Seconds),
+                Some(seconds) => seconds
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s > 0.0)
+                    .map_or(Gop::Segment, Gop::Seconds),
                 None => Gop::Segment,
             },
             profile: match self.profile {
@@ -126,27 +163,37 @@ impl FfmpegProfile {
 
 /// The ladder a stream gets when it names none: 240p, 360p, 480p and 720p at the source frame rate.
 pub fn default_stream_profiles() -> Vec<FfmpegProfile> {
-    [("240p0", 426, 240, 250_000), ("360p0", 640, 360, 800_000), ("480p0", 854, 480, 1_600_000), ("720p0", 1280, 720, 3_000_000)]
-        .into_iter()
-        .map(|(name, width, height, bitrate)| FfmpegProfile {
-            name: name.into(),
-            width,
-            height,
-            bitrate,
-            fps: 0,
-            fps_den: None,
-            quality: None,
-            gop: None,
-            profile: Some(H264Profile::H264ConstrainedHigh),
-            encoder: None,
-        })
-        .collect()
+    [
+        ("240p0", 426, 240, 250_000),
+        ("360p0", 640, 360, 800_000),
+        ("480p0", 854, 480, 1_600_000),
+        ("720p0", 1280, 720, 3_000_000),
+    ]
+    .into_iter()
+    .map(|(name, width, height, bitrate)| FfmpegProfile {
+        name: name.into(),
+        width,
+        height,
+        bitrate,
+        fps: 0,
+        fps_den: None,
+        quality: None,
+        gop: None,
+        profile: Some(H264Profile::H264ConstrainedHigh),
+        encoder: None,
+    })
+    .collect()
 }
 
 fn validate_gop(problems: &mut Problems, field: &str, gop: &str) {
-    let ok = gop == "intra" || gop.parse::<f64>().is_ok_and(|g| g.is_finite() && (0.0..=60.0).contains(&g));
+    let ok = gop == "intra"
+        || gop
+            .parse::<f64>()
+            .is_ok_and(|g| g.is_finite() && (0.0..=60.0).contains(&g));
     if !ok {
-        problems.add(format!("{field} must be \"intra\" or a number of seconds from 0 to 60, as a string (\"2.0\")"));
+        problems.add(format!(
+            "{field} must be \"intra\" or a number of seconds from 0 to 60, as a string (\"2.0\")"
+        ));
     }
 }
 
@@ -160,10 +207,15 @@ pub fn validate_ffmpeg_profiles(problems: &mut Problems, field: &str, profiles: 
         let f = format!("{field}[{i}]");
         problems.text_len(&format!("{f}.name"), &p.name, 1, 500);
         if p.name == "source" {
-            problems.add(format!("{f}.name must not be \"source\" (the source rendition is always kept)"));
+            problems.add(format!(
+                "{f}.name must not be \"source\" (the source rendition is always kept)"
+            ));
         }
         if profiles[..i].iter().any(|q| q.name == p.name) {
-            problems.add(format!("{f}.name {:?} is used by another profile: names must be unique", p.name));
+            problems.add(format!(
+                "{f}.name {:?} is used by another profile: names must be unique",
+                p.name
+            ));
         }
         problems.range(&format!("{f}.width"), p.width, 128, MAX_DIMENSION);
         problems.range(&format!("{f}.height"), p.height, 128, MAX_DIMENSION);
@@ -182,7 +234,11 @@ pub fn validate_ffmpeg_profiles(problems: &mut Problems, field: &str, profiles: 
 }
 
 /// Checks recording or asset profiles.
-pub fn validate_transcode_profiles(problems: &mut Problems, field: &str, profiles: &[TranscodeProfile]) {
+pub fn validate_transcode_profiles(
+    problems: &mut Problems,
+    field: &str,
+    profiles: &[TranscodeProfile],
+) {
     if profiles.len() > MAX_PROFILES {
         problems.add(format!("{field} must have at most {MAX_PROFILES} profiles"));
         return;
@@ -192,7 +248,9 @@ pub fn validate_transcode_profiles(problems: &mut Problems, field: &str, profile
         if let Some(name) = &p.name {
             problems.text_len(&format!("{f}.name"), name, 1, 500);
             if profiles[..i].iter().any(|q| q.name.as_ref() == Some(name)) {
-                problems.add(format!("{f}.name {name:?} is used by another profile: names must be unique"));
+                problems.add(format!(
+                    "{f}.name {name:?} is used by another profile: names must be unique"
+                ));
             }
         }
         if let Some(w) = p.width {

@@ -28,7 +28,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::app::AppState;
-use crate::assets::{self, Asset, AssetFile, AssetPhase, AssetSource, AssetStatus, FileKind, TrackType, VideoSpec, VideoTrack};
+use crate::assets::{
+    self, Asset, AssetFile, AssetPhase, AssetSource, AssetStatus, FileKind, TrackType, VideoSpec,
+    VideoTrack,
+};
 use crate::clock::now_ms;
 use crate::events::{self, EventType, NewEvent};
 use crate::playback::hls::key;
@@ -48,7 +51,10 @@ pub struct Recorder {
 
 impl Default for Recorder {
     fn default() -> Recorder {
-        Recorder { sessions: Mutex::new(HashMap::new()), processing: Semaphore::new(CONCURRENT_PROCESSING) }
+        Recorder {
+            sessions: Mutex::new(HashMap::new()),
+            processing: Semaphore::new(CONCURRENT_PROCESSING),
+        }
     }
 }
 
@@ -80,8 +86,18 @@ impl Recorder {
 
 /// The live pipeline stored `segment` of session `session_id` under `key`. The first call for a
 /// session decides whether it records (`recording.started`).
-pub async fn segment_stored(state: &AppState, project_id: &str, session_id: &str, key: String, segment: &Segment) {
-    let stored = StoredSegment { key, duration_s: segment.duration_ms.max(0) as f64 / 1000.0, discontinuity: segment.discontinuity };
+pub async fn segment_stored(
+    state: &AppState,
+    project_id: &str,
+    session_id: &str,
+    key: String,
+    segment: &Segment,
+) {
+    let stored = StoredSegment {
+        key,
+        duration_s: segment.duration_ms.max(0) as f64 / 1000.0,
+        discontinuity: segment.discontinuity,
+    };
     {
         let mut sessions = state.recorder().sessions();
         match sessions.get_mut(session_id) {
@@ -109,11 +125,21 @@ pub async fn segment_stored(state: &AppState, project_id: &str, session_id: &str
         }
     };
     if !session.record {
-        state.recorder().sessions().insert(session_id.to_string(), Tracked::NotRecorded);
+        state
+            .recorder()
+            .sessions()
+            .insert(session_id.to_string(), Tracked::NotRecorded);
         return;
     }
-    let recording = Recording { segments: vec![stored], variant: variant_of(segment), truncated: false };
-    state.recorder().sessions().insert(session_id.to_string(), Tracked::Recording(recording));
+    let recording = Recording {
+        segments: vec![stored],
+        variant: variant_of(segment),
+        truncated: false,
+    };
+    state
+        .recorder()
+        .sessions()
+        .insert(session_id.to_string(), Tracked::Recording(recording));
     if let Err(err) = emit_started(state, session).await {
         tracing::error!(error = format!("{err:#}"), session = %session_id, "emitting recording.started failed");
     }
@@ -121,13 +147,17 @@ pub async fn segment_stored(state: &AppState, project_id: &str, session_id: &str
 
 /// Session `session_id` ended: a recorded one becomes an asset, processed in the background.
 pub async fn session_ended(state: &AppState, project_id: &str, session_id: &str) {
-    let Some(Tracked::Recording(recording)) = state.recorder().sessions().remove(session_id) else { return };
+    let Some(Tracked::Recording(recording)) = state.recorder().sessions().remove(session_id) else {
+        return;
+    };
     match create_asset(state, project_id, session_id).await {
         Ok(Some(asset)) => {
             tokio::spawn(process(state.clone(), asset, recording));
         }
         Ok(None) => {}
-        Err(err) => tracing::error!(error = format!("{err:#}"), session = %session_id, "creating a recording asset failed"),
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), session = %session_id, "creating a recording asset failed")
+        }
     }
 }
 
@@ -139,7 +169,13 @@ async fn emit_started(state: &AppState, mut session: Session) -> anyhow::Result<
     let payload = serde_json::json!({ "session": session });
     events::emit(
         &mut tx,
-        NewEvent { project_id: &session.project_id, user_id: &session.user_id, event: EventType::RecordingStarted, stream: stream.as_ref(), payload: Some(payload) },
+        NewEvent {
+            project_id: &session.project_id,
+            user_id: &session.user_id,
+            event: EventType::RecordingStarted,
+            stream: stream.as_ref(),
+            payload: Some(payload),
+        },
         now,
     )
     .await?;
@@ -150,11 +186,20 @@ async fn emit_started(state: &AppState, mut session: Session) -> anyhow::Result<
 
 /// The recording asset of the session, `waiting`, with `recording.waiting` in the same
 /// transaction. `None` if the session is gone or already has its asset.
-async fn create_asset(state: &AppState, project_id: &str, session_id: &str) -> anyhow::Result<Option<Asset>> {
+async fn create_asset(
+    state: &AppState,
+    project_id: &str,
+    session_id: &str,
+) -> anyhow::Result<Option<Asset>> {
     let now = now_ms();
-    let Some(mut session) = sessions::repo::get(state.db(), project_id, session_id).await? else { return Ok(None) };
+    let Some(mut session) = sessions::repo::get(state.db(), project_id, session_id).await? else {
+        return Ok(None);
+    };
     let mut tx = state.db().begin().await?;
-    if assets::repo::get(&mut *tx, project_id, session_id).await?.is_some() {
+    if assets::repo::get(&mut *tx, project_id, session_id)
+        .await?
+        .is_some()
+    {
         return Ok(None);
     }
     let stream = streams::repo::get(&mut *tx, project_id, &session.parent_id).await?;
@@ -168,11 +213,18 @@ async fn create_asset(state: &AppState, project_id: &str, session_id: &str) -> a
         download_url: None,
         // A gated stream's recording is gated the same way.
         playback_policy: stream.as_ref().and_then(|s| s.playback_policy.clone()),
-        source: AssetSource::Recording { session_id: session.id.clone() },
+        source: AssetSource::Recording {
+            session_id: session.id.clone(),
+        },
         creator_id: stream.as_ref().and_then(|s| s.creator_id.clone()),
         created_at: now,
         created_by_token_name: None,
-        status: AssetStatus { phase: AssetPhase::Waiting, updated_at: now, progress: None, error_message: None },
+        status: AssetStatus {
+            phase: AssetPhase::Waiting,
+            updated_at: now,
+            progress: None,
+            error_message: None,
+        },
         size: None,
         video_spec: None,
         files: Vec::new(),
@@ -183,7 +235,13 @@ async fn create_asset(state: &AppState, project_id: &str, session_id: &str) -> a
     session_json["assetId"] = serde_json::Value::String(asset.id.clone());
     events::emit(
         &mut tx,
-        NewEvent { project_id, user_id: &session.user_id, event: EventType::RecordingWaiting, stream: stream.as_ref(), payload: Some(serde_json::json!({ "session": session_json })) },
+        NewEvent {
+            project_id,
+            user_id: &session.user_id,
+            event: EventType::RecordingWaiting,
+            stream: stream.as_ref(),
+            payload: Some(serde_json::json!({ "session": session_json })),
+        },
         now,
     )
     .await?;
@@ -195,7 +253,9 @@ async fn create_asset(state: &AppState, project_id: &str, session_id: &str) -> a
 
 /// Turns the asset's segments into playable media and records the outcome.
 async fn process(state: AppState, asset: Asset, recording: Recording) {
-    let Ok(_permit) = state.recorder().processing.acquire().await else { return };
+    let Ok(_permit) = state.recorder().processing.acquire().await else {
+        return;
+    };
     let started = std::time::Instant::now();
     let outcome = package(&state, &asset, &recording).await;
     let result = match outcome {
@@ -206,8 +266,12 @@ async fn process(state: AppState, asset: Asset, recording: Recording) {
         }
     };
     match result {
-        Ok(()) => tracing::info!(asset = %asset.id, elapsed_ms = started.elapsed().as_millis() as u64, "recording processed"),
-        Err(err) => tracing::error!(error = format!("{err:#}"), asset = %asset.id, "recording the outcome of a recording failed"),
+        Ok(()) => {
+            tracing::info!(asset = %asset.id, elapsed_ms = started.elapsed().as_millis() as u64, "recording processed")
+        }
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), asset = %asset.id, "recording the outcome of a recording failed")
+        }
     }
 }
 
@@ -230,11 +294,23 @@ impl Drop for WorkDir {
 /// Copies the segments under the asset's playback id with a VOD playlist, and remuxes them into
 /// an MP4 beside it. The master playlist is written last: the asset has a playback URL only once
 /// everything it lists exists.
-async fn package(state: &AppState, asset: &Asset, recording: &Recording) -> anyhow::Result<Packaged> {
+async fn package(
+    state: &AppState,
+    asset: &Asset,
+    recording: &Recording,
+) -> anyhow::Result<Packaged> {
     let store = state.media_store();
     let pid = &asset.playback_id;
-    let work = WorkDir(state.config().data_dir.join("tmp").join(format!("recording-{}", asset.id)));
-    tokio::fs::create_dir_all(&work.0).await.with_context(|| format!("creating {}", work.0.display()))?;
+    let work = WorkDir(
+        state
+            .config()
+            .data_dir
+            .join("tmp")
+            .join(format!("recording-{}", asset.id)),
+    );
+    tokio::fs::create_dir_all(&work.0)
+        .await
+        .with_context(|| format!("creating {}", work.0.display()))?;
     let ts_path = work.0.join("source.ts");
     let mut ts_file = tokio::io::BufWriter::new(tokio::fs::File::create(&ts_path).await?);
     let mut playlist = MediaPlaylist::vod();
@@ -256,8 +332,14 @@ async fn package(state: &AppState, asset: &Asset, recording: &Recording) -> anyh
         if segment.duration_s > 0.0 {
             peak_bps = peak_bps.max((data.len() as f64 * 8.0 / segment.duration_s) as u64);
         }
-        store.put(&key(pid, &format!("source/{name}")), data).await?;
-        playlist.push(name, segment.duration_s, segment.discontinuity || std::mem::take(&mut gap));
+        store
+            .put(&key(pid, &format!("source/{name}")), data)
+            .await?;
+        playlist.push(
+            name,
+            segment.duration_s,
+            segment.discontinuity || std::mem::take(&mut gap),
+        );
     }
     ts_file.flush().await?;
     drop(ts_file);
@@ -267,7 +349,9 @@ async fn package(state: &AppState, asset: &Asset, recording: &Recording) -> anyh
     let mp4_path = work.0.join("recording.mp4");
     let info = {
         let (ts_path, mp4_path) = (ts_path.clone(), mp4_path.clone());
-        tokio::task::spawn_blocking(move || remux_and_probe(&ts_path, &mp4_path)).await.context("the remux task panicked")??
+        tokio::task::spawn_blocking(move || remux_and_probe(&ts_path, &mp4_path))
+            .await
+            .context("the remux task panicked")??
     };
     let _ = tokio::fs::remove_file(&ts_path).await;
     let mp4_size = tokio::fs::metadata(&mp4_path).await?.len();
@@ -278,17 +362,35 @@ async fn package(state: &AppState, asset: &Asset, recording: &Recording) -> anyh
     };
     let mp4_key = key(pid, &mp4_name);
     store.put_file(&mp4_key, &mp4_path).await?;
-    store.put(&key(pid, "source/index.m3u8"), Bytes::from(playlist.render())).await?;
-    let average_bps = if total_s > 0.0 { (total_bytes as f64 * 8.0 / total_s) as u64 } else { 0 };
+    store
+        .put(
+            &key(pid, "source/index.m3u8"),
+            Bytes::from(playlist.render()),
+        )
+        .await?;
+    let average_bps = if total_s > 0.0 {
+        (total_bytes as f64 * 8.0 / total_s) as u64
+    } else {
+        0
+    };
     let variant = Variant {
         bandwidth: peak_bps.max(average_bps),
         average_bandwidth: Some(average_bps),
         ..recording.variant.clone()
     };
     let master_key = key(pid, "index.m3u8");
-    store.put(&master_key, Bytes::from(master_playlist(&[variant]))).await?;
+    store
+        .put(&master_key, Bytes::from(master_playlist(&[variant])))
+        .await?;
     let files = vec![
-        AssetFile { kind: FileKind::CatalystHlsManifest, path: master_key, size: None, width: None, height: None, bitrate: None },
+        AssetFile {
+            kind: FileKind::CatalystHlsManifest,
+            path: master_key,
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        },
         AssetFile {
             kind: FileKind::StaticTranscodedMp4,
             path: mp4_key,
@@ -298,7 +400,11 @@ async fn package(state: &AppState, asset: &Asset, recording: &Recording) -> anyh
             bitrate: info.bitrate,
         },
     ];
-    Ok(Packaged { info, mp4_size, files })
+    Ok(Packaged {
+        info,
+        mp4_size,
+        files,
+    })
 }
 
 fn remux_and_probe(ts: &Path, mp4: &Path) -> Result<MediaInfo, mp4::Mp4Error> {
@@ -308,8 +414,14 @@ fn remux_and_probe(ts: &Path, mp4: &Path) -> Result<MediaInfo, mp4::Mp4Error> {
 
 /// The master playlist entry of a recording, from its first segment (bandwidths come at the end).
 fn variant_of(segment: &Segment) -> Variant {
-    let video = segment.video_config.as_ref().and_then(|c| AvcConfig::parse(c).ok());
-    let audio = segment.audio_config.as_ref().and_then(|c| AacConfig::parse(c).ok());
+    let video = segment
+        .video_config
+        .as_ref()
+        .and_then(|c| AvcConfig::parse(c).ok());
+    let audio = segment
+        .audio_config
+        .as_ref()
+        .and_then(|c| AacConfig::parse(c).ok());
     let mut codecs = Vec::new();
     if let Some(video) = &video {
         codecs.push(avc_codec_string(video));
@@ -318,12 +430,19 @@ fn variant_of(segment: &Segment) -> Variant {
         codecs.push(aac_codec_string(audio));
     }
     let seconds = segment.duration_ms.max(1) as f64 / 1000.0;
-    let frames = segment.packets.iter().filter(|p| p.track == Track::Video).count();
+    let frames = segment
+        .packets
+        .iter()
+        .filter(|p| p.track == Track::Video)
+        .count();
     Variant {
         uri: "source/index.m3u8".into(),
         bandwidth: 0,
         average_bandwidth: None,
-        resolution: video.as_ref().and_then(|v| v.sps.first()).and_then(|sps| sps_resolution(sps)),
+        resolution: video
+            .as_ref()
+            .and_then(|v| v.sps.first())
+            .and_then(|sps| sps_resolution(sps)),
         codecs,
         frame_rate: (frames > 0).then(|| (frames as f64 / seconds * 1000.0).round() / 1000.0),
     }
@@ -350,23 +469,47 @@ fn video_spec(info: &MediaInfo) -> VideoSpec {
             sample_rate: t.sample_rate.map(i64::from),
         })
         .collect();
-    VideoSpec { format: "mp4".into(), duration: info.duration_s, bitrate: info.bitrate.map(|b| b as f64), tracks: Some(tracks) }
+    VideoSpec {
+        format: "mp4".into(),
+        duration: info.duration_s,
+        bitrate: info.bitrate.map(|b| b as f64),
+        tracks: Some(tracks),
+    }
 }
 
 async fn finish_ready(state: &AppState, asset: &Asset, media: Packaged) -> anyhow::Result<()> {
     let now = now_ms();
     let spec = video_spec(&media.info);
     let mut tx = state.db().begin().await?;
-    assets::repo::set_ready(&mut tx, &asset.project_id, &asset.id, media.mp4_size as i64, &spec, &media.files, now).await?;
-    let ready = assets::repo::get(&mut *tx, &asset.project_id, &asset.id).await?.context("the asset vanished")?;
+    assets::repo::set_ready(
+        &mut tx,
+        &asset.project_id,
+        &asset.id,
+        media.mp4_size as i64,
+        &spec,
+        &media.files,
+        now,
+    )
+    .await?;
+    let ready = assets::repo::get(&mut *tx, &asset.project_id, &asset.id)
+        .await?
+        .context("the asset vanished")?;
     let ready = ready.for_response(state.public_url(), false);
-    if let Some(mut session) = sessions::repo::get_in(&mut *tx, &asset.project_id, &asset.id).await? {
+    if let Some(mut session) =
+        sessions::repo::get_in(&mut *tx, &asset.project_id, &asset.id).await?
+    {
         sessions::describe_recording(&mut session, Some((&ready, false)), now);
         let stream = streams::repo::get(&mut *tx, &asset.project_id, &session.parent_id).await?;
         let payload = serde_json::json!({ "recordingUrl": ready.playback_url, "mp4Url": ready.download_url, "session": session });
         events::emit(
             &mut tx,
-            NewEvent { project_id: &asset.project_id, user_id: &asset.user_id, event: EventType::RecordingReady, stream: stream.as_ref(), payload: Some(payload) },
+            NewEvent {
+                project_id: &asset.project_id,
+                user_id: &asset.user_id,
+                event: EventType::RecordingReady,
+                stream: stream.as_ref(),
+                payload: Some(payload),
+            },
             now,
         )
         .await?;
@@ -380,13 +523,30 @@ async fn finish_failed(state: &AppState, asset: &Asset, error: &str) -> anyhow::
     let now = now_ms();
     let message: String = error.chars().take(512).collect();
     let mut tx = state.db().begin().await?;
-    assets::repo::set_phase(&mut tx, &asset.project_id, &asset.id, AssetPhase::Failed, None, Some(&message), now).await?;
-    let failed = assets::repo::get(&mut *tx, &asset.project_id, &asset.id).await?.context("the asset vanished")?;
+    assets::repo::set_phase(
+        &mut tx,
+        &asset.project_id,
+        &asset.id,
+        AssetPhase::Failed,
+        None,
+        Some(&message),
+        now,
+    )
+    .await?;
+    let failed = assets::repo::get(&mut *tx, &asset.project_id, &asset.id)
+        .await?
+        .context("the asset vanished")?;
     let failed = failed.for_response(state.public_url(), false);
     let payload = serde_json::json!({ "asset": { "id": failed.id, "snapshot": failed } });
     events::emit(
         &mut tx,
-        NewEvent { project_id: &asset.project_id, user_id: &asset.user_id, event: EventType::AssetFailed, stream: None, payload: Some(payload) },
+        NewEvent {
+            project_id: &asset.project_id,
+            user_id: &asset.user_id,
+            event: EventType::AssetFailed,
+            stream: None,
+            payload: Some(payload),
+        },
         now,
     )
     .await?;

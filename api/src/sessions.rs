@@ -90,7 +90,9 @@ pub fn describe_recording(session: &mut Session, asset: Option<(&Asset, bool)>, 
             AssetPhase::Deleting | AssetPhase::Deleted => RecordingStatus::Deleted,
             _ => RecordingStatus::Waiting,
         },
-        None if now - session.last_seen.max(session.created_at) > RECORDING_STALE_MS => RecordingStatus::None,
+        None if now - session.last_seen.max(session.created_at) > RECORDING_STALE_MS => {
+            RecordingStatus::None
+        }
         None => RecordingStatus::Waiting,
     };
     session.recording_status = Some(status);
@@ -101,11 +103,26 @@ pub fn describe_recording(session: &mut Session, asset: Option<(&Asset, bool)>, 
 }
 
 /// Fills the recording fields of the project's `sessions` (one query for all of them).
-pub async fn describe_recordings(state: &AppState, project_id: &str, sessions: &mut [Session]) -> ApiResult<()> {
-    let ids: Vec<&str> = sessions.iter().filter(|s| s.record).map(|s| s.id.as_str()).collect();
+pub async fn describe_recordings(
+    state: &AppState,
+    project_id: &str,
+    sessions: &mut [Session],
+) -> ApiResult<()> {
+    let ids: Vec<&str> = sessions
+        .iter()
+        .filter(|s| s.record)
+        .map(|s| s.id.as_str())
+        .collect();
     let assets = crate::assets::repo::recordings_of(state.db(), project_id, &ids).await?;
-    let assets: HashMap<String, (Asset, bool)> =
-        assets.into_iter().map(|(a, deleted)| (a.id.clone(), (a.for_response(state.public_url(), false), deleted))).collect();
+    let assets: HashMap<String, (Asset, bool)> = assets
+        .into_iter()
+        .map(|(a, deleted)| {
+            (
+                a.id.clone(),
+                (a.for_response(state.public_url(), false), deleted),
+            )
+        })
+        .collect();
     let now = crate::clock::now_ms();
     for session in sessions {
         let asset = assets.get(&session.id).map(|(a, deleted)| (a, *deleted));

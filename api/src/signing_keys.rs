@@ -2,9 +2,9 @@
 //! playback JWTs of `jwt` playback policies. Only the public key is stored; the private key is
 //! returned once, by the request that creates it.
 
+use crate::http::json::Query;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
@@ -106,7 +106,10 @@ fn generate_pair() -> anyhow::Result<(String, String)> {
     let private_pem = secret.to_pkcs8_pem(LineEnding::LF)?;
     let public_pem = secret.public_key().to_public_key_pem(LineEnding::LF)?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    Ok((b64.encode(public_pem.as_bytes()), b64.encode(private_pem.as_bytes())))
+    Ok((
+        b64.encode(public_pem.as_bytes()),
+        b64.encode(private_pem.as_bytes()),
+    ))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -119,7 +122,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/access-control/signing-key", tag = "accessControl", operation_id = "createSigningKey",
     request_body(content = Option<NewSigningKeyPayload>),
     responses((status = 200, body = SigningKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_key(State(state): State<AppState>, principal: Principal, body: axum::body::Bytes) -> ApiResult<Json<SigningKey>> {
+async fn create_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<SigningKey>> {
     // The SDKs send no body at all when no name is given.
     let payload: NewSigningKeyPayload = match std::str::from_utf8(&body).map(str::trim) {
         Ok("") | Ok("null") => NewSigningKeyPayload::default(),
@@ -177,18 +184,35 @@ async fn create_key(State(state): State<AppState>, principal: Principal, body: a
 #[utoipa::path(get, path = "/access-control/signing-key", tag = "accessControl", operation_id = "getSigningKeys",
     params(ListParams),
     responses((status = 200, body = Vec<SigningKey>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_keys(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
+async fn list_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(&principal.project_id).push(" AND deleted = 0");
-    let (rows, page) = req.fetch(state.db(), COLUMNS, "signing_keys", scope).await?;
+    let (rows, page) = req
+        .fetch(state.db(), COLUMNS, "signing_keys", scope)
+        .await?;
     let keys = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(req.respond(keys, page, &uri, state.public_url()))
 }
 
-async fn load<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<SigningKey>> {
-    let sql = format!("SELECT {COLUMNS} FROM signing_keys WHERE project_id = $1 AND id = $2 AND deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(exec).await?;
+async fn load<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    exec: E,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<Option<SigningKey>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM signing_keys WHERE project_id = $1 AND id = $2 AND deleted = 0"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -196,8 +220,15 @@ async fn load<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(exec: E, project_
 #[utoipa::path(get, path = "/access-control/signing-key/{keyId}", tag = "accessControl", operation_id = "getSigningKey",
     params(("keyId" = String, Path, description = "Signing key id")),
     responses((status = 200, body = SigningKey), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_key(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<SigningKey>> {
-    load(state.db().reader(), &principal.project_id, &id).await?.map(Json).ok_or_else(ApiError::not_found)
+async fn get_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SigningKey>> {
+    load(state.db().reader(), &principal.project_id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Rename or disable a signing key.
@@ -217,20 +248,24 @@ async fn update_key(
     }
     problems.into_result()?;
     let mut tx = state.db().begin().await?;
-    let mut key = load(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let mut key = load(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if let Some(name) = patch.name {
         key.name = name;
     }
     if let Some(disabled) = patch.disabled {
         key.disabled = disabled;
     }
-    sqlx::query("UPDATE signing_keys SET name = $1, disabled = $2 WHERE project_id = $3 AND id = $4")
-        .bind(&key.name)
-        .bind(key.disabled as i64)
-        .bind(&principal.project_id)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE signing_keys SET name = $1, disabled = $2 WHERE project_id = $3 AND id = $4",
+    )
+    .bind(&key.name)
+    .bind(key.disabled as i64)
+    .bind(&principal.project_id)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -239,12 +274,18 @@ async fn update_key(
 #[utoipa::path(delete, path = "/access-control/signing-key/{keyId}", tag = "accessControl", operation_id = "deleteSigningKey",
     params(("keyId" = String, Path, description = "Signing key id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_key(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let done = sqlx::query("UPDATE signing_keys SET deleted = 1 WHERE project_id = $1 AND id = $2 AND deleted = 0")
-        .bind(&principal.project_id)
-        .bind(&id)
-        .execute(state.db().writer())
-        .await?;
+async fn delete_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let done = sqlx::query(
+        "UPDATE signing_keys SET deleted = 1 WHERE project_id = $1 AND id = $2 AND deleted = 0",
+    )
+    .bind(&principal.project_id)
+    .bind(&id)
+    .execute(state.db().writer())
+    .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }

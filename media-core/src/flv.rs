@@ -378,7 +378,8 @@ pub fn demux_file(file: &Bytes) -> Result<Vec<Packet>, FlvError> {
     let mut demuxer = FlvDemuxer::new();
     let mut packets = Vec::new();
     while let Some(header) = file.get(pos..pos + TAG_HEADER_LEN) {
-        let size = (usize::from(header[1]) << 16) | (usize::from(header[2]) << 8) | usize::from(header[3]);
+        let size =
+            (usize::from(header[1]) << 16) | (usize::from(header[2]) << 8) | usize::from(header[3]);
         let timestamp = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
         let body_start = pos + TAG_HEADER_LEN;
         if body_start + size > file.len() {

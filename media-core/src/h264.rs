@@ -81,7 +81,8 @@ pub fn avc_decoder_config(sps: &[Bytes], pps: &[Bytes]) -> Option<Bytes> {
     if pps.is_empty() || sps.len() > 31 || pps.len() > 255 {
         return None;
     }
-    let mut out = BytesMut::with_capacity(16 + sps.iter().chain(pps).map(|s| s.len() + 2).sum::<usize>());
+    let mut out =
+        BytesMut::with_capacity(16 + sps.iter().chain(pps).map(|s| s.len() + 2).sum::<usize>());
     out.put_u8(1);
     out.put_slice(&first[1..4]); // profile, constraint flags, level
     out.put_u8(0xfc | 3); // reserved bits, lengthSizeMinusOne = 3
@@ -122,7 +123,10 @@ pub fn level_for(width: u32, height: u32, fps: f64) -> u8 {
     ];
     let macroblocks = u64::from(width.div_ceil(16)) * u64::from(height.div_ceil(16));
     let rate = macroblocks as f64 * fps.max(1.0);
-    LEVELS.iter().find(|(_, max_mbps, max_fs)| macroblocks <= *max_fs && rate <= *max_mbps).map_or(52, |(level, _, _)| *level)
+    LEVELS
+        .iter()
+        .find(|(_, max_mbps, max_fs)| macroblocks <= *max_fs && rate <= *max_mbps)
+        .map_or(52, |(level, _, _)| *level)
 }
 
 #[cfg(test)]
@@ -131,20 +135,31 @@ mod tests {
 
     #[test]
     fn splits_three_and_four_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 0, 0, 1, 0x65, 9, 9];
+        let data = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 0, 0, 1, 0x65, 9, 9,
+        ];
         let nals = annex_b_nals(&data);
-        assert_eq!(nals, vec![&[0x09, 0xf0][..], &[0x67, 1, 2, 3][..], &[0x65, 9, 9][..]]);
+        assert_eq!(
+            nals,
+            vec![&[0x09, 0xf0][..], &[0x67, 1, 2, 3][..], &[0x65, 9, 9][..]]
+        );
     }
 
     #[test]
     fn an_access_unit_becomes_avcc_and_parameter_sets() {
-        let data = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x64, 0, 0x1f, 0, 0, 1, 0x68, 0xee, 0, 0, 1, 0x65, 7, 7];
+        let data = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x64, 0, 0x1f, 0, 0, 1, 0x68, 0xee, 0, 0, 1,
+            0x65, 7, 7,
+        ];
         let unit = access_unit_from_annex_b(&data);
         assert!(unit.has_idr);
         assert_eq!(unit.avcc.as_ref(), &[0, 0, 0, 3, 0x65, 7, 7]);
         let record = avc_decoder_config(&unit.sps, &unit.pps).unwrap();
         let parsed = crate::flv::AvcConfig::parse(&record).unwrap();
-        assert_eq!((parsed.profile, parsed.level, parsed.nal_length_size), (100, 31, 4));
+        assert_eq!(
+            (parsed.profile, parsed.level, parsed.nal_length_size),
+            (100, 31, 4)
+        );
         assert_eq!(parsed.sps[0].as_ref(), &[0x67, 0x64, 0, 0x1f]);
         assert_eq!(parsed.pps[0].as_ref(), &[0x68, 0xee]);
     }

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::{Dictionary, Packet, Rational, Rescale, codec, encoder, format, media};
+use ffmpeg_next as ffmpeg;
 
 /// Why a remux or probe failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +76,16 @@ pub fn remux_ts_to_mp4(input: &Path, output: &Path) -> Result<(), Mp4Error> {
     let mut mapping: Vec<Option<(usize, Rational)>> = vec![None; ictx.nb_streams() as usize];
     let mut start_us: Option<i64> = None;
     for ist in ictx.streams() {
-        let Some(params) = tagless_parameters(&ist)? else { continue };
+        let Some(params) = tagless_parameters(&ist)? else {
+            continue;
+        };
         let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
         ost.set_parameters(params);
         mapping[ist.index()] = Some((ost.index(), ist.time_base()));
         if ist.start_time() != i64::MIN {
-            let start = ist.start_time().rescale(ist.time_base(), ffmpeg::rescale::TIME_BASE);
+            let start = ist
+                .start_time()
+                .rescale(ist.time_base(), ffmpeg::rescale::TIME_BASE);
             start_us = Some(start_us.map_or(start, |s: i64| s.min(start)));
         }
     }
@@ -102,7 +106,9 @@ pub fn remux_ts_to_mp4(input: &Path, output: &Path) -> Result<(), Mp4Error> {
             Err(ffmpeg::Error::InvalidData) => continue,
             Err(err) => return Err(err.into()),
         }
-        let Some(Some((out_index, in_tb))) = mapping.get(packet.stream()).copied() else { continue };
+        let Some(Some((out_index, in_tb))) = mapping.get(packet.stream()).copied() else {
+            continue;
+        };
         let shift = start_us.rescale(ffmpeg::rescale::TIME_BASE, in_tb);
         packet.set_pts(packet.pts().map(|t| t - shift));
         packet.set_dts(packet.dts().map(|t| t - shift));
@@ -126,10 +132,13 @@ pub fn remux_ts_to_mp4(input: &Path, output: &Path) -> Result<(), Mp4Error> {
 fn tagless_parameters(ist: &ffmpeg::Stream) -> Result<Option<codec::Parameters>, Mp4Error> {
     let params = ist.parameters();
     let medium = params.medium();
-    if !matches!(medium, media::Type::Audio | media::Type::Video) || params.id() == codec::Id::None {
+    if !matches!(medium, media::Type::Audio | media::Type::Video) || params.id() == codec::Id::None
+    {
         return Ok(None);
     }
-    let Some(codec) = ffmpeg::decoder::find(params.id()) else { return Ok(None) };
+    let Some(codec) = ffmpeg::decoder::find(params.id()) else {
+        return Ok(None);
+    };
     let probed = codec::context::Context::from_parameters(params)?.decoder();
     let fresh = codec::context::Context::new_with_codec(codec).encoder();
     if medium == media::Type::Video {
@@ -153,9 +162,16 @@ fn tagless_parameters(ist: &ffmpeg::Stream) -> Result<Option<codec::Parameters>,
 pub fn probe(path: &Path) -> Result<MediaInfo, Mp4Error> {
     init()?;
     let ictx = format::input(&path)?;
-    let container = ictx.format().name().split(',').next().unwrap_or_default().to_string();
+    let container = ictx
+        .format()
+        .name()
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let seconds = |value: i64, tb: Rational| -> Option<f64> {
-        (value != i64::MIN && value >= 0 && tb.denominator() != 0).then(|| value as f64 * f64::from(tb))
+        (value != i64::MIN && value >= 0 && tb.denominator() != 0)
+            .then(|| value as f64 * f64::from(tb))
     };
     let mut tracks = Vec::new();
     for ist in ictx.streams() {
@@ -206,5 +222,10 @@ pub fn probe(path: &Path) -> Result<MediaInfo, Mp4Error> {
     }
     let duration_s = seconds(ictx.duration(), ffmpeg::rescale::TIME_BASE).unwrap_or(0.0);
     let bitrate = (ictx.bit_rate() > 0).then(|| ictx.bit_rate());
-    Ok(MediaInfo { container, duration_s, bitrate, tracks })
+    Ok(MediaInfo {
+        container,
+        duration_s,
+        bitrate,
+        tracks,
+    })
 }

@@ -97,7 +97,13 @@ impl Segment {
     /// A segment of demuxed `packets` that belong together (a file holding one segment): the
     /// decoder configurations become the segment's (the first one of each track), the frames its
     /// packets, in the given order.
-    pub fn from_packets(sequence: u64, start_ms: i64, duration_ms: i64, discontinuity: bool, packets: Vec<Packet>) -> Segment {
+    pub fn from_packets(
+        sequence: u64,
+        start_ms: i64,
+        duration_ms: i64,
+        discontinuity: bool,
+        packets: Vec<Packet>,
+    ) -> Segment {
         let mut video_config = None;
         let mut audio_config = None;
         let mut frames = Vec::with_capacity(packets.len());
@@ -126,7 +132,11 @@ impl Segment {
 
     /// Video frames per second over the segment's duration; `None` without video frames.
     pub fn video_frame_rate(&self) -> Option<f64> {
-        let frames = self.packets.iter().filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame).count();
+        let frames = self
+            .packets
+            .iter()
+            .filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame)
+            .count();
         (frames > 0).then(|| frames as f64 * 1000.0 / self.duration_ms.max(1) as f64)
     }
 }

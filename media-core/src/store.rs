@@ -38,7 +38,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn size<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<u64>>;
     /// Bytes `start..end` of the object under `key` (`end` is clamped to its size), if it
     /// exists: what a player's `Range` request asks for.
-    fn get_range<'a>(&'a self, key: &'a str, start: u64, end: u64) -> StoreFuture<'a, Option<Bytes>>;
+    fn get_range<'a>(
+        &'a self,
+        key: &'a str,
+        start: u64,
+        end: u64,
+    ) -> StoreFuture<'a, Option<Bytes>>;
 }
 
 /// Checks a key (see [`StoreError::InvalidKey`]).
@@ -124,7 +129,12 @@ impl ObjectStore for LocalDirStore {
         })
     }
 
-    fn get_range<'a>(&'a self, key: &'a str, start: u64, end: u64) -> StoreFuture<'a, Option<Bytes>> {
+    fn get_range<'a>(
+        &'a self,
+        key: &'a str,
+        start: u64,
+        end: u64,
+    ) -> StoreFuture<'a, Option<Bytes>> {
         Box::pin(async move {
             use tokio::io::{AsyncReadExt, AsyncSeekExt};
             validate_key(key)?;
@@ -180,13 +190,22 @@ mod tests {
         );
         assert!(store.get("../etc/passwd").await.is_err());
         assert_eq!(store.size("x/y.txt").await.unwrap(), Some(3));
-        assert_eq!(store.get_range("x/y.txt", 1, 100).await.unwrap().unwrap(), Bytes::from_static(b"wo"));
-        assert_eq!(store.get_range("x/y.txt", 5, 9).await.unwrap().unwrap(), Bytes::new());
+        assert_eq!(
+            store.get_range("x/y.txt", 1, 100).await.unwrap().unwrap(),
+            Bytes::from_static(b"wo")
+        );
+        assert_eq!(
+            store.get_range("x/y.txt", 5, 9).await.unwrap().unwrap(),
+            Bytes::new()
+        );
         assert!(store.get_range("x/none", 0, 1).await.unwrap().is_none());
         let file = dir.join("source.bin");
         std::fs::write(&file, b"from a file").unwrap();
         store.put_file("x/z.bin", &file).await.unwrap();
-        assert_eq!(store.get("x/z.bin").await.unwrap().unwrap(), Bytes::from_static(b"from a file"));
+        assert_eq!(
+            store.get("x/z.bin").await.unwrap().unwrap(),
+            Bytes::from_static(b"from a file")
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

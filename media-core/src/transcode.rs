@@ -38,7 +38,8 @@ pub struct TranscodeJob {
 pub type TranscodeOutput = Vec<Segment>;
 
 /// A boxed future, so that transcoders can be chosen at run time (`dyn Transcoder`).
-pub type TranscodeFuture = Pin<Box<dyn Future<Output = Result<TranscodeOutput, TranscodeError>> + Send>>;
+pub type TranscodeFuture =
+    Pin<Box<dyn Future<Output = Result<TranscodeOutput, TranscodeError>> + Send>>;
 
 /// Produces the renditions of source segments.
 pub trait Transcoder: Send + Sync + 'static {
@@ -63,7 +64,10 @@ pub enum TranscodeError {
     Source(String),
     /// The decoder, scaler or an encoder failed.
     #[error("{stage} failed: {message}")]
-    Codec { stage: &'static str, message: String },
+    Codec {
+        stage: &'static str,
+        message: String,
+    },
     /// No orchestrator of the Livepeer network transcoded the segment.
     #[error("the network did not transcode the segment: {0}")]
     Network(String),
@@ -74,6 +78,9 @@ pub enum TranscodeError {
 
 impl TranscodeError {
     pub(crate) fn codec(stage: &'static str, err: impl std::fmt::Display) -> Self {
-        TranscodeError::Codec { stage, message: err.to_string() }
+        TranscodeError::Codec {
+            stage,
+            message: err.to_string(),
+        }
     }
 }

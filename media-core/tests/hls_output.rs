@@ -16,10 +16,10 @@ use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpServer};
 use studio_media_core::ingest::{IngestEvent, PublishGrant, PublishRequest};
 use studio_media_core::segment::Segment;
 use studio_media_core::{Packet, PacketKind};
+use support::{TempDir, segment};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
-use support::{TempDir, segment};
 
 const KEY: &str = "hls-test-key";
 

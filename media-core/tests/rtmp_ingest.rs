@@ -13,12 +13,12 @@ use studio_media_core::ingest::{
     EndReason, IngestError, IngestEvent, IngestProtocol, PublishGrant, PublishRequest, Refusal,
 };
 use studio_media_core::{PacketKind, Track};
+use support::{collect, segment, wait_exit};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
-use support::{collect, segment, wait_exit};
 
 const GOOD_KEY: &str = "abcd-efgh-ijkl-mnop";
 

@@ -12,10 +12,10 @@ use studio_media_core::ingest::{
     EndReason, IngestEvent, IngestProtocol, PublishGrant, PublishRequest, Refusal,
 };
 use studio_media_core::{PacketKind, Track};
+use support::{collect, segment, wait_exit};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
-use support::{collect, segment, wait_exit};
 
 const GOOD_KEY: &str = "abcd-efgh-ijkl-mnop";
 

@@ -128,7 +128,10 @@ mod tests {
             bitstring: vec![0x3],
             ..Default::default()
         };
-        assert!(!compatible(&without_auth, &node), "the node's mandatory AuthToken");
+        assert!(
+            !compatible(&without_auth, &node),
+            "the node's mandatory AuthToken"
+        );
         let poor_node = proto::Capabilities {
             bitstring: vec![0x1001],
             ..Default::default()

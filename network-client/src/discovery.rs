@@ -209,7 +209,9 @@ impl WebhookDiscovery {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
             if body.len() + chunk.len() > MAX_WEBHOOK_BYTES {
-                return Err(failed(format!("answer larger than {MAX_WEBHOOK_BYTES} bytes")));
+                return Err(failed(format!(
+                    "answer larger than {MAX_WEBHOOK_BYTES} bytes"
+                )));
             }
             body.extend_from_slice(&chunk);
         }

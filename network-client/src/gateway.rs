@@ -157,7 +157,8 @@ impl OrchestratorSession {
         self.offer = offer;
         let price = self.price();
         check_price(&price, config)?;
-        let limit = self.initial_price.as_rational() * num_bigint::BigInt::from(PRICE_INCREASE_LIMIT);
+        let limit =
+            self.initial_price.as_rational() * num_bigint::BigInt::from(PRICE_INCREASE_LIMIT);
         if price.as_rational() > &limit {
             return Err(AttemptError::PriceIncrease {
                 from: self.initial_price.as_rational().to_string(),
@@ -201,7 +202,9 @@ struct StreamState {
 
 impl StreamState {
     fn is_suspended(&self, uri: &Url) -> bool {
-        self.suspended.get(uri).is_some_and(|until| *until > Instant::now())
+        self.suspended
+            .get(uri)
+            .is_some_and(|until| *until > Instant::now())
     }
 }
 
@@ -257,7 +260,10 @@ impl Gateway {
     }
 
     /// Transcodes one segment on the network: up to `max_attempts` orchestrators, in order of preference.
-    pub async fn transcode_segment(&self, job: TranscodeJob) -> Result<TranscodeOutput, TranscodeError> {
+    pub async fn transcode_segment(
+        &self,
+        job: TranscodeJob,
+    ) -> Result<TranscodeOutput, TranscodeError> {
         let body = TsMuxer::new()
             .mux(&job.segment)
             .map_err(|e| TranscodeError::Source(e.to_string()))?;
@@ -267,7 +273,8 @@ impl Gateway {
         let mut state = state.lock().await;
         let mut failures = Vec::new();
         for _ in 0..self.inner.config.max_attempts.max(1) {
-            let Some(mut session) = self.choose(&mut state, &capabilities, &job.stream).await else {
+            let Some(mut session) = self.choose(&mut state, &capabilities, &job.stream).await
+            else {
                 break;
             };
             let started = Instant::now();
@@ -337,7 +344,12 @@ impl Gateway {
         loop {
             let current = state.current.take().filter(|s| !state.is_suspended(&s.uri));
             let mut session = match current {
-                Some(s) if s.latency_score.is_none_or(|score| score <= 1.0) || state.pool.is_empty() => s,
+                Some(s)
+                    if s.latency_score.is_none_or(|score| score <= 1.0)
+                        || state.pool.is_empty() =>
+                {
+                    s
+                }
                 Some(slow) => {
                     // Slow: try another, keeping this one as a later choice.
                     let next = state.pool.remove(0);
@@ -347,10 +359,15 @@ impl Gateway {
                 None => {
                     let now = Instant::now();
                     let suspended = &state.suspended;
-                    state.pool.retain(|s| suspended.get(&s.uri).is_none_or(|until| *until <= now));
+                    state
+                        .pool
+                        .retain(|s| suspended.get(&s.uri).is_none_or(|until| *until <= now));
                     if state.pool.is_empty() && state.next_discovery.is_none_or(|at| at <= now) {
                         state.pool = self.discover(&mut *state, capabilities, stream).await;
-                        state.next_discovery = state.pool.is_empty().then(|| Instant::now() + DISCOVERY_BACKOFF);
+                        state.next_discovery = state
+                            .pool
+                            .is_empty()
+                            .then(|| Instant::now() + DISCOVERY_BACKOFF);
                     }
                     if state.pool.is_empty() {
                         return None;
@@ -365,7 +382,9 @@ impl Gateway {
                 Ok(()) => return Some(session),
                 Err(err) => {
                     tracing::warn!(orchestrator = %session.uri, error = %err, "refreshing an orchestrator's offer failed; suspending it");
-                    state.suspended.insert(session.uri.clone(), Instant::now() + config.suspension);
+                    state
+                        .suspended
+                        .insert(session.uri.clone(), Instant::now() + config.suspension);
                 }
             }
         }
@@ -380,7 +399,11 @@ impl Gateway {
         let info = self
             .inner
             .transport
-            .get_orchestrator(&session.uri, config.identity.request(capabilities.clone()), config.offer_timeout)
+            .get_orchestrator(
+                &session.uri,
+                config.identity.request(capabilities.clone()),
+                config.offer_timeout,
+            )
             .await?;
         session.apply_info(&info, config)
     }
@@ -401,8 +424,9 @@ impl Gateway {
                 return Vec::new();
             }
         };
-        let (fresh, suspended): (Vec<Candidate>, Vec<Candidate>) =
-            candidates.into_iter().partition(|c| !state.is_suspended(&c.uri));
+        let (fresh, suspended): (Vec<Candidate>, Vec<Candidate>) = candidates
+            .into_iter()
+            .partition(|c| !state.is_suspended(&c.uri));
         let mut sessions = self.offers(fresh, capabilities, stream).await;
         sessions.sort_by_key(|s| s.offer_latency);
         if sessions.is_empty() && !suspended.is_empty() {
@@ -524,9 +548,18 @@ impl Gateway {
                 stats.tickets += tickets;
                 stats.ev_paid += paid.reservation.new_credit();
                 metrics::counter!("studio_network_tickets_total", "stream" => stream.clone(), "orchestrator" => orchestrator.clone()).increment(tickets);
-                let ev_wei = paid.reservation.new_credit().floor().to_integer().to_u64().unwrap_or(u64::MAX);
+                let ev_wei = paid
+                    .reservation
+                    .new_credit()
+                    .floor()
+                    .to_integer()
+                    .to_u64()
+                    .unwrap_or(u64::MAX);
                 metrics::counter!("studio_network_ev_paid_wei_total", "stream" => stream.clone(), "orchestrator" => orchestrator.clone()).increment(ev_wei);
-                (header(&payment_message(&paid.payment)), Some(paid.reservation))
+                (
+                    header(&payment_message(&paid.payment)),
+                    Some(paid.reservation),
+                )
             }
         };
         let request = SegmentRequest::new(
@@ -572,22 +605,36 @@ impl Gateway {
         let result = match proto::TranscodeResult::decode(response.body) {
             Ok(r) => r,
             Err(err) => {
-                settle(session, reservation, SegmentOutcome::Delivered { pixels: 0 });
+                settle(
+                    session,
+                    reservation,
+                    SegmentOutcome::Delivered { pixels: 0 },
+                );
                 return Err(AttemptError::BadAnswer(format!("TranscodeResult: {err}")));
             }
         };
         let data = match result.result {
             Some(transcode_result::Result::Data(data)) => data,
             Some(transcode_result::Result::Error(message)) => {
-                settle(session, reservation, SegmentOutcome::Delivered { pixels: 0 });
+                settle(
+                    session,
+                    reservation,
+                    SegmentOutcome::Delivered { pixels: 0 },
+                );
                 if let Some(info) = &result.info {
                     session.apply_info(info, config)?;
                 }
                 return Err(AttemptError::Transcode(message));
             }
             None => {
-                settle(session, reservation, SegmentOutcome::Delivered { pixels: 0 });
-                return Err(AttemptError::BadAnswer("neither renditions nor an error".into()));
+                settle(
+                    session,
+                    reservation,
+                    SegmentOutcome::Delivered { pixels: 0 },
+                );
+                return Err(AttemptError::BadAnswer(
+                    "neither renditions nor an error".into(),
+                ));
             }
         };
         let pixels: u64 = data.segments.iter().map(|s| s.pixels.max(0) as u64).sum();
@@ -616,17 +663,25 @@ impl Gateway {
         duration: Duration,
     ) -> Result<TranscodeOutput, AttemptError> {
         let timeout = duration.max(Duration::from_secs(4));
-        let fetches = data.segments.iter().zip(job.renditions.iter()).map(|(rendition, planned)| {
-            let transport = self.inner.transport.clone();
-            let source: Arc<Segment> = job.segment.clone();
-            async move {
-                let url = Url::parse(&rendition.url)
-                    .map_err(|e| AttemptError::BadAnswer(format!("rendition URL {:?}: {e}", rendition.url)))?;
-                let ts = transport.download(&url, timeout).await?;
-                rendition_segment(planned.name(), &source, &ts)
-                    .map_err(|e| AttemptError::BadAnswer(e.to_string()))
-            }
-        });
+        let fetches =
+            data.segments
+                .iter()
+                .zip(job.renditions.iter())
+                .map(|(rendition, planned)| {
+                    let transport = self.inner.transport.clone();
+                    let source: Arc<Segment> = job.segment.clone();
+                    async move {
+                        let url = Url::parse(&rendition.url).map_err(|e| {
+                            AttemptError::BadAnswer(format!(
+                                "rendition URL {:?}: {e}",
+                                rendition.url
+                            ))
+                        })?;
+                        let ts = transport.download(&url, timeout).await?;
+                        rendition_segment(planned.name(), &source, &ts)
+                            .map_err(|e| AttemptError::BadAnswer(e.to_string()))
+                    }
+                });
         futures_util::future::try_join_all(fetches).await
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy::primitives::{Address, B256, Bytes};
 use url::Url;
 
-use crate::pm::{CreationRound, EthSigner, OrchestratorTerms, PriceInfo, SignatureError, TicketParams};
+use crate::pm::{
+    CreationRound, EthSigner, OrchestratorTerms, PriceInfo, SignatureError, TicketParams,
+};
 use crate::proto;
 
 /// An auth token is refreshed this long before it expires (the last 10% of the orchestrators' 30 minutes).
@@ -164,7 +166,8 @@ pub fn read_ticket_params(
             "recipient_rand_hash must be 32 bytes",
         ));
     }
-    let uint = |bytes: &[u8], what| proto::parse_uint(bytes).ok_or(OfferError::MalformedParams(what));
+    let uint =
+        |bytes: &[u8], what| proto::parse_uint(bytes).ok_or(OfferError::MalformedParams(what));
     let expiration_block = u64::try_from(uint(&p.expiration_block, "expiration_block too large")?)
         .map_err(|_| OfferError::MalformedParams("expiration_block too large"))?;
     let creation_round = match expiration {
@@ -203,9 +206,7 @@ pub fn ticket_params_message(params: &TicketParams) -> proto::TicketParams {
         win_prob: proto::uint_bytes(params.win_prob),
         recipient_rand_hash: params.recipient_rand_hash.to_vec(),
         seed: params.seed.to_vec(),
-        expiration_block: proto::uint_bytes(alloy::primitives::U256::from(
-            params.expiration_block,
-        )),
+        expiration_block: proto::uint_bytes(alloy::primitives::U256::from(params.expiration_block)),
         expiration_params: Some(proto::TicketExpirationParams {
             creation_round: params.creation_round.round as i64,
             creation_round_block_hash: params.creation_round.block_hash.to_vec(),
@@ -301,7 +302,10 @@ mod tests {
         ));
         let mut i = info();
         i.auth_token = None;
-        assert_eq!(Offer::from_info(&i, true).unwrap_err(), OfferError::NoAuthToken);
+        assert_eq!(
+            Offer::from_info(&i, true).unwrap_err(),
+            OfferError::NoAuthToken
+        );
         let mut i = info();
         i.ticket_params.as_mut().unwrap().recipient_rand_hash.pop();
         assert!(matches!(

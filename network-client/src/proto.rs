@@ -518,7 +518,9 @@ mod tests {
         };
         assert_eq!(
             result.encode_to_vec(),
-            [0x08, 0x01, 0x12, 0x01, b'x', 0x82, 0x01, 0x03, 0x0a, 0x01, b't']
+            [
+                0x08, 0x01, 0x12, 0x01, b'x', 0x82, 0x01, 0x03, 0x0a, 0x01, b't'
+            ]
         );
         // VideoProfile.name is field 16 and fullProfiles3 field 35 (key 0x9a 0x02).
         let seg = SegData {

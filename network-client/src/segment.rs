@@ -229,7 +229,10 @@ mod tests {
         let p = video_profile(&rendition(
             H264Profile::Main,
             Gop::Seconds(2.0),
-            Some(FrameRate { num: 30000, den: 1001 }),
+            Some(FrameRate {
+                num: 30000,
+                den: 1001,
+            }),
         ));
         assert_eq!((p.width, p.height, p.bitrate), (426, 240, 600_000));
         assert_eq!((p.fps, p.fps_den, p.gop), (30000, 1001, 2000));
@@ -261,7 +264,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.seg_data.full_profiles, [simple]);
         assert!(r.seg_data.full_profiles3.is_empty());
-        assert!(r.seg_data.sig.is_empty(), "off-chain segments are not signed");
+        assert!(
+            r.seg_data.sig.is_empty(),
+            "off-chain segments are not signed"
+        );
         assert_eq!(r.seg_data.profiles, b"invalid");
         assert_eq!(r.hash(), keccak256(b"x"));
         let high = video_profile(&rendition(H264Profile::High, Gop::Segment, None));

@@ -205,7 +205,10 @@ impl Transport {
         timeouts: SegmentTimeouts,
     ) -> Result<SegmentResponse, TransportError> {
         let mut url = transcoder.clone();
-        url.set_path(&format!("{}/segment", transcoder.path().trim_end_matches('/')));
+        url.set_path(&format!(
+            "{}/segment",
+            transcoder.path().trim_end_matches('/')
+        ));
         let uri = to_uri(&url)?;
         let request = Request::builder()
             .method(Method::POST)
@@ -269,10 +272,7 @@ impl Transport {
     }
 }
 
-async fn read_limited(
-    body: hyper::body::Incoming,
-    limit: usize,
-) -> Result<Bytes, TransportError> {
+async fn read_limited(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, TransportError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {

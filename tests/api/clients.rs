@@ -6,13 +6,18 @@ use std::process::Stdio;
 
 use studio_tests::{Backend, TestApp, on_both_databases, workspace_root};
 
-on_both_databases!(typescript_sdk_drives_every_operation, python_sdk_drives_every_operation, schemathesis_finds_no_violations);
+on_both_databases!(
+    typescript_sdk_drives_every_operation,
+    python_sdk_drives_every_operation,
+    schemathesis_finds_no_violations
+);
 
 /// The Python of the venv `scripts/test-deps` makes (`STUDIO_PYTHON`), which has the SDK and schemathesis.
 pub(crate) fn python() -> PathBuf {
     match std::env::var_os("STUDIO_PYTHON") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/studio/venv/bin/python"),
+        None => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/studio/venv/bin/python"),
     }
 }
 
@@ -22,7 +27,13 @@ async fn run_client(app: &TestApp, program: PathBuf, args: &[&str], key: &str) -
 }
 
 /// [`run_client`] with more environment variables.
-pub(crate) async fn run_client_with(app: &TestApp, program: PathBuf, args: &[&str], key: &str, env: &[(&str, &str)]) -> String {
+pub(crate) async fn run_client_with(
+    app: &TestApp,
+    program: PathBuf,
+    args: &[&str],
+    key: &str,
+    env: &[(&str, &str)],
+) -> String {
     let output = tokio::process::Command::new(&program)
         .args(args)
         .current_dir(workspace_root())
@@ -33,22 +44,47 @@ pub(crate) async fn run_client_with(app: &TestApp, program: PathBuf, args: &[&st
         .kill_on_drop(true)
         .output()
         .await
-        .unwrap_or_else(|e| panic!("running {}: {e} (run scripts/test-deps to install the clients)", program.display()));
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{} {args:?} failed:\n{text}", program.display());
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {}: {e} (run scripts/test-deps to install the clients)",
+                program.display()
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed:\n{text}",
+        program.display()
+    );
     text
 }
 
 async fn typescript_sdk_drives_every_operation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let out = run_client(&app, "node".into(), &["tests/sdk/js/conformance.mjs"], &app.key).await;
+    let out = run_client(
+        &app,
+        "node".into(),
+        &["tests/sdk/js/conformance.mjs"],
+        &app.key,
+    )
+    .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
 }
 
 async fn python_sdk_drives_every_operation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let out = run_client(&app, python(), &["tests/sdk/python/conformance.py"], &app.key).await;
+    let out = run_client(
+        &app,
+        python(),
+        &["tests/sdk/python/conformance.py"],
+        &app.key,
+    )
+    .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
 }
@@ -58,7 +94,11 @@ async fn python_sdk_drives_every_operation(backend: Backend) {
 /// key on PostgreSQL reaches the admin operations too.
 async fn schemathesis_finds_no_violations(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let key = if backend == Backend::Postgres { app.admin_key.clone() } else { app.key.clone() };
+    let key = if backend == Backend::Postgres {
+        app.admin_key.clone()
+    } else {
+        app.key.clone()
+    };
     let schema = app.url("/openapi.json");
     let base = app.url("");
     let auth = format!("Authorization: Bearer {key}");
@@ -66,12 +106,26 @@ async fn schemathesis_finds_no_violations(backend: Backend) {
         &app,
         python(),
         &[
-            "-m", "schemathesis.cli", "run", &schema, "--url", &base, "-H", &auth,
-            "--checks", "all",
+            "-m",
+            "schemathesis.cli",
+            "run",
+            &schema,
+            "--url",
+            &base,
+            "-H",
+            &auth,
+            "--checks",
+            "all",
             // Requests the document allows may still break rules it cannot express (a profile
             // name must exist on the stream); those get a 4xx, which is right.
-            "--exclude-checks", "positive_data_acceptance",
-            "--max-examples", "25", "--seed", "20261121", "--workers", "2",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261121",
+            "--workers",
+            "2",
         ],
         &key,
     )

@@ -24,9 +24,29 @@ on_both_databases!(
 /// real time.
 pub(crate) fn publish(url: &str, seconds: u32) -> Child {
     Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=30",
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30"])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+        ])
         .args(["-c:a", "aac", "-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -52,21 +72,46 @@ async fn a_publish_becomes_a_truthful_session(backend: Backend) {
     let started = Instant::now();
     let mut ffmpeg = publish(&app.rtmp_url(key), 6);
     // The first ~2 s segment completes about 2 s in; isActive must follow within 1 s of it.
-    let live = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+    let live = eventually(Duration::from_secs(5), || async {
+        (stream_field(&app, &id, "isActive").await == true).then_some(())
+    })
+    .await;
     assert!(live.is_some(), "isActive did not turn true");
     let became_live = started.elapsed();
-    assert!(became_live < Duration::from_millis(3_500), "live after {became_live:?}");
-    let info = app.call(None, Method::GET, &format!("/playback/{}", stream["playbackId"].as_str().unwrap()), None).await;
+    assert!(
+        became_live < Duration::from_millis(3_500),
+        "live after {became_live:?}"
+    );
+    let info = app
+        .call(
+            None,
+            Method::GET,
+            &format!("/playback/{}", stream["playbackId"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(info.json["meta"]["live"], 1);
     // A second publisher is refused while the first is live.
-    let second = publish(&app.rtmp_url(key), 2).wait_with_output().await.unwrap();
-    assert!(!second.status.success(), "a second publisher must be refused");
+    let second = publish(&app.rtmp_url(key), 2)
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(
+        !second.status.success(),
+        "a second publisher must be refused"
+    );
 
     let status = ffmpeg.wait().await.unwrap();
     assert!(status.success(), "the publisher streamed to the end");
     let ended = Instant::now();
-    let idle = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == false).then_some(()) }).await;
-    assert!(idle.is_some(), "isActive did not turn false within 5 s of the encoder leaving");
+    let idle = eventually(Duration::from_secs(5), || async {
+        (stream_field(&app, &id, "isActive").await == false).then_some(())
+    })
+    .await;
+    assert!(
+        idle.is_some(),
+        "isActive did not turn false within 5 s of the encoder leaving"
+    );
     assert!(ended.elapsed() < Duration::from_secs(5));
 
     let sessions = app.get(&format!("/stream/{id}/sessions")).await;
@@ -77,10 +122,15 @@ async fn a_publish_becomes_a_truthful_session(backend: Backend) {
     assert_eq!(session["parentId"], id.as_str());
     assert_eq!(session["playbackId"], stream["playbackId"]);
     let duration = session["sourceSegmentsDuration"].as_f64().unwrap();
-    assert!((duration - 6.0).abs() <= 0.5, "6 s published, {duration} s recorded");
+    assert!(
+        (duration - 6.0).abs() <= 0.5,
+        "6 s published, {duration} s recorded"
+    );
     assert!(session["sourceSegments"].as_i64().unwrap() >= 3);
     assert!(session["sourceBytes"].as_i64().unwrap() > 50_000);
-    let one = app.get(&format!("/session/{}", session["id"].as_str().unwrap())).await;
+    let one = app
+        .get(&format!("/session/{}", session["id"].as_str().unwrap()))
+        .await;
     assert_eq!(one.status, 200);
     assert_eq!(one.json["sourceSegments"], session["sourceSegments"]);
     let listed = app.get(&format!("/session?parentId={id}")).await.json;
@@ -94,23 +144,62 @@ async fn a_publish_becomes_a_truthful_session(backend: Backend) {
     assert_eq!(events, vec![json!("stream.started"), json!("stream.idle")]);
     // Sessions are private to the project.
     let other = app.other_tenant("mallory").await;
-    let peek = app.call(Some(&other.key), Method::GET, &format!("/session/{}", session["id"].as_str().unwrap()), None).await;
+    let peek = app
+        .call(
+            Some(&other.key),
+            Method::GET,
+            &format!("/session/{}", session["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     peek.assert_error(404, "not found");
-    assert_eq!(app.call(Some(&other.key), Method::GET, "/session", None).await.json, json!([]));
+    assert_eq!(
+        app.call(Some(&other.key), Method::GET, "/session", None)
+            .await
+            .json,
+        json!([])
+    );
 }
 
 async fn refused_publishers_create_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let suspended = app.create_stream(json!({"name": "suspended"})).await;
-    assert_eq!(app.patch(&format!("/stream/{}", suspended["id"].as_str().unwrap()), json!({"suspended": true})).await.status, 204);
+    assert_eq!(
+        app.patch(
+            &format!("/stream/{}", suspended["id"].as_str().unwrap()),
+            json!({"suspended": true})
+        )
+        .await
+        .status,
+        204
+    );
     let deleted = app.create_stream(json!({"name": "deleted"})).await;
-    assert_eq!(app.delete(&format!("/stream/{}", deleted["id"].as_str().unwrap())).await.status, 204);
-    for key in ["0000-0000-0000-0000", suspended["streamKey"].as_str().unwrap(), deleted["streamKey"].as_str().unwrap()] {
-        let out = publish(&app.rtmp_url(key), 2).wait_with_output().await.unwrap();
+    assert_eq!(
+        app.delete(&format!("/stream/{}", deleted["id"].as_str().unwrap()))
+            .await
+            .status,
+        204
+    );
+    for key in [
+        "0000-0000-0000-0000",
+        suspended["streamKey"].as_str().unwrap(),
+        deleted["streamKey"].as_str().unwrap(),
+    ] {
+        let out = publish(&app.rtmp_url(key), 2)
+            .wait_with_output()
+            .await
+            .unwrap();
         assert!(!out.status.success(), "key {key} must be refused");
     }
-    assert_eq!(app.get("/session").await.json, json!([]), "a refused publish creates no session");
-    assert_eq!(stream_field(&app, suspended["id"].as_str().unwrap(), "isActive").await, false);
+    assert_eq!(
+        app.get("/session").await.json,
+        json!([]),
+        "a refused publish creates no session"
+    );
+    assert_eq!(
+        stream_field(&app, suspended["id"].as_str().unwrap(), "isActive").await,
+        false
+    );
 }
 
 async fn terminate_and_suspend_cut_the_encoder(backend: Backend) {
@@ -119,12 +208,18 @@ async fn terminate_and_suspend_cut_the_encoder(backend: Backend) {
         let stream = app.create_stream(json!({"name": action})).await;
         let id = stream["id"].as_str().unwrap().to_string();
         let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 30);
-        let live = eventually(Duration::from_secs(6), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+        let live = eventually(Duration::from_secs(6), || async {
+            (stream_field(&app, &id, "isActive").await == true).then_some(())
+        })
+        .await;
         assert!(live.is_some(), "{action}: the stream went live");
         let asked = Instant::now();
         let reply = match action {
             "terminate" => app.delete(&format!("/stream/{id}/terminate")).await,
-            _ => app.patch(&format!("/stream/{id}"), json!({"suspended": true})).await,
+            _ => {
+                app.patch(&format!("/stream/{id}"), json!({"suspended": true}))
+                    .await
+            }
         };
         assert_eq!(reply.status, 204, "{}", reply.text);
         let exited = tokio::time::timeout(Duration::from_secs(3), ffmpeg.wait()).await;
@@ -135,7 +230,10 @@ async fn terminate_and_suspend_cut_the_encoder(backend: Backend) {
         if action == "terminate" {
             // Unlike suspension, terminate lets the encoder come back at once.
             let mut again = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 3);
-            let live = eventually(Duration::from_secs(6), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+            let live = eventually(Duration::from_secs(6), || async {
+                (stream_field(&app, &id, "isActive").await == true).then_some(())
+            })
+            .await;
             assert!(live.is_some(), "a terminated stream can publish again");
             assert!(again.wait().await.unwrap().success());
         }
@@ -148,13 +246,27 @@ async fn terminate_and_suspend_cut_the_encoder(backend: Backend) {
 async fn streams_of_a_vanished_node_turn_idle(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.stream_idle_after_secs = 1).await;
     let receiver = Receiver::start().await;
-    app.post("/webhook", json!({"name": "h", "url": receiver.url(), "events": ["stream.idle"]})).await;
+    app.post(
+        "/webhook",
+        json!({"name": "h", "url": receiver.url(), "events": ["stream.idle"]}),
+    )
+    .await;
     let stream = app.create_stream(json!({"name": "orphan"})).await;
     let id = stream["id"].as_str().unwrap().to_string();
-    let reply = app.call(Some(&app.admin_key), Method::PUT, &format!("/stream/{id}/setactive"), Some(json!({"active": true}))).await;
+    let reply = app
+        .call(
+            Some(&app.admin_key),
+            Method::PUT,
+            &format!("/stream/{id}/setactive"),
+            Some(json!({"active": true})),
+        )
+        .await;
     assert_eq!(reply.status, 204);
     assert_eq!(stream_field(&app, &id, "isActive").await, true);
-    let idle = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == false).then_some(()) }).await;
+    let idle = eventually(Duration::from_secs(5), || async {
+        (stream_field(&app, &id, "isActive").await == false).then_some(())
+    })
+    .await;
     assert!(idle.is_some(), "the orphaned stream stays live");
     let got = receiver.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(got[0].json()["event"], "stream.idle");
@@ -172,33 +284,68 @@ async fn the_source_plays_over_hls(backend: Backend) {
     let media_url = format!("{}/hls/{pid}/source/index.m3u8", app.base);
     let fetch = |url: String| {
         let http = app.http.clone();
-        async move { http.get(url).header("origin", "https://player.example").send().await.unwrap() }
+        async move {
+            http.get(url)
+                .header("origin", "https://player.example")
+                .send()
+                .await
+                .unwrap()
+        }
     };
-    assert_eq!(fetch(master_url.clone()).await.status(), 404, "nothing to play before the stream goes live");
+    assert_eq!(
+        fetch(master_url.clone()).await.status(),
+        404,
+        "nothing to play before the stream goes live"
+    );
 
     let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 6);
-    let live = eventually(Duration::from_secs(5), || async { (stream_field(&app, &id, "isActive").await == true).then_some(()) }).await;
+    let live = eventually(Duration::from_secs(5), || async {
+        (stream_field(&app, &id, "isActive").await == true).then_some(())
+    })
+    .await;
     assert!(live.is_some());
     let master = fetch(master_url.clone()).await;
     assert_eq!(master.status(), 200);
-    assert_eq!(master.headers()["content-type"], "application/vnd.apple.mpegurl");
+    assert_eq!(
+        master.headers()["content-type"],
+        "application/vnd.apple.mpegurl"
+    );
     assert_eq!(master.headers()["cache-control"], "no-cache");
     // Any origin may play; it is echoed so that cookie-carried playback tokens can work later.
-    assert_eq!(master.headers()["access-control-allow-origin"], "https://player.example");
+    assert_eq!(
+        master.headers()["access-control-allow-origin"],
+        "https://player.example"
+    );
     let master = master.text().await.unwrap();
     assert!(master.starts_with("#EXTM3U"), "{master}");
-    assert!(master.contains("#EXT-X-STREAM-INF:") && master.contains("RESOLUTION=640x360"), "{master}");
-    assert!(master.contains("avc1.42") || master.contains("avc1.4d") || master.contains("avc1.64"), "4:2:0 H.264: {master}");
+    assert!(
+        master.contains("#EXT-X-STREAM-INF:") && master.contains("RESOLUTION=640x360"),
+        "{master}"
+    );
+    assert!(
+        master.contains("avc1.42") || master.contains("avc1.4d") || master.contains("avc1.64"),
+        "4:2:0 H.264: {master}"
+    );
     assert!(master.contains("mp4a.40.2"), "{master}");
     assert!(master.lines().any(|l| l == "source/index.m3u8"), "{master}");
 
     let playlist = fetch(media_url.clone()).await.text().await.unwrap();
-    assert!(playlist.contains("#EXTINF:") && !playlist.contains("#EXT-X-ENDLIST"), "live playlist: {playlist}");
-    let first = playlist.lines().find(|l| l.ends_with(".ts")).unwrap().to_string();
+    assert!(
+        playlist.contains("#EXTINF:") && !playlist.contains("#EXT-X-ENDLIST"),
+        "live playlist: {playlist}"
+    );
+    let first = playlist
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .unwrap()
+        .to_string();
     let segment = fetch(format!("{}/hls/{pid}/source/{first}", app.base)).await;
     assert_eq!(segment.status(), 200);
     assert_eq!(segment.headers()["content-type"], "video/mp2t");
-    assert_eq!(segment.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        segment.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     assert_eq!(segment.bytes().await.unwrap()[0], 0x47, "MPEG-TS sync byte");
 
     assert!(ffmpeg.wait().await.unwrap().success());
@@ -207,25 +354,72 @@ async fn the_source_plays_over_hls(backend: Backend) {
         text.contains("#EXT-X-ENDLIST").then_some(text)
     })
     .await;
-    assert!(ended.is_some(), "the playlist is closed when the session ends");
+    assert!(
+        ended.is_some(),
+        "the playlist is closed when the session ends"
+    );
 
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", &master_url])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            &master_url,
+        ])
         .output()
         .await
         .unwrap();
-    let duration: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().unwrap_or(0.0);
-    assert!((duration - 6.0).abs() <= 0.5, "ffprobe reads {duration} s of 6 s published ({})", String::from_utf8_lossy(&probe.stderr));
-    let decode = Command::new("ffmpeg").args(["-v", "error", "-i", &master_url, "-f", "null", "-"]).output().await.unwrap();
-    assert!(decode.status.success(), "{}", String::from_utf8_lossy(&decode.stderr));
-    assert!(decode.stderr.is_empty(), "decoding reports errors: {}", String::from_utf8_lossy(&decode.stderr));
+    let duration: f64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
+    assert!(
+        (duration - 6.0).abs() <= 0.5,
+        "ffprobe reads {duration} s of 6 s published ({})",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &master_url, "-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        decode.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    assert!(
+        decode.stderr.is_empty(),
+        "decoding reports errors: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
 
     // Gated streams are refused (the playback gate comes later), unknown ids are not found.
-    let gated = app.create_stream(json!({"name": "gated", "playbackPolicy": {"type": "jwt"}})).await;
-    let refused = fetch(format!("{}/hls/{}/index.m3u8", app.base, gated["playbackId"].as_str().unwrap())).await;
+    let gated = app
+        .create_stream(json!({"name": "gated", "playbackPolicy": {"type": "jwt"}}))
+        .await;
+    let refused = fetch(format!(
+        "{}/hls/{}/index.m3u8",
+        app.base,
+        gated["playbackId"].as_str().unwrap()
+    ))
+    .await;
     assert_eq!(refused.status(), 401);
-    assert_eq!(fetch(format!("{}/hls/nope/index.m3u8", app.base)).await.status(), 404);
-    assert_eq!(fetch(format!("{}/hls/{pid}/source/..%2F..%2Fstudio.db", app.base)).await.status(), 404);
+    assert_eq!(
+        fetch(format!("{}/hls/nope/index.m3u8", app.base))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        fetch(format!("{}/hls/{pid}/source/..%2F..%2Fstudio.db", app.base))
+            .await
+            .status(),
+        404
+    );
 }
 
 /// The stream's profiles become renditions beside the source: listed in the master playlist with
@@ -238,7 +432,9 @@ async fn renditions_of_the_profiles_play_over_hls(backend: Backend) {
         {"name": "180p15", "width": 320, "height": 180, "bitrate": 150_000, "fps": 15, "gop": "1.0", "profile": "H264Baseline"},
         {"name": "1080p", "width": 1920, "height": 1080, "bitrate": 6_000_000, "fps": 0},
     ]);
-    let stream = app.create_stream(json!({"name": "ladder", "profiles": profiles})).await;
+    let stream = app
+        .create_stream(json!({"name": "ladder", "profiles": profiles}))
+        .await;
     let id = stream["id"].as_str().unwrap().to_string();
     let pid = stream["playbackId"].as_str().unwrap().to_string();
     let url = |path: &str| format!("{}/hls/{pid}/{path}", app.base);
@@ -247,51 +443,132 @@ async fn renditions_of_the_profiles_play_over_hls(backend: Backend) {
     assert!(ffmpeg.wait().await.unwrap().success());
     for rendition in ["240p", "180p15"] {
         let closed = eventually(Duration::from_secs(15), || async {
-            let reply = app.http.get(url(&format!("{rendition}/index.m3u8"))).send().await.unwrap();
+            let reply = app
+                .http
+                .get(url(&format!("{rendition}/index.m3u8")))
+                .send()
+                .await
+                .unwrap();
             let text = reply.text().await.unwrap();
             text.contains("#EXT-X-ENDLIST").then_some(text)
         })
         .await;
-        let playlist = closed.unwrap_or_else(|| panic!("the {rendition} playlist is closed after the session"));
+        let playlist = closed
+            .unwrap_or_else(|| panic!("the {rendition} playlist is closed after the session"));
         // Continuous sequence numbers: segment n is named *_n.ts.
         let numbers: Vec<u64> = playlist
             .lines()
             .filter(|l| l.ends_with(".ts"))
-            .map(|l| l.trim_end_matches(".ts").rsplit('_').next().unwrap().parse().unwrap())
+            .map(|l| {
+                l.trim_end_matches(".ts")
+                    .rsplit('_')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         assert!(numbers.len() >= 3, "{playlist}");
-        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{rendition}: {numbers:?}");
+        assert!(
+            numbers.windows(2).all(|w| w[1] == w[0] + 1),
+            "{rendition}: {numbers:?}"
+        );
         assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
     }
 
-    let master = app.http.get(url("index.m3u8")).send().await.unwrap().text().await.unwrap();
-    let variants: Vec<&str> = master.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
-    assert_eq!(variants, ["source/index.m3u8", "240p/index.m3u8", "180p15/index.m3u8"], "{master}");
-    assert!(master.contains("RESOLUTION=640x360") && master.contains("RESOLUTION=426x240") && master.contains("RESOLUTION=320x180"), "{master}");
-    assert!(master.contains("avc1.42c00c") || master.contains("avc1.42c00d"), "baseline at its level: {master}");
+    let master = app
+        .http
+        .get(url("index.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let variants: Vec<&str> = master
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert_eq!(
+        variants,
+        ["source/index.m3u8", "240p/index.m3u8", "180p15/index.m3u8"],
+        "{master}"
+    );
+    assert!(
+        master.contains("RESOLUTION=640x360")
+            && master.contains("RESOLUTION=426x240")
+            && master.contains("RESOLUTION=320x180"),
+        "{master}"
+    );
+    assert!(
+        master.contains("avc1.42c00c") || master.contains("avc1.42c00d"),
+        "baseline at its level: {master}"
+    );
     assert!(master.contains("FRAME-RATE=15.000"), "{master}");
 
-    for (rendition, width, height, fps) in [("240p", 426, 240, "30/1"), ("180p15", 320, 180, "15/1")] {
+    for (rendition, width, height, fps) in
+        [("240p", 426, 240, "30/1"), ("180p15", 320, 180, "15/1")]
+    {
         let probe = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,r_frame_rate:format=duration", "-of", "json"])
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height,r_frame_rate:format=duration",
+                "-of",
+                "json",
+            ])
             .arg(url(&format!("{rendition}/index.m3u8")))
             .output()
             .await
             .unwrap();
-        let probed: Value = serde_json::from_slice(&probe.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&probe.stderr)));
+        let probed: Value = serde_json::from_slice(&probe.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&probe.stderr)));
         let video = &probed["streams"][0];
-        assert_eq!((video["width"].as_i64(), video["height"].as_i64()), (Some(width), Some(height)), "{rendition}");
+        assert_eq!(
+            (video["width"].as_i64(), video["height"].as_i64()),
+            (Some(width), Some(height)),
+            "{rendition}"
+        );
         assert_eq!(video["r_frame_rate"], fps, "{rendition}");
-        let duration: f64 = probed["format"]["duration"].as_str().unwrap().parse().unwrap();
-        assert!((duration - 6.0).abs() <= 0.5, "{rendition}: {duration} s of 6 s published");
-        let decode = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(url(&format!("{rendition}/index.m3u8"))).args(["-f", "null", "-"]).output().await.unwrap();
-        assert!(decode.status.success() && decode.stderr.is_empty(), "{rendition}: {}", String::from_utf8_lossy(&decode.stderr));
+        let duration: f64 = probed["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (duration - 6.0).abs() <= 0.5,
+            "{rendition}: {duration} s of 6 s published"
+        );
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(url(&format!("{rendition}/index.m3u8")))
+            .args(["-f", "null", "-"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{rendition}: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
     }
 
     let session = app.get(&format!("/stream/{id}/sessions")).await.json[0].clone();
-    assert_eq!(session["transcodedSegments"], session["sourceSegments"], "{session}");
-    assert!((session["transcodedSegmentsDuration"].as_f64().unwrap() - 6.0).abs() <= 0.5, "{session}");
-    assert!(session["transcodedBytes"].as_i64().unwrap() > 50_000, "{session}");
+    assert_eq!(
+        session["transcodedSegments"], session["sourceSegments"],
+        "{session}"
+    );
+    assert!(
+        (session["transcodedSegmentsDuration"].as_f64().unwrap() - 6.0).abs() <= 0.5,
+        "{session}"
+    );
+    assert!(
+        session["transcodedBytes"].as_i64().unwrap() > 50_000,
+        "{session}"
+    );
 }
 
 /// An encoder that disconnects and comes back continues the same playlists: the segments of both
@@ -299,13 +576,23 @@ async fn renditions_of_the_profiles_play_over_hls(backend: Backend) {
 /// `EXT-X-DISCONTINUITY` where the second session begins, in the source and in the renditions.
 async fn a_reconnect_continues_the_playlists(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let profiles = json!([{"name": "180p", "width": 320, "height": 180, "bitrate": 150_000, "fps": 0}]);
-    let stream = app.create_stream(json!({"name": "flaky", "profiles": profiles})).await;
+    let profiles =
+        json!([{"name": "180p", "width": 320, "height": 180, "bitrate": 150_000, "fps": 0}]);
+    let stream = app
+        .create_stream(json!({"name": "flaky", "profiles": profiles}))
+        .await;
     let id = stream["id"].as_str().unwrap().to_string();
     let pid = stream["playbackId"].as_str().unwrap().to_string();
     let key = stream["streamKey"].as_str().unwrap().to_string();
     for _ in 0..2 {
-        assert!(publish(&app.rtmp_url(&key), 4).wait().await.unwrap().success(), "both publishes are accepted");
+        assert!(
+            publish(&app.rtmp_url(&key), 4)
+                .wait()
+                .await
+                .unwrap()
+                .success(),
+            "both publishes are accepted"
+        );
     }
     let sessions = eventually(Duration::from_secs(5), || async {
         let list = app.get(&format!("/stream/{id}/sessions")).await.json;
@@ -317,20 +604,48 @@ async fn a_reconnect_continues_the_playlists(backend: Backend) {
     for rendition in ["source", "180p"] {
         let url = format!("{}/hls/{pid}/{rendition}/index.m3u8", app.base);
         let playlist = eventually(Duration::from_secs(15), || async {
-            let text = app.http.get(&url).send().await.unwrap().text().await.unwrap();
+            let text = app
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             // Closed, and holding the second session's last segment.
-            (text.contains("#EXT-X-ENDLIST") && text.matches("#EXTINF").count() >= 4).then_some(text)
+            (text.contains("#EXT-X-ENDLIST") && text.matches("#EXTINF").count() >= 4)
+                .then_some(text)
         })
         .await
         .unwrap_or_else(|| panic!("the {rendition} playlist holds both sessions"));
-        assert_eq!(playlist.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{playlist}");
+        assert_eq!(
+            playlist.matches("#EXT-X-DISCONTINUITY\n").count(),
+            1,
+            "{playlist}"
+        );
         assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{playlist}");
-        let total: f64 = playlist.lines().filter_map(|l| l.strip_prefix("#EXTINF:")).map(|d| d.trim_end_matches(',').parse::<f64>().unwrap()).sum();
-        assert!((total - 8.0).abs() <= 0.5, "{rendition}: {total} s listed of 2 x 4 s published: {playlist}");
+        let total: f64 = playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|d| d.trim_end_matches(',').parse::<f64>().unwrap())
+            .sum();
+        assert!(
+            (total - 8.0).abs() <= 0.5,
+            "{rendition}: {total} s listed of 2 x 4 s published: {playlist}"
+        );
         // The session tags of the segment names change exactly at the discontinuity.
         let (before, after) = playlist.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
-        let tags = |text: &str| text.lines().filter(|l| l.ends_with(".ts")).map(|l| l.split('_').next().unwrap().to_string()).collect::<std::collections::BTreeSet<_>>();
+        let tags = |text: &str| {
+            text.lines()
+                .filter(|l| l.ends_with(".ts"))
+                .map(|l| l.split('_').next().unwrap().to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
         let (first, second) = (tags(before), tags(after));
-        assert!(first.len() == 1 && second.len() == 1 && first != second, "{playlist}");
+        assert!(
+            first.len() == 1 && second.len() == 1 && first != second,
+            "{playlist}"
+        );
     }
 }

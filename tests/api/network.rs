@@ -17,13 +17,19 @@ use tokio::process::Command;
 
 use crate::live::publish;
 
-on_both_databases!(live_segments_are_transcoded_and_paid_on_orchestrators, dead_orchestrators_leave_no_gap_in_the_renditions,);
+on_both_databases!(
+    live_segments_are_transcoded_and_paid_on_orchestrators,
+    dead_orchestrators_leave_no_gap_in_the_renditions,
+);
 
 /// Hardhat's test account #1: the gateway's key in these tests.
 const GATEWAY_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 fn price(wei: i64) -> PriceInfo {
-    PriceInfo { price_per_unit: wei, pixels_per_unit: 1 }
+    PriceInfo {
+        price_per_unit: wei,
+        pixels_per_unit: 1,
+    }
 }
 
 /// What the orchestrators transcode with.
@@ -33,11 +39,21 @@ fn bundled() -> Arc<dyn Transcoder> {
 }
 
 async fn orchestrator(wei_per_pixel: i64) -> TestOrchestrator {
-    TestOrchestrator::start(OrchestratorConfig::on_chain(price(wei_per_pixel), bundled())).await.expect("a test orchestrator")
+    TestOrchestrator::start(OrchestratorConfig::on_chain(
+        price(wei_per_pixel),
+        bundled(),
+    ))
+    .await
+    .expect("a test orchestrator")
 }
 
 /// A server that transcodes on `orchestrators`, on chain, paying at most `max_price` wei per pixel.
-async fn app(backend: Backend, setting: TranscoderSetting, orchestrators: &[&TestOrchestrator], max_price: u64) -> TestApp {
+async fn app(
+    backend: Backend,
+    setting: TranscoderSetting,
+    orchestrators: &[&TestOrchestrator],
+    max_price: u64,
+) -> TestApp {
     let uris: Vec<String> = orchestrators.iter().map(|o| o.uri()).collect();
     TestApp::spawn_with(backend, move |c| {
         c.transcode.transcoder = setting;
@@ -51,13 +67,28 @@ async fn app(backend: Backend, setting: TranscoderSetting, orchestrators: &[&Tes
 
 /// The media sequence numbers listed in a playlist (segment n is named `*_n.ts`).
 fn numbers(playlist: &str) -> Vec<u64> {
-    playlist.lines().filter(|l| l.ends_with(".ts")).map(|l| l.trim_end_matches(".ts").rsplit('_').next().unwrap().parse().unwrap()).collect()
+    playlist
+        .lines()
+        .filter(|l| l.ends_with(".ts"))
+        .map(|l| {
+            l.trim_end_matches(".ts")
+                .rsplit('_')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
 }
 
 async fn playlist(app: &TestApp, pid: &str, rendition: &str) -> String {
     let url = format!("{}/hls/{pid}/{rendition}/index.m3u8", app.base);
     let reply = app.http.get(url).send().await.unwrap();
-    if reply.status().is_success() { reply.text().await.unwrap() } else { String::new() }
+    if reply.status().is_success() {
+        reply.text().await.unwrap()
+    } else {
+        String::new()
+    }
 }
 
 async fn closed_playlist(app: &TestApp, pid: &str, rendition: &str) -> String {
@@ -73,20 +104,31 @@ async fn closed_playlist(app: &TestApp, pid: &str, rendition: &str) -> String {
 async fn session(app: &TestApp, stream_id: &str) -> Value {
     eventually(Duration::from_secs(10), || async {
         let s = app.get(&format!("/stream/{stream_id}/sessions")).await.json[0].clone();
-        (s["sourceSegments"].as_i64().is_some_and(|n| n > 0) && s["transcodedSegments"] == s["sourceSegments"]).then_some(s)
+        (s["sourceSegments"].as_i64().is_some_and(|n| n > 0)
+            && s["transcodedSegments"] == s["sourceSegments"])
+            .then_some(s)
     })
     .await
     .expect("every segment of the session is transcoded")
 }
 
 async fn metrics(app: &TestApp) -> String {
-    app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap()
+    app.http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// A metric line's value, for the series whose labels include all of `labels`.
 fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+        .filter(|l| {
+            l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label))
+        })
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .reduce(|a, b| a + b)
 }
@@ -98,9 +140,20 @@ async fn live_segments_are_transcoded_and_paid_on_orchestrators(backend: Backend
         {"name": "240p", "width": 426, "height": 240, "bitrate": 300_000, "fps": 0},
         {"name": "180p15", "width": 320, "height": 180, "bitrate": 150_000, "fps": 15},
     ]);
-    let stream = app.create_stream(json!({"name": "paid", "profiles": profiles})).await;
-    let (id, pid) = (stream["id"].as_str().unwrap(), stream["playbackId"].as_str().unwrap());
-    assert!(publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 8).wait().await.unwrap().success());
+    let stream = app
+        .create_stream(json!({"name": "paid", "profiles": profiles}))
+        .await;
+    let (id, pid) = (
+        stream["id"].as_str().unwrap(),
+        stream["playbackId"].as_str().unwrap(),
+    );
+    assert!(
+        publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 8)
+            .wait()
+            .await
+            .unwrap()
+            .success()
+    );
 
     let session = session(&app, id).await;
     let segments = session["sourceSegments"].as_u64().unwrap();
@@ -108,51 +161,104 @@ async fn live_segments_are_transcoded_and_paid_on_orchestrators(backend: Backend
     assert_eq!(source.last(), Some(&(segments - 1)));
     for rendition in ["240p", "180p15"] {
         let playlist = closed_playlist(&app, pid, rendition).await;
-        assert_eq!(numbers(&playlist), source, "{rendition}: the source's segments, in order:\n{playlist}");
+        assert_eq!(
+            numbers(&playlist),
+            source,
+            "{rendition}: the source's segments, in order:\n{playlist}"
+        );
         assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
     }
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(format!("{}/hls/{pid}/240p/index.m3u8", app.base))
         .output()
         .await
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&probe.stdout).lines().next(), Some("426,240"));
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).lines().next(),
+        Some("426,240")
+    );
 
     // The orchestrator took every segment and every ticket; the tickets' value covers what it billed.
     let stats = o.stats();
     assert!(stats.refusals.is_empty(), "{:?}", stats.refusals);
     assert_eq!(stats.segments, segments);
     assert!(stats.tickets >= 1);
-    assert!(stats.ev_credited >= stats.debited, "EV {} for {} billed", stats.ev_credited, stats.debited);
+    assert!(
+        stats.ev_credited >= stats.debited,
+        "EV {} for {} billed",
+        stats.ev_credited,
+        stats.debited
+    );
 
     let text = metrics(&app).await;
     let stream_label = format!("stream=\"{id}\"");
-    let ok = metric(&text, "studio_network_segments_total", &[&stream_label, "result=\"ok\""]);
+    let ok = metric(
+        &text,
+        "studio_network_segments_total",
+        &[&stream_label, "result=\"ok\""],
+    );
     assert_eq!(ok, Some(segments as f64), "{text}");
-    assert_eq!(metric(&text, "studio_network_tickets_total", &[&stream_label]), Some(stats.tickets as f64));
+    assert_eq!(
+        metric(&text, "studio_network_tickets_total", &[&stream_label]),
+        Some(stats.tickets as f64)
+    );
     let ev = metric(&text, "studio_network_ev_paid_wei_total", &[&stream_label]).unwrap();
     // The counter adds whole wei per payment, the orchestrator exact rationals.
-    let credited: f64 = stats.ev_credited.floor().to_integer().to_string().parse().unwrap();
-    assert!((ev - credited).abs() <= segments as f64, "EV paid {ev} vs credited {credited}");
+    let credited: f64 = stats
+        .ev_credited
+        .floor()
+        .to_integer()
+        .to_string()
+        .parse()
+        .unwrap();
+    assert!(
+        (ev - credited).abs() <= segments as f64,
+        "EV paid {ev} vs credited {credited}"
+    );
 }
 
 async fn dead_orchestrators_leave_no_gap_in_the_renditions(backend: Backend) {
-    let (a, b, expensive) = (orchestrator(1).await, orchestrator(1).await, orchestrator(100).await);
+    let (a, b, expensive) = (
+        orchestrator(1).await,
+        orchestrator(1).await,
+        orchestrator(100).await,
+    );
     let app = app(backend, TranscoderSetting::Auto, &[&expensive, &a, &b], 10).await;
-    let profiles = json!([{"name": "240p", "width": 426, "height": 240, "bitrate": 300_000, "fps": 0}]);
-    let stream = app.create_stream(json!({"name": "resilient", "profiles": profiles})).await;
-    let (id, pid) = (stream["id"].as_str().unwrap(), stream["playbackId"].as_str().unwrap());
+    let profiles =
+        json!([{"name": "240p", "width": 426, "height": 240, "bitrate": 300_000, "fps": 0}]);
+    let stream = app
+        .create_stream(json!({"name": "resilient", "profiles": profiles}))
+        .await;
+    let (id, pid) = (
+        stream["id"].as_str().unwrap(),
+        stream["playbackId"].as_str().unwrap(),
+    );
     let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 14);
 
     // Kill the orchestrator in use once it has transcoded a segment, then the other one once it has too: the
     // rest of the stream is transcoded by the bundled transcoder.
-    let first = eventually(Duration::from_secs(20), || async { [&a, &b].into_iter().find(|o| o.stats().segments > 0) })
-        .await
-        .expect("an orchestrator transcodes");
+    let first = eventually(Duration::from_secs(20), || async {
+        [&a, &b].into_iter().find(|o| o.stats().segments > 0)
+    })
+    .await
+    .expect("an orchestrator transcodes");
     first.kill();
     let second = if std::ptr::eq(first, &a) { &b } else { &a };
-    eventually(Duration::from_secs(20), || async { (second.stats().segments > 0).then_some(()) }).await.expect("the other orchestrator takes over");
+    eventually(Duration::from_secs(20), || async {
+        (second.stats().segments > 0).then_some(())
+    })
+    .await
+    .expect("the other orchestrator takes over");
     second.kill();
     assert!(ffmpeg.wait().await.unwrap().success());
 
@@ -161,18 +267,52 @@ async fn dead_orchestrators_leave_no_gap_in_the_renditions(backend: Backend) {
     let source = numbers(&closed_playlist(&app, pid, "source").await);
     assert_eq!(source.last(), Some(&(segments - 1)));
     let playlist = closed_playlist(&app, pid, "240p").await;
-    assert_eq!(numbers(&playlist), source, "the source's segments, in order:\n{playlist}");
+    assert_eq!(
+        numbers(&playlist),
+        source,
+        "the source's segments, in order:\n{playlist}"
+    );
     assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
-    let decode = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(format!("{}/hls/{pid}/240p/index.m3u8", app.base)).args(["-f", "null", "-"]).output().await.unwrap();
-    assert!(decode.status.success() && decode.stderr.is_empty(), "{}", String::from_utf8_lossy(&decode.stderr));
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(format!("{}/hls/{pid}/240p/index.m3u8", app.base))
+        .args(["-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
 
-    assert_eq!(expensive.stats().segments, 0, "the orchestrator above the maximum price is never used");
+    assert_eq!(
+        expensive.stats().segments,
+        0,
+        "the orchestrator above the maximum price is never used"
+    );
     let text = metrics(&app).await;
     let stream_label = format!("stream=\"{id}\"");
-    let on_network = metric(&text, "studio_network_segments_total", &[&stream_label, "result=\"ok\""]).unwrap_or(0.0) as u64;
-    let fallbacks = metric(&text, "studio_network_fallbacks_total", &[&stream_label]).unwrap_or(0.0) as u64;
-    assert!(a.stats().segments > 0 && b.stats().segments > 0, "the stream moved to the second orchestrator");
+    let on_network = metric(
+        &text,
+        "studio_network_segments_total",
+        &[&stream_label, "result=\"ok\""],
+    )
+    .unwrap_or(0.0) as u64;
+    let fallbacks =
+        metric(&text, "studio_network_fallbacks_total", &[&stream_label]).unwrap_or(0.0) as u64;
+    assert!(
+        a.stats().segments > 0 && b.stats().segments > 0,
+        "the stream moved to the second orchestrator"
+    );
     assert!(on_network >= 1, "{text}");
-    assert!(fallbacks >= 1, "the last segments were transcoded locally: {text}");
-    assert_eq!(on_network + fallbacks, segments, "each segment once, on the network or locally");
+    assert!(
+        fallbacks >= 1,
+        "the last segments were transcoded locally: {text}"
+    );
+    assert_eq!(
+        on_network + fallbacks,
+        segments,
+        "each segment once, on the network or locally"
+    );
 }

@@ -15,18 +15,42 @@ fn checked_in_document_matches_the_code() {
 
 #[test]
 fn document_names_studio_schemas_and_enum_values() {
-    let doc: serde_json::Value = serde_json::from_str(&studio_api::openapi::document_json()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&studio_api::openapi::document_json()).unwrap();
     let schemas = &doc["components"]["schemas"];
-    for name in ["stream", "new-stream-payload", "ffmpeg-profile", "playback-policy", "webhook", "webhook-log", "signing-key", "multistream-target", "playback-info", "error"] {
+    for name in [
+        "stream",
+        "new-stream-payload",
+        "ffmpeg-profile",
+        "playback-policy",
+        "webhook",
+        "webhook-log",
+        "signing-key",
+        "multistream-target",
+        "playback-info",
+        "error",
+    ] {
         assert!(schemas.get(name).is_some(), "schema {name} missing");
     }
-    assert_eq!(doc["paths"]["/stream"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/stream");
+    assert_eq!(
+        doc["paths"]["/stream"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/stream"
+    );
     let events = serde_json::to_string(&schemas["WebhookEvent"]).unwrap();
     for event in studio_api::events::ALL_NAMES {
-        assert!(events.contains(event), "event {event} missing from the document");
+        assert!(
+            events.contains(event),
+            "event {event} missing from the document"
+        );
     }
     let profiles = serde_json::to_string(&schemas["H264Profile"]).unwrap();
-    for p in ["H264Baseline", "H264Main", "H264High", "H264ConstrainedHigh"] {
+    for p in [
+        "H264Baseline",
+        "H264Main",
+        "H264High",
+        "H264ConstrainedHigh",
+    ] {
         assert!(profiles.contains(p));
     }
 }

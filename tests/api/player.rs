@@ -47,11 +47,23 @@ async fn hls_js_in_headless_chromium_plays_the_live_stream(backend: Backend) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     ffmpeg.kill().await.ok();
 
-    assert!(output.status.success(), "the browser did not play the stream ({:?}):\n{stdout}\n{stderr}", output.status);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON line from play.mjs:\n{stdout}\n{stderr}"));
+    assert!(
+        output.status.success(),
+        "the browser did not play the stream ({:?}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line from play.mjs:\n{stdout}\n{stderr}"));
     let result: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(result["played"], true, "{result}");
-    assert_eq!((result["width"].as_u64(), result["height"].as_u64()), (Some(640), Some(360)), "{result}");
+    assert_eq!(
+        (result["width"].as_u64(), result["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{result}"
+    );
     assert!(result["currentTime"].as_f64().unwrap() >= 2.0, "{result}");
     assert!(result["frames"].as_u64().unwrap() > 0, "{result}");
     eprintln!("played in {:?}: {result}", started.elapsed());

@@ -31,14 +31,25 @@ async fn create_webhook(app: &TestApp, url: &str, events: &[&str], extra: Value)
 /// Marks a stream live or idle the way an ingest node does (admin key).
 async fn set_active(app: &TestApp, stream_id: &str, active: bool) {
     let reply = app
-        .call(Some(&app.admin_key), Method::PUT, &format!("/stream/{stream_id}/setactive"), Some(json!({"active": active})))
+        .call(
+            Some(&app.admin_key),
+            Method::PUT,
+            &format!("/stream/{stream_id}/setactive"),
+            Some(json!({"active": active})),
+        )
         .await;
     assert_eq!(reply.status, 204, "{}", reply.text);
 }
 
 async fn webhook_crud_and_validation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let created = create_webhook(&app, "https://example.com/hook", &["stream.started", "stream.idle"], json!({})).await;
+    let created = create_webhook(
+        &app,
+        "https://example.com/hook",
+        &["stream.started", "stream.idle"],
+        json!({}),
+    )
+    .await;
     let id = created["id"].as_str().unwrap();
     assert_eq!(created["events"], json!(["stream.started", "stream.idle"]));
     let secret = created["sharedSecret"].as_str().unwrap();
@@ -59,18 +70,40 @@ async fn webhook_crud_and_validation(backend: Backend) {
     assert_eq!(put.json["sharedSecret"], secret);
 
     // PATCH changes only what it names.
-    let patched = app.patch(&format!("/webhook/{id}"), json!({"sharedSecret": "s3cret"})).await;
+    let patched = app
+        .patch(&format!("/webhook/{id}"), json!({"sharedSecret": "s3cret"}))
+        .await;
     assert_eq!(patched.status, 204, "{}", patched.text);
     let got = app.get(&format!("/webhook/{id}")).await;
     assert_eq!(got.json["sharedSecret"], "s3cret");
     assert_eq!(got.json["name"], "renamed");
 
     // Validation.
-    app.post("/webhook", json!({"name": "x", "url": "ftp://example.com", "events": ["stream.started"]})).await.assert_error(422, "url must be an http");
-    app.post("/webhook", json!({"name": "x", "url": "https://example.com", "events": ["stream.exploded"]})).await.assert_error(422, "events[0]");
-    app.post("/webhook", json!({"name": "x", "url": "https://example.com", "events": []})).await.assert_error(422, "events must name at least one event");
+    app.post(
+        "/webhook",
+        json!({"name": "x", "url": "ftp://example.com", "events": ["stream.started"]}),
+    )
+    .await
+    .assert_error(422, "url must be an http");
+    app.post(
+        "/webhook",
+        json!({"name": "x", "url": "https://example.com", "events": ["stream.exploded"]}),
+    )
+    .await
+    .assert_error(422, "events[0]");
+    app.post(
+        "/webhook",
+        json!({"name": "x", "url": "https://example.com", "events": []}),
+    )
+    .await
+    .assert_error(422, "events must name at least one event");
     // The legacy single `event` is still accepted on create.
-    let legacy = app.post("/webhook", json!({"name": "x", "url": "https://example.com", "event": "stream.idle"})).await;
+    let legacy = app
+        .post(
+            "/webhook",
+            json!({"name": "x", "url": "https://example.com", "event": "stream.idle"}),
+        )
+        .await;
     assert_eq!(legacy.status, 200, "{}", legacy.text);
     assert_eq!(legacy.json["events"], json!(["stream.idle"]));
 
@@ -78,8 +111,12 @@ async fn webhook_crud_and_validation(backend: Backend) {
     let deleted = app.delete(&format!("/webhook/{id}")).await;
     assert_eq!(deleted.status, 200);
     assert_eq!(deleted.json["id"], id);
-    app.get(&format!("/webhook/{id}")).await.assert_error(404, "not found");
-    app.delete(&format!("/webhook/{id}")).await.assert_error(404, "not found");
+    app.get(&format!("/webhook/{id}"))
+        .await
+        .assert_error(404, "not found");
+    app.delete(&format!("/webhook/{id}"))
+        .await
+        .assert_error(404, "not found");
 }
 
 async fn delivers_signed_events_to_matching_webhooks(backend: Backend) {
@@ -89,19 +126,41 @@ async fn delivers_signed_events_to_matching_webhooks(backend: Backend) {
     let stream = app.create_stream(json!({"name": "cam"})).await;
     let other_stream = app.create_stream(json!({"name": "other"})).await;
     let sid = stream["id"].as_str().unwrap();
-    let all = create_webhook(&app, &receiver.url(), &["stream.started", "stream.idle"], json!({})).await;
+    let all = create_webhook(
+        &app,
+        &receiver.url(),
+        &["stream.started", "stream.idle"],
+        json!({}),
+    )
+    .await;
     // Only events of the other stream, and only stream.idle.
-    let filtered = create_webhook(&app, &other_receiver.url(), &["stream.idle"], json!({"streamId": other_stream["id"]})).await;
+    let filtered = create_webhook(
+        &app,
+        &other_receiver.url(),
+        &["stream.idle"],
+        json!({"streamId": other_stream["id"]}),
+    )
+    .await;
 
     set_active(&app, sid, true).await;
     set_active(&app, sid, false).await;
     let got = receiver.wait_for(2, Duration::from_secs(10)).await;
     let secret = all["sharedSecret"].as_str().unwrap();
-    let started = got.iter().map(|r| r.json()).find(|b| b["event"] == "stream.started").expect("stream.started delivered");
-    assert!(got.iter().all(|r| r.signature_valid(secret)), "every delivery carries a valid Livepeer-Signature");
+    let started = got
+        .iter()
+        .map(|r| r.json())
+        .find(|b| b["event"] == "stream.started")
+        .expect("stream.started delivered");
+    assert!(
+        got.iter().all(|r| r.signature_valid(secret)),
+        "every delivery carries a valid Livepeer-Signature"
+    );
     assert_eq!(started["webhookId"], all["id"]);
     assert_eq!(started["stream"]["id"], sid);
-    assert!(started["stream"].get("streamKey").is_none(), "webhooks never carry the stream key");
+    assert!(
+        started["stream"].get("streamKey").is_none(),
+        "webhooks never carry the stream key"
+    );
     assert!(started["createdAt"].as_i64().unwrap() <= started["timestamp"].as_i64().unwrap());
     assert_eq!(got[0].headers["content-type"], "application/json");
 
@@ -113,17 +172,29 @@ async fn delivers_signed_events_to_matching_webhooks(backend: Backend) {
     set_active(&app, other_stream["id"].as_str().unwrap(), false).await;
     let got = other_receiver.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(other_receiver.received().len(), 1, "stream.started is not subscribed");
+    assert_eq!(
+        other_receiver.received().len(),
+        1,
+        "stream.started is not subscribed"
+    );
     assert_eq!(got[0].json()["event"], "stream.idle");
     assert!(got[0].signature_valid(filtered["sharedSecret"].as_str().unwrap()));
 
     // Each attempt is logged; status is recorded on the webhook.
-    let logs = app.get(&format!("/webhook/{}/log", all["id"].as_str().unwrap())).await;
+    let logs = app
+        .get(&format!("/webhook/{}/log", all["id"].as_str().unwrap()))
+        .await;
     assert_eq!(logs.status, 200);
     let logs = logs.json.as_array().unwrap().clone();
     assert!(logs.len() >= 2, "{logs:?}");
-    assert!(logs.iter().all(|l| l["success"] == true && l["response"]["status"] == 204));
-    let webhook = app.get(&format!("/webhook/{}", all["id"].as_str().unwrap())).await.json;
+    assert!(
+        logs.iter()
+            .all(|l| l["success"] == true && l["response"]["status"] == 204)
+    );
+    let webhook = app
+        .get(&format!("/webhook/{}", all["id"].as_str().unwrap()))
+        .await
+        .json;
     assert!(webhook["status"]["lastTriggeredAt"].as_i64().unwrap() > 0);
 }
 
@@ -137,17 +208,46 @@ async fn retries_server_errors_until_the_receiver_recovers(backend: Backend) {
 
     let got = receiver.wait_for(3, Duration::from_secs(15)).await;
     let ids: Vec<Value> = got.iter().map(|r| r.json()["id"].clone()).collect();
-    assert!(ids.iter().all(|id| *id == ids[0]), "the same event is retried: {ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the same event is retried: {ids:?}"
+    );
     // Backoff: 200 ms, then 400 ms (test settings), so attempts are spread out.
-    assert!(got[1].at - got[0].at >= Duration::from_millis(150), "{:?}", got[1].at - got[0].at);
-    assert!(got[2].at - got[1].at >= Duration::from_millis(300), "{:?}", got[2].at - got[1].at);
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(150),
+        "{:?}",
+        got[1].at - got[0].at
+    );
+    assert!(
+        got[2].at - got[1].at >= Duration::from_millis(300),
+        "{:?}",
+        got[2].at - got[1].at
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(receiver.received().len(), 3, "no more attempts after success");
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "no more attempts after success"
+    );
 
-    let logs = app.get(&format!("/webhook/{}/log?order=createdAt-false", hook["id"].as_str().unwrap())).await.json;
-    let statuses: Vec<Value> = logs.as_array().unwrap().iter().map(|l| l["response"]["status"].clone()).collect();
+    let logs = app
+        .get(&format!(
+            "/webhook/{}/log?order=createdAt-false",
+            hook["id"].as_str().unwrap()
+        ))
+        .await
+        .json;
+    let statuses: Vec<Value> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["response"]["status"].clone())
+        .collect();
     assert_eq!(statuses, vec![json!(500), json!(503), json!(204)]);
-    let webhook = app.get(&format!("/webhook/{}", hook["id"].as_str().unwrap())).await.json;
+    let webhook = app
+        .get(&format!("/webhook/{}", hook["id"].as_str().unwrap()))
+        .await
+        .json;
     assert_eq!(webhook["status"]["lastFailure"]["statusCode"], 503);
 }
 
@@ -161,7 +261,10 @@ async fn client_errors_are_not_retried(backend: Backend) {
     receiver.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.received().len(), 1, "a 4xx answer is final");
-    let logs = app.get(&format!("/webhook/{}/log", hook["id"].as_str().unwrap())).await.json;
+    let logs = app
+        .get(&format!("/webhook/{}/log", hook["id"].as_str().unwrap()))
+        .await
+        .json;
     assert_eq!(logs[0]["success"], false);
     assert_eq!(logs[0]["response"]["status"], 410);
 }
@@ -189,7 +292,11 @@ async fn delivery_in_backoff_survives_a_restart(backend: Backend) {
     app.start().await;
 
     let got = receiver.wait_for(1, Duration::from_secs(15)).await;
-    assert_eq!(got[0].json()["id"], event_id, "the event in backoff is delivered after the restart");
+    assert_eq!(
+        got[0].json()["id"],
+        event_id,
+        "the event in backoff is delivered after the restart"
+    );
     assert_eq!(got[0].json()["event"], "stream.started");
 }
 
@@ -197,7 +304,13 @@ async fn private_destinations_are_refused_unless_allowed(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.webhooks.allow_private_destinations = false).await;
     let receiver = Receiver::start().await;
     let literal = create_webhook(&app, &receiver.url(), &["stream.started"], json!({})).await;
-    let named = create_webhook(&app, &format!("http://localhost:{}/hook", receiver.addr.port()), &["stream.started"], json!({})).await;
+    let named = create_webhook(
+        &app,
+        &format!("http://localhost:{}/hook", receiver.addr.port()),
+        &["stream.started"],
+        json!({}),
+    )
+    .await;
     let stream = app.create_stream(json!({"name": "cam"})).await;
     set_active(&app, stream["id"].as_str().unwrap(), true).await;
 
@@ -210,10 +323,20 @@ async fn private_destinations_are_refused_unless_allowed(backend: Backend) {
         .await
         .expect("the refusal is logged");
         assert_eq!(logs[0]["success"], false);
-        assert!(logs[0]["error"].as_str().unwrap().contains("destination refused"), "{logs}");
+        assert!(
+            logs[0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("destination refused"),
+            "{logs}"
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(receiver.received().len(), 0, "nothing reaches a loopback receiver");
+    assert_eq!(
+        receiver.received().len(),
+        0,
+        "nothing reaches a loopback receiver"
+    );
 }
 
 async fn resend_sends_the_logged_event_again(backend: Backend) {
@@ -226,7 +349,9 @@ async fn resend_sends_the_logged_event_again(backend: Backend) {
     let first = receiver.wait_for(1, Duration::from_secs(10)).await;
     let logs = eventually(Duration::from_secs(5), || async {
         let logs = app.get(&format!("/webhook/{hook_id}/log")).await.json;
-        logs.as_array().is_some_and(|l| !l.is_empty()).then_some(logs)
+        logs.as_array()
+            .is_some_and(|l| !l.is_empty())
+            .then_some(logs)
     })
     .await
     .unwrap();
@@ -235,14 +360,21 @@ async fn resend_sends_the_logged_event_again(backend: Backend) {
     assert_eq!(one.status, 200);
     assert_eq!(one.json["webhookId"], hook_id);
 
-    let resent = app.post(&format!("/webhook/{hook_id}/log/{log_id}/resend"), json!({})).await;
+    let resent = app
+        .post(
+            &format!("/webhook/{hook_id}/log/{log_id}/resend"),
+            json!({}),
+        )
+        .await;
     assert_eq!(resent.status, 200, "{}", resent.text);
     assert_ne!(resent.json["id"], log_id, "a resend is a new log entry");
     assert_eq!(resent.json["success"], true);
     let got = receiver.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(got[1].json()["id"], first[0].json()["id"], "the same event");
     assert!(got[1].signature_valid(hook["sharedSecret"].as_str().unwrap()));
-    app.post(&format!("/webhook/{hook_id}/log/nope/resend"), json!({})).await.assert_error(404, "not found");
+    app.post(&format!("/webhook/{hook_id}/log/nope/resend"), json!({}))
+        .await
+        .assert_error(404, "not found");
 }
 
 async fn retention_removes_finished_work_but_keeps_pending_retries(backend: Backend) {
@@ -259,14 +391,32 @@ async fn retention_removes_finished_work_but_keeps_pending_retries(backend: Back
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let db = app.server.as_ref().unwrap().state.db().clone();
-    studio_api::webhooks::delivery::remove_old(&db, studio_api::clock::now_ms() + 1).await.unwrap();
-    let logs = app.get(&format!("/webhook/{}/log", ok_hook["id"].as_str().unwrap())).await.json;
+    studio_api::webhooks::delivery::remove_old(&db, studio_api::clock::now_ms() + 1)
+        .await
+        .unwrap();
+    let logs = app
+        .get(&format!("/webhook/{}/log", ok_hook["id"].as_str().unwrap()))
+        .await
+        .json;
     assert_eq!(logs, json!([]), "old logs are removed");
     let count = |sql: &'static str| {
         let db = db.clone();
-        async move { sqlx::Row::get::<i64, _>(&sqlx::query(sql).fetch_one(db.reader()).await.unwrap(), 0) }
+        async move {
+            sqlx::Row::get::<i64, _>(&sqlx::query(sql).fetch_one(db.reader()).await.unwrap(), 0)
+        }
     };
-    assert_eq!(count("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'").await, 1, "the retry waits on");
-    assert_eq!(count("SELECT COUNT(*) FROM webhook_deliveries WHERE state <> 'pending'").await, 0);
-    assert_eq!(count("SELECT COUNT(*) FROM events").await, 1, "the event of a pending retry is kept");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'").await,
+        1,
+        "the retry waits on"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM webhook_deliveries WHERE state <> 'pending'").await,
+        0
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM events").await,
+        1,
+        "the event of a pending retry is kept"
+    );
 }

@@ -52,9 +52,17 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
             );
             sqlx::any::install_default_drivers();
             let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("connecting to the test PostgreSQL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("creating a test database");
-            let base = admin.rsplit_once('/').map(|(base, _)| base.to_string()).unwrap_or(admin);
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connecting to the test PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("creating a test database");
+            let base = admin
+                .rsplit_once('/')
+                .map(|(base, _)| base.to_string())
+                .unwrap_or(admin);
             format!("{base}/{name}")
         }
     }
@@ -65,7 +73,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("studio-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("studio-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("creating a temp dir");
         TempDir(dir)
     }
@@ -129,7 +138,9 @@ impl TestApp {
         config.webhooks.max_backoff_ms = 2_000;
         config.webhooks.timeout_ms = 3_000;
         adjust(&mut config);
-        let server = studio_api::app::start(config.clone()).await.expect("starting the server");
+        let server = studio_api::app::start(config.clone())
+            .await
+            .expect("starting the server");
         // Keep the ports across restarts.
         config.http_addr = server.addr;
         config.rtmp_addr = server.rtmp_addr;
@@ -138,9 +149,15 @@ impl TestApp {
         let db = server.state.db().clone();
         let mut tx = db.begin().await.unwrap();
         let user_id = accounts::ensure_user(&mut tx, "tester").await.unwrap();
-        let project = accounts::ensure_project(&mut tx, &user_id, "default").await.unwrap();
-        let key = accounts::create_key(&mut tx, &user_id, &project.id, "test key", false, None).await.unwrap();
-        let admin = accounts::create_key(&mut tx, &user_id, &project.id, "admin key", true, None).await.unwrap();
+        let project = accounts::ensure_project(&mut tx, &user_id, "default")
+            .await
+            .unwrap();
+        let key = accounts::create_key(&mut tx, &user_id, &project.id, "test key", false, None)
+            .await
+            .unwrap();
+        let admin = accounts::create_key(&mut tx, &user_id, &project.id, "admin key", true, None)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         TestApp {
             server: Some(server),
@@ -158,23 +175,51 @@ impl TestApp {
 
     /// A new user with its own project and key.
     pub async fn other_tenant(&self, name: &str) -> Tenant {
-        let db = self.server.as_ref().expect("server running").state.db().clone();
+        let db = self
+            .server
+            .as_ref()
+            .expect("server running")
+            .state
+            .db()
+            .clone();
         let mut tx = db.begin().await.unwrap();
         let user_id = accounts::ensure_user(&mut tx, name).await.unwrap();
-        let project = accounts::ensure_project(&mut tx, &user_id, "default").await.unwrap();
-        let key = accounts::create_key(&mut tx, &user_id, &project.id, "key", false, None).await.unwrap();
+        let project = accounts::ensure_project(&mut tx, &user_id, "default")
+            .await
+            .unwrap();
+        let key = accounts::create_key(&mut tx, &user_id, &project.id, "key", false, None)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
-        Tenant { key: key.key.unwrap(), user_id, project_id: project.id }
+        Tenant {
+            key: key.key.unwrap(),
+            user_id,
+            project_id: project.id,
+        }
     }
 
     /// A second project of the same user, with its own key.
     pub async fn other_project(&self, name: &str) -> Tenant {
-        let db = self.server.as_ref().expect("server running").state.db().clone();
+        let db = self
+            .server
+            .as_ref()
+            .expect("server running")
+            .state
+            .db()
+            .clone();
         let mut tx = db.begin().await.unwrap();
-        let project = accounts::ensure_project(&mut tx, &self.user_id, name).await.unwrap();
-        let key = accounts::create_key(&mut tx, &self.user_id, &project.id, "key", false, None).await.unwrap();
+        let project = accounts::ensure_project(&mut tx, &self.user_id, name)
+            .await
+            .unwrap();
+        let key = accounts::create_key(&mut tx, &self.user_id, &project.id, "key", false, None)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
-        Tenant { key: key.key.unwrap(), user_id: self.user_id.clone(), project_id: project.id }
+        Tenant {
+            key: key.key.unwrap(),
+            user_id: self.user_id.clone(),
+            project_id: project.id,
+        }
     }
 
     /// Where an encoder publishes `stream_key`.
@@ -184,7 +229,10 @@ impl TestApp {
 
     /// Where an encoder publishes `stream_key` over SRT (MPEG-TS, ffmpeg `-f mpegts`).
     pub fn srt_url(&self, stream_key: &str) -> String {
-        format!("srt://{}?mode=caller&streamid={stream_key}", self.config.srt_addr)
+        format!(
+            "srt://{}?mode=caller&streamid={stream_key}",
+            self.config.srt_addr
+        )
     }
 
     /// `{base}/api{path}`.
@@ -193,7 +241,13 @@ impl TestApp {
     }
 
     /// Sends a request with `key` (none when `None`) and an optional JSON body.
-    pub async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.http.request(method, self.url(path));
         if let Some(key) = key {
             req = req.bearer_auth(key);
@@ -205,23 +259,28 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.call(Some(&self.key.clone()), Method::GET, path, None).await
+        self.call(Some(&self.key.clone()), Method::GET, path, None)
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.call(Some(&self.key.clone()), Method::POST, path, Some(body)).await
+        self.call(Some(&self.key.clone()), Method::POST, path, Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.call(Some(&self.key.clone()), Method::PATCH, path, Some(body)).await
+        self.call(Some(&self.key.clone()), Method::PATCH, path, Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        self.call(Some(&self.key.clone()), Method::PUT, path, Some(body)).await
+        self.call(Some(&self.key.clone()), Method::PUT, path, Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.call(Some(&self.key.clone()), Method::DELETE, path, None).await
+        self.call(Some(&self.key.clone()), Method::DELETE, path, None)
+            .await
     }
 
     /// Creates a stream and returns it.
@@ -245,7 +304,11 @@ impl TestApp {
 
     pub async fn start(&mut self) {
         assert!(self.server.is_none(), "already running");
-        self.server = Some(studio_api::app::start(self.config.clone()).await.expect("restarting the server"));
+        self.server = Some(
+            studio_api::app::start(self.config.clone())
+                .await
+                .expect("restarting the server"),
+        );
     }
 }
 
@@ -265,7 +328,12 @@ impl Reply {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, text, json }
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -274,9 +342,16 @@ impl Reply {
 
     /// The `errors` array of an error body; panics when the body is not one.
     pub fn errors(&self) -> Vec<String> {
-        let errors = self.json.get("errors").and_then(Value::as_array).unwrap_or_else(|| panic!("not an error body: {}", self.text));
+        let errors = self
+            .json
+            .get("errors")
+            .and_then(Value::as_array)
+            .unwrap_or_else(|| panic!("not an error body: {}", self.text));
         assert!(!errors.is_empty(), "empty errors array");
-        errors.iter().map(|e| e.as_str().expect("errors are strings").to_string()).collect()
+        errors
+            .iter()
+            .map(|e| e.as_str().expect("errors are strings").to_string())
+            .collect()
     }
 
     /// Asserts the status and that the body is an error mentioning `fragment`.
@@ -284,7 +359,10 @@ impl Reply {
     pub fn assert_error(&self, status: u16, fragment: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         let errors = self.errors();
-        assert!(errors.iter().any(|e| e.contains(fragment)), "no error mentions {fragment:?}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains(fragment)),
+            "no error mentions {fragment:?}: {errors:?}"
+        );
     }
 }
 
@@ -310,7 +388,9 @@ where
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -318,5 +398,8 @@ pub fn urlencode(s: &str) -> String {
 
 /// The workspace root (where README.md is).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
 }

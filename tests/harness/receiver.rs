@@ -27,7 +27,13 @@ impl Received {
     /// Checks `Livepeer-Signature: t=<ms>,v1=<hex>` against `secret`, as a receiver should.
     pub fn signature_valid(&self, secret: &str) -> bool {
         use hmac::{Hmac, Mac};
-        let Some(header) = self.headers.get("livepeer-signature").and_then(|v| v.to_str().ok()) else { return false };
+        let Some(header) = self
+            .headers
+            .get("livepeer-signature")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
         let mut t = None;
         let mut v1 = None;
         for part in header.split(',') {
@@ -37,7 +43,9 @@ impl Received {
                 _ => {}
             }
         }
-        let (Some(t), Some(v1)) = (t, v1) else { return false };
+        let (Some(t), Some(v1)) = (t, v1) else {
+            return false;
+        };
         if self.json()["timestamp"].as_i64() != Some(t) {
             return false;
         }
@@ -68,8 +76,12 @@ impl Receiver {
 
     pub async fn start_on(addr: SocketAddr) -> Receiver {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let app = axum::Router::new().route("/hook", post(receive)).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("binding the receiver");
+        let app = axum::Router::new()
+            .route("/hook", post(receive))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("binding the receiver");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -83,7 +95,11 @@ impl Receiver {
 
     /// The next answers, in order.
     pub fn respond_with(&self, statuses: &[u16]) {
-        self.shared.lock().unwrap().script.extend(statuses.iter().copied());
+        self.shared
+            .lock()
+            .unwrap()
+            .script
+            .extend(statuses.iter().copied());
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -97,7 +113,12 @@ impl Receiver {
             (got.len() >= n).then_some(got)
         })
         .await
-        .unwrap_or_else(|| panic!("expected {n} webhook deliveries within {timeout:?}, got {}", self.received().len()))
+        .unwrap_or_else(|| {
+            panic!(
+                "expected {n} webhook deliveries within {timeout:?}, got {}",
+                self.received().len()
+            )
+        })
     }
 }
 
@@ -107,9 +128,17 @@ impl Drop for Receiver {
     }
 }
 
-async fn receive(State(shared): State<Arc<Mutex<Shared>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let mut shared = shared.lock().unwrap();
-    shared.received.push(Received { headers, body, at: std::time::Instant::now() });
+    shared.received.push(Received {
+        headers,
+        body,
+        at: std::time::Instant::now(),
+    });
     let status = shared.script.pop_front().unwrap_or(204);
     StatusCode::from_u16(status).unwrap()
 }

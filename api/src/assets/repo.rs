@@ -33,8 +33,10 @@ pub const LIST_SPEC: ListSpec = ListSpec {
 
 fn from_row(row: &AnyRow) -> Result<Asset, sqlx::Error> {
     let phase: String = row.try_get("phase")?;
-    let phase = AssetPhase::parse(&phase)
-        .ok_or_else(|| sqlx::Error::ColumnDecode { index: "phase".into(), source: format!("unknown phase {phase:?}").into() })?;
+    let phase = AssetPhase::parse(&phase).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: "phase".into(),
+        source: format!("unknown phase {phase:?}").into(),
+    })?;
     let source: Option<AssetSource> = db::get_json(row, "source")?;
     Ok(Asset {
         id: row.try_get("id")?,
@@ -45,7 +47,10 @@ fn from_row(row: &AnyRow) -> Result<Asset, sqlx::Error> {
         playback_url: None,
         download_url: None,
         playback_policy: db::get_json(row, "playback_policy")?,
-        source: source.ok_or_else(|| sqlx::Error::ColumnDecode { index: "source".into(), source: "NULL source".into() })?,
+        source: source.ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "source".into(),
+            source: "NULL source".into(),
+        })?,
         creator_id: db::get_json(row, "creator_id")?,
         created_at: row.try_get("created_at")?,
         created_by_token_name: row.try_get("created_by_token_name")?,
@@ -116,9 +121,18 @@ async fn insert_row(conn: &mut sqlx::AnyConnection, a: &Asset) -> Result<(), sql
 }
 
 /// The asset `id` of `project_id`, unless deleted.
-pub async fn get<'e, E: Executor<'e, Database = Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<Asset>> {
-    let sql = format!("SELECT {COLUMNS} FROM assets WHERE project_id = $1 AND id = $2 AND deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(exec).await?;
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<Option<Asset>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM assets WHERE project_id = $1 AND id = $2 AND deleted = 0");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -131,26 +145,44 @@ pub struct Shortcuts<'a> {
 }
 
 /// A page of the project's assets.
-pub async fn list(db: &Database, project_id: &str, shortcuts: &Shortcuts<'_>, req: &ListRequest) -> ApiResult<(Vec<Asset>, PageInfo)> {
+pub async fn list(
+    db: &Database,
+    project_id: &str,
+    shortcuts: &Shortcuts<'_>,
+    req: &ListRequest,
+) -> ApiResult<(Vec<Asset>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(project_id);
     scope.push(" AND deleted = 0");
-    for (column, value) in [("playback_id", shortcuts.playback_id), ("source_url", shortcuts.source_url), ("phase", shortcuts.phase)] {
+    for (column, value) in [
+        ("playback_id", shortcuts.playback_id),
+        ("source_url", shortcuts.source_url),
+        ("phase", shortcuts.phase),
+    ] {
         if let Some(value) = value {
             scope.push(&format!(" AND {column} = ")).bind(value);
         }
     }
     let (rows, page) = req.fetch(db, COLUMNS, "assets", scope).await?;
-    Ok((rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?, page))
+    Ok((
+        rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?,
+        page,
+    ))
 }
 
 /// The recording assets of the project's sessions `session_ids` (a recording's id is its
 /// session's), deleted ones included: a session reports them as `deleted`.
-pub async fn recordings_of(db: &Database, project_id: &str, session_ids: &[&str]) -> ApiResult<Vec<(Asset, bool)>> {
+pub async fn recordings_of(
+    db: &Database,
+    project_id: &str,
+    session_ids: &[&str],
+) -> ApiResult<Vec<(Asset, bool)>> {
     if session_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS}, deleted FROM assets WHERE project_id = "));
+    let mut sql = Sql::new(&format!(
+        "SELECT {COLUMNS}, deleted FROM assets WHERE project_id = "
+    ));
     sql.bind(project_id);
     sql.push(" AND source_type = 'recording' AND id IN (");
     for (i, id) in session_ids.iter().enumerate() {
@@ -161,20 +193,31 @@ pub async fn recordings_of(db: &Database, project_id: &str, session_ids: &[&str]
     }
     sql.push(")");
     let rows = sql.query().fetch_all(db.reader()).await?;
-    Ok(rows.iter().map(|row| Ok((from_row(row)?, db::get_bool(row, "deleted")?))).collect::<Result<Vec<_>, sqlx::Error>>()?)
+    Ok(rows
+        .iter()
+        .map(|row| Ok((from_row(row)?, db::get_bool(row, "deleted")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?)
 }
 
 /// The asset with `playback_id`, in any project (playback is addressed by playback id alone).
 pub async fn find_by_playback_id(db: &Database, playback_id: &str) -> ApiResult<Option<Asset>> {
     let sql = format!("SELECT {COLUMNS} FROM assets WHERE playback_id = $1 AND deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(playback_id).fetch_optional(db.reader()).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(playback_id)
+        .fetch_optional(db.reader())
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
 /// The recording of session `session_id`, in any project (public playback by session id).
 pub async fn find_recording(db: &Database, session_id: &str) -> ApiResult<Option<Asset>> {
-    let sql = format!("SELECT {COLUMNS} FROM assets WHERE id = $1 AND source_type = 'recording' AND deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(session_id).fetch_optional(db.reader()).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM assets WHERE id = $1 AND source_type = 'recording' AND deleted = 0"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(session_id)
+        .fetch_optional(db.reader())
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 

@@ -16,7 +16,9 @@ use crate::http::json::Query;
 use crate::http::list::{ListParams, ListRequest};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_assets)).routes(routes!(get_asset))
+    OpenApiRouter::new()
+        .routes(routes!(list_assets))
+        .routes(routes!(get_asset))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -64,7 +66,10 @@ async fn list_assets(
     };
     let (assets, page) = repo::list(state.db(), &principal.project_id, &shortcuts, &req).await?;
     let details = wants_details(query.details.as_deref());
-    let assets: Vec<Asset> = assets.into_iter().map(|a| a.for_response(state.public_url(), details)).collect();
+    let assets: Vec<Asset> = assets
+        .into_iter()
+        .map(|a| a.for_response(state.public_url(), details))
+        .collect();
     Ok(req.respond(assets, page, &uri, state.public_url()))
 }
 
@@ -78,6 +83,11 @@ async fn get_asset(
     Path(id): Path<String>,
     Query(query): Query<AssetQuery>,
 ) -> ApiResult<Json<Asset>> {
-    let asset = repo::get(state.db().reader(), &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
-    Ok(Json(asset.for_response(state.public_url(), wants_details(query.details.as_deref()))))
+    let asset = repo::get(state.db().reader(), &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(asset.for_response(
+        state.public_url(),
+        wants_details(query.details.as_deref()),
+    )))
 }

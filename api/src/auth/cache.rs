@@ -54,7 +54,10 @@ impl KeyCache {
         if !self.enabled.load(Ordering::Acquire) {
             return None;
         }
-        let entries = self.entries.read().expect("the key cache lock is never poisoned");
+        let entries = self
+            .entries
+            .read()
+            .expect("the key cache lock is never poisoned");
         let entry = entries.get(key_hash)?;
         (entry.fetched.elapsed() < TTL).then(|| (entry.principal.clone(), entry.access.clone()))
     }
@@ -64,7 +67,10 @@ impl KeyCache {
         if !self.enabled.load(Ordering::Acquire) {
             return;
         }
-        let mut entries = self.entries.write().expect("the key cache lock is never poisoned");
+        let mut entries = self
+            .entries
+            .write()
+            .expect("the key cache lock is never poisoned");
         // Checked under the write lock: an invalidation bumps the generation under it too.
         if self.generation.load(Ordering::Acquire) != generation {
             return;
@@ -72,19 +78,34 @@ impl KeyCache {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key_hash, Entry { principal, access, fetched: Instant::now() });
+        entries.insert(
+            key_hash,
+            Entry {
+                principal,
+                access,
+                fetched: Instant::now(),
+            },
+        );
     }
 
     /// Records a use of the key in the cached copy, so `lastSeen` is written once a minute.
     pub fn touch(&self, key_hash: &str, at: i64) {
-        if let Some(entry) = self.entries.write().expect("the key cache lock is never poisoned").get_mut(key_hash) {
+        if let Some(entry) = self
+            .entries
+            .write()
+            .expect("the key cache lock is never poisoned")
+            .get_mut(key_hash)
+        {
             entry.principal.key_last_seen = at;
         }
     }
 
     /// Forgets every key.
     pub fn invalidate_all(&self) {
-        let mut entries = self.entries.write().expect("the key cache lock is never poisoned");
+        let mut entries = self
+            .entries
+            .write()
+            .expect("the key cache lock is never poisoned");
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.clear();
     }
@@ -99,7 +120,11 @@ impl KeyCache {
 pub async fn announce_revocation(cache: &KeyCache, db: &Database) {
     cache.invalidate_all();
     if db.backend() == Backend::Postgres {
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(db.writer()).await {
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(db.writer())
+            .await
+        {
             // Other nodes clear their caches when their listeners reconnect; until then theirs
             // may serve the key for at most the TTL.
             tracing::error!(error = %err, "announcing an API key revocation failed");
@@ -109,7 +134,11 @@ pub async fn announce_revocation(cache: &KeyCache, db: &Database) {
 
 /// On PostgreSQL: listens for revocations from other nodes until `shutdown`, caching only while
 /// the listener is connected.
-pub async fn listen(cache: std::sync::Arc<KeyCache>, database_url: String, mut shutdown: watch::Receiver<bool>) {
+pub async fn listen(
+    cache: std::sync::Arc<KeyCache>,
+    database_url: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         if *shutdown.borrow() {
             return;
@@ -134,9 +163,13 @@ pub async fn listen(cache: std::sync::Arc<KeyCache>, database_url: String, mut s
                     }
                 }
                 cache.set_enabled(false);
-                tracing::warn!("the API key revocation listener disconnected; caching is off until it reconnects");
+                tracing::warn!(
+                    "the API key revocation listener disconnected; caching is off until it reconnects"
+                );
             }
-            Err(err) => tracing::warn!(error = %err, "connecting the API key revocation listener failed"),
+            Err(err) => {
+                tracing::warn!(error = %err, "connecting the API key revocation listener failed")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -167,7 +200,12 @@ mod tests {
         cache.invalidate_all();
         cache.put("h".into(), principal(), KeyAccess::default(), before);
         assert!(cache.get("h").is_none());
-        cache.put("h".into(), principal(), KeyAccess::default(), cache.generation());
+        cache.put(
+            "h".into(),
+            principal(),
+            KeyAccess::default(),
+            cache.generation(),
+        );
         assert!(cache.get("h").is_some());
         cache.invalidate_all();
         assert!(cache.get("h").is_none());
@@ -176,10 +214,20 @@ mod tests {
     #[test]
     fn postgres_caches_nothing_until_its_listener_runs() {
         let cache = KeyCache::new(Backend::Postgres);
-        cache.put("h".into(), principal(), KeyAccess::default(), cache.generation());
+        cache.put(
+            "h".into(),
+            principal(),
+            KeyAccess::default(),
+            cache.generation(),
+        );
         assert!(cache.get("h").is_none());
         cache.set_enabled(true);
-        cache.put("h".into(), principal(), KeyAccess::default(), cache.generation());
+        cache.put(
+            "h".into(),
+            principal(),
+            KeyAccess::default(),
+            cache.generation(),
+        );
         assert!(cache.get("h").is_some());
         cache.set_enabled(false);
         assert!(cache.get("h").is_none());

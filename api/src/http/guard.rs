@@ -12,7 +12,8 @@ pub async fn reject_nul_in_uri(request: Request, next: Next) -> Response {
     let uri = request.uri();
     let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
     if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
-        return ApiError::BadRequest("the URL must not contain NUL characters (%00)".into()).into_response();
+        return ApiError::BadRequest("the URL must not contain NUL characters (%00)".into())
+            .into_response();
     }
     next.run(request).await
 }

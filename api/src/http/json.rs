@@ -20,11 +20,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             });
         if !is_json {
-            return Err(ApiError::invalid("the request body must be JSON, sent with Content-Type: application/json"));
+            return Err(ApiError::invalid(
+                "the request body must be JSON, sent with Content-Type: application/json",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             let status = rejection.status();
@@ -43,14 +50,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
-        None => return Err(ApiError::invalid("the request body is empty: send a JSON object")),
+        None => {
+            return Err(ApiError::invalid(
+                "the request body is empty: send a JSON object",
+            ));
+        }
         Some(_) if serde_json::from_slice::<serde_json::Value>(bytes).is_err() => {
             return Err(ApiError::invalid("the request body is not valid JSON"));
         }
         Some(_) => return Err(ApiError::invalid("the request body must be a JSON object")),
     }
     if has_nul_escape(bytes) {
-        return Err(ApiError::invalid("text fields must not contain NUL characters (\\u0000)"));
+        return Err(ApiError::invalid(
+            "text fields must not contain NUL characters (\\u0000)",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -72,7 +85,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::invalid(format!("{path}: {message}"))
         }
     })?;
-    de.end().map_err(|_| ApiError::invalid("the request body has trailing characters after the JSON value"))?;
+    de.end().map_err(|_| {
+        ApiError::invalid("the request body has trailing characters after the JSON value")
+    })?;
     Ok(value)
 }
 
@@ -85,7 +100,8 @@ fn has_nul_escape(bytes: &[u8]) -> bool {
             backslashes += 1;
             continue;
         }
-        if b == b'u' && backslashes % 2 == 1 && bytes.get(i + 1..i + 5) == Some(b"0000".as_slice()) {
+        if b == b'u' && backslashes % 2 == 1 && bytes.get(i + 1..i + 5) == Some(b"0000".as_slice())
+        {
             return true;
         }
         backslashes = 0;
@@ -98,7 +114,8 @@ fn has_nul_escape(bytes: &[u8]) -> bool {
 pub fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     use serde::Deserialize;
     let n = serde_json::Number::deserialize(d)?;
-    number_to_i64(&n).ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected an integer")))
+    number_to_i64(&n)
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected an integer")))
 }
 
 /// [`integer`] for optional fields (use with `#[serde(default)]`).
@@ -106,7 +123,9 @@ pub fn opt_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>
     use serde::Deserialize;
     match Option::<serde_json::Number>::deserialize(d)? {
         None => Ok(None),
-        Some(n) => number_to_i64(&n).map(Some).ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected an integer"))),
+        Some(n) => number_to_i64(&n).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("invalid value: {n}, expected an integer"))
+        }),
     }
 }
 
@@ -155,17 +174,32 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(message(r#"{"name":"a","profiles":[{"width":"x"}]}"#), "profiles[0].width: invalid type: string \"x\", expected i64");
+        assert_eq!(
+            message(r#"{"name":"a","profiles":[{"width":"x"}]}"#),
+            "profiles[0].width: invalid type: string \"x\", expected i64"
+        );
         let unknown = message(r#"{"name":"a","foo":1}"#);
         assert!(unknown.starts_with("unknown field `foo`"), "{unknown}");
         let nested = message(r#"{"name":"a","profiles":[{"width":1,"wide":2}]}"#);
-        assert!(nested.starts_with("profiles[0]: unknown field `wide`"), "{nested}");
+        assert!(
+            nested.starts_with("profiles[0]: unknown field `wide`"),
+            "{nested}"
+        );
         assert_eq!(message(r#"{}"#), "missing field `name`");
         assert!(message(r#"{"name":"#).starts_with("the request body is not valid JSON"));
-        assert_eq!(message("[null, null]"), "the request body must be a JSON object");
+        assert_eq!(
+            message("[null, null]"),
+            "the request body must be a JSON object"
+        );
         assert!(message(r#"{"name":"a\u0000b"}"#).contains("NUL"));
-        assert!(parse::<Body>(br#"{"name":"a\\u0000b"}"#).is_ok(), "an escaped backslash is not a NUL");
-        assert_eq!(message("  "), "the request body is empty: send a JSON object");
+        assert!(
+            parse::<Body>(br#"{"name":"a\\u0000b"}"#).is_ok(),
+            "an escaped backslash is not a NUL"
+        );
+        assert_eq!(
+            message("  "),
+            "the request body is empty: send a JSON object"
+        );
     }
 }
 
@@ -175,9 +209,17 @@ pub struct Query<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| Query(q.0))
-            .map_err(|rejection| ApiError::invalid(format!("the query string is not valid: {}", rejection.body_text())))
+            .map_err(|rejection| {
+                ApiError::invalid(format!(
+                    "the query string is not valid: {}",
+                    rejection.body_text()
+                ))
+            })
     }
 }

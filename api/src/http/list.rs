@@ -123,7 +123,10 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(text: &str) -> Sql {
-        Sql { text: text.to_string(), args: Vec::new() }
+        Sql {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Sql {
@@ -144,7 +147,10 @@ impl Sql {
 
     /// `prefix` (which has no placeholders) followed by `rest`.
     pub fn after(prefix: &str, rest: &Sql) -> Sql {
-        Sql { text: format!("{prefix}{}", rest.text), args: rest.args.clone() }
+        Sql {
+            text: format!("{prefix}{}", rest.text),
+            args: rest.args.clone(),
+        }
     }
 
     /// The query, ready to execute.
@@ -192,7 +198,11 @@ impl ListRequest {
             None => DEFAULT_LIMIT,
             Some(text) => match text.parse::<i64>() {
                 Ok(n) if n >= 1 => n.min(MAX_LIMIT),
-                _ => return Err(ApiError::invalid(format!("limit must be an integer from 1 to {MAX_LIMIT}"))),
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "limit must be an integer from 1 to {MAX_LIMIT}"
+                    )));
+                }
             },
         };
         let offset = match params.cursor.as_deref() {
@@ -224,7 +234,13 @@ impl ListRequest {
         if order.is_empty() {
             order.extend_from_slice(spec.default_order);
         }
-        Ok(ListRequest { limit, offset, count, filters, order })
+        Ok(ListRequest {
+            limit,
+            offset,
+            count,
+            filters,
+            order,
+        })
     }
 
     /// Appends ` AND ...` for every filter.
@@ -269,10 +285,18 @@ impl ListRequest {
 
     /// Appends ORDER BY, LIMIT and OFFSET (with `id` as the last key, so pages never overlap).
     pub fn push_order_and_page(&self, sql: &mut Sql) {
-        let mut keys: Vec<String> =
-            self.order.iter().map(|(col, desc)| format!("{col} {}", if *desc { "DESC" } else { "ASC" })).collect();
+        let mut keys: Vec<String> = self
+            .order
+            .iter()
+            .map(|(col, desc)| format!("{col} {}", if *desc { "DESC" } else { "ASC" }))
+            .collect();
         keys.push("id ASC".into());
-        sql.push(&format!(" ORDER BY {} LIMIT {} OFFSET {}", keys.join(", "), self.limit + 1, self.offset));
+        sql.push(&format!(
+            " ORDER BY {} LIMIT {} OFFSET {}",
+            keys.join(", "),
+            self.limit + 1,
+            self.offset
+        ));
     }
 
     /// Runs `SELECT {columns} FROM {table}{where_clause}` with the filters, order and page of this
@@ -294,7 +318,13 @@ impl ListRequest {
         rows.truncate(self.limit as usize);
         let total = if self.count {
             let count = Sql::after(&format!("SELECT COUNT(*) FROM {table}"), &where_clause);
-            Some(count.query().fetch_one(db.reader()).await?.try_get::<i64, _>(0)?)
+            Some(
+                count
+                    .query()
+                    .fetch_one(db.reader())
+                    .await?
+                    .try_get::<i64, _>(0)?,
+            )
         } else {
             None
         };
@@ -302,7 +332,13 @@ impl ListRequest {
     }
 
     /// The response: a bare JSON array, `Link` when a next page exists, `X-Total-Count` when asked.
-    pub fn respond<T: Serialize>(&self, items: Vec<T>, page: PageInfo, uri: &Uri, public_url: &str) -> Response {
+    pub fn respond<T: Serialize>(
+        &self,
+        items: Vec<T>,
+        page: PageInfo,
+        uri: &Uri,
+        public_url: &str,
+    ) -> Response {
         let mut headers = HeaderMap::new();
         let total = page.total;
         if page.more {
@@ -321,15 +357,18 @@ impl ListRequest {
 fn parse_filters(text: &str, spec: &ListSpec) -> Result<Vec<(Field, serde_json::Value)>, ApiError> {
     let fail = |why: String| ApiError::BadRequest(format!("error parsing filters: {why}"));
     if text.len() > MAX_FILTERS_LEN {
-        return Err(fail(format!("filters must be at most {MAX_FILTERS_LEN} characters")));
+        return Err(fail(format!(
+            "filters must be at most {MAX_FILTERS_LEN} characters"
+        )));
     }
     #[derive(Deserialize)]
     struct Filter {
         id: String,
         value: serde_json::Value,
     }
-    let filters: Vec<Filter> = serde_json::from_str(text)
-        .map_err(|_| fail("filters must be a JSON array of {\"id\": field, \"value\": value}".into()))?;
+    let filters: Vec<Filter> = serde_json::from_str(text).map_err(|_| {
+        fail("filters must be a JSON array of {\"id\": field, \"value\": value}".into())
+    })?;
     if filters.len() > MAX_FILTERS {
         return Err(fail(format!("at most {MAX_FILTERS} filters")));
     }
@@ -338,7 +377,10 @@ fn parse_filters(text: &str, spec: &ListSpec) -> Result<Vec<(Field, serde_json::
         let Some(field) = spec.fields.iter().find(|f| f.id == filter.id) else {
             let known: Vec<&str> = spec.fields.iter().map(|f| f.id).collect();
             let id: String = filter.id.chars().take(64).collect();
-            return Err(fail(format!("unknown field: {id:?} (known: {})", known.join(", "))));
+            return Err(fail(format!(
+                "unknown field: {id:?} (known: {})",
+                known.join(", ")
+            )));
         };
         let ok = match (field.kind, &filter.value) {
             (FieldKind::FullText, serde_json::Value::String(_)) => true,
@@ -347,7 +389,9 @@ fn parse_filters(text: &str, spec: &ListSpec) -> Result<Vec<(Field, serde_json::
             (FieldKind::Number, v) if v.is_number() => true,
             (FieldKind::Number, serde_json::Value::Object(bounds)) => {
                 !bounds.is_empty()
-                    && bounds.iter().all(|(k, v)| matches!(k.as_str(), "gt" | "gte" | "lt" | "lte") && v.is_number())
+                    && bounds.iter().all(|(k, v)| {
+                        matches!(k.as_str(), "gt" | "gte" | "lt" | "lte") && v.is_number()
+                    })
             }
             _ => false,
         };
@@ -357,7 +401,10 @@ fn parse_filters(text: &str, spec: &ListSpec) -> Result<Vec<(Field, serde_json::
                 FieldKind::Bool => "a boolean",
                 FieldKind::Number => "a number or an object with gt, gte, lt or lte numbers",
             };
-            return Err(fail(format!("the value of {} must be {expected}", field.id)));
+            return Err(fail(format!(
+                "the value of {} must be {expected}",
+                field.id
+            )));
         }
         out.push((*field, filter.value));
     }
@@ -372,16 +419,25 @@ fn scalar_text(v: &serde_json::Value) -> String {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn next_page_url(uri: &Uri, public_url: &str, offset: i64) -> String {
     let mut pairs: Vec<(String, String)> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().filter(|(k, _)| k != "cursor").collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .filter(|(k, _)| k != "cursor")
+                .collect()
+        })
         .unwrap_or_default();
     pairs.push(("cursor".into(), format!("skip{offset}")));
-    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
     format!("{public_url}{}?{query}", uri.path())
 }
 
@@ -416,7 +472,9 @@ mod tests {
 
     #[test]
     fn builds_filters_and_order() {
-        let q = params(r#"limit=5&cursor=skip10&order=name-false&filters=[{"id":"name","value":"Cam_1"},{"id":"createdAt","value":{"gt":5}},{"id":"isActive","value":true}]"#);
+        let q = params(
+            r#"limit=5&cursor=skip10&order=name-false&filters=[{"id":"name","value":"Cam_1"},{"id":"createdAt","value":{"gt":5}},{"id":"isActive","value":true}]"#,
+        );
         let req = ListRequest::parse(&q, &SPEC).unwrap();
         let mut sql = Sql::new("SELECT * FROM t WHERE project_id = ");
         sql.bind("p");
@@ -431,17 +489,34 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_bad_values() {
-        let unknown = ListRequest::parse(&params(r#"filters=[{"id":"secret","value":"x"}]"#), &SPEC).unwrap_err();
+        let unknown =
+            ListRequest::parse(&params(r#"filters=[{"id":"secret","value":"x"}]"#), &SPEC)
+                .unwrap_err();
         assert!(unknown.to_string().contains("unknown field: \"secret\""));
-        let bad = ListRequest::parse(&params(r#"filters=[{"id":"isActive","value":"yes"}]"#), &SPEC).unwrap_err();
-        assert_eq!(bad.to_string(), "error parsing filters: the value of isActive must be a boolean");
+        let bad = ListRequest::parse(
+            &params(r#"filters=[{"id":"isActive","value":"yes"}]"#),
+            &SPEC,
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "error parsing filters: the value of isActive must be a boolean"
+        );
         assert!(ListRequest::parse(&params("limit=abc"), &SPEC).is_err());
-        assert_eq!(ListRequest::parse(&params("limit=5000"), &SPEC).unwrap().limit, 1000);
+        assert_eq!(
+            ListRequest::parse(&params("limit=5000"), &SPEC)
+                .unwrap()
+                .limit,
+            1000
+        );
     }
 
     #[test]
     fn next_link_replaces_the_cursor() {
         let uri: Uri = "/api/stream?limit=2&cursor=skip2&count=1".parse().unwrap();
-        assert_eq!(next_page_url(&uri, "http://h:1", 4), "http://h:1/api/stream?limit=2&count=1&cursor=skip4");
+        assert_eq!(
+            next_page_url(&uri, "http://h:1", 4),
+            "http://h:1/api/stream?limit=2&count=1&cursor=skip4"
+        );
     }
 }

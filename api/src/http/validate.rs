@@ -33,7 +33,11 @@ impl Problems {
     }
 
     pub fn into_result(self) -> Result<(), crate::error::ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(crate::error::ApiError::Invalid(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::Invalid(self.0))
+        }
     }
 }
 
@@ -42,7 +46,9 @@ pub fn is_origin(value: &str) -> bool {
     if value == "*" {
         return true;
     }
-    let Ok(url) = url::Url::parse(value) else { return false };
+    let Ok(url) = url::Url::parse(value) else {
+        return false;
+    };
     matches!(url.scheme(), "http" | "https")
         && url.host_str().is_some()
         && url.username().is_empty()
@@ -80,7 +86,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(is_url_with_scheme("rtmp://a.b/live/key", &["rtmp", "rtmps", "srt"]));
+        assert!(is_url_with_scheme(
+            "rtmp://a.b/live/key",
+            &["rtmp", "rtmps", "srt"]
+        ));
         assert!(!is_url_with_scheme("http://a.b/live", &["rtmp"]));
         assert!(!is_url_with_scheme("rtmp://", &["rtmp"]));
     }

@@ -47,19 +47,32 @@ impl RenditionWriter {
     /// The writer of a new session's rendition. If the stream's playlist of this rendition
     /// is in the store (an earlier session: the encoder reconnected), it is continued, with
     /// `EXT-X-DISCONTINUITY` before the first new segment; else a new one begins.
-    pub async fn open(store: &dyn ObjectStore, playback_id: &str, dir: &str, session_id: &str) -> RenditionWriter {
-        let previous = match store.get(&key(playback_id, &format!("{dir}/index.m3u8"))).await {
+    pub async fn open(
+        store: &dyn ObjectStore,
+        playback_id: &str,
+        dir: &str,
+        session_id: &str,
+    ) -> RenditionWriter {
+        let previous = match store
+            .get(&key(playback_id, &format!("{dir}/index.m3u8")))
+            .await
+        {
             Ok(previous) => previous,
             Err(err) => {
                 tracing::warn!(error = %err, playback_id, dir, "reading the previous playlist failed; starting a new one");
                 None
             }
         };
-        let resumed = previous.and_then(|text| MediaPlaylist::resume(std::str::from_utf8(&text).ok()?, WINDOW));
+        let resumed = previous
+            .and_then(|text| MediaPlaylist::resume(std::str::from_utf8(&text).ok()?, WINDOW));
         RenditionWriter {
             playback_id: playback_id.to_string(),
             dir: dir.to_string(),
-            tag: session_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect(),
+            tag: session_id
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect(),
             muxer: TsMuxer::new(),
             after_gap: resumed.is_some(),
             playlist: resumed.unwrap_or_else(|| MediaPlaylist::new(WINDOW)),
@@ -67,13 +80,21 @@ impl RenditionWriter {
     }
 
     /// Stores the segment, then lists it: a player never sees a name it cannot fetch.
-    pub async fn push(&mut self, store: &dyn ObjectStore, segment: &Segment) -> anyhow::Result<StoredSegment> {
+    pub async fn push(
+        &mut self,
+        store: &dyn ObjectStore,
+        segment: &Segment,
+    ) -> anyhow::Result<StoredSegment> {
         let ts = self.muxer.mux(segment)?;
         let bytes = ts.len();
         let name = format!("{}_{}.ts", self.tag, segment.sequence);
         let object = key(&self.playback_id, &format!("{}/{name}", self.dir));
         store.put(&object, ts).await?;
-        self.playlist.push(name, segment.duration_ms.max(0) as f64 / 1000.0, segment.discontinuity || self.after_gap);
+        self.playlist.push(
+            name,
+            segment.duration_ms.max(0) as f64 / 1000.0,
+            segment.discontinuity || self.after_gap,
+        );
         self.after_gap = false;
         self.write_playlist(store).await?;
         Ok(StoredSegment { key: object, bytes })
@@ -92,7 +113,9 @@ impl RenditionWriter {
 
     async fn write_playlist(&self, store: &dyn ObjectStore) -> anyhow::Result<()> {
         let object = key(&self.playback_id, &format!("{}/index.m3u8", self.dir));
-        store.put(&object, Bytes::from(self.playlist.render())).await?;
+        store
+            .put(&object, Bytes::from(self.playlist.render()))
+            .await?;
         Ok(())
     }
 }
@@ -104,8 +127,14 @@ pub fn rendition_dir(index: usize, rendition: &Rendition) -> String {
     let safe = (1..=64).contains(&name.len())
         && name != SOURCE_DIR
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if safe { name.to_string() } else { format!("rendition{index}") }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if safe {
+        name.to_string()
+    } else {
+        format!("rendition{index}")
+    }
 }
 
 /// Writes the master playlist: the source first (players start with the first variant, and
@@ -120,12 +149,25 @@ pub async fn write_master(
     first_ts_bytes: usize,
     renditions: &[(String, Rendition)],
 ) -> anyhow::Result<()> {
-    let video = first.video_config.as_ref().and_then(|c| AvcConfig::parse(c).ok());
-    let audio = first.audio_config.as_ref().and_then(|c| AacConfig::parse(c).ok());
+    let video = first
+        .video_config
+        .as_ref()
+        .and_then(|c| AvcConfig::parse(c).ok());
+    let audio = first
+        .audio_config
+        .as_ref()
+        .and_then(|c| AacConfig::parse(c).ok());
     let seconds = (first.duration_ms.max(1) as f64) / 1000.0;
-    let source_fps = first.video_frame_rate().map(|fps| (fps * 1000.0).round() / 1000.0);
+    let source_fps = first
+        .video_frame_rate()
+        .map(|fps| (fps * 1000.0).round() / 1000.0);
     let audio_codec = audio.as_ref().map(aac_codec_string);
-    let audio_bits: u64 = first.packets.iter().filter(|p| p.track == Track::Audio).map(|p| p.data.len() as u64 * 8).sum();
+    let audio_bits: u64 = first
+        .packets
+        .iter()
+        .filter(|p| p.track == Track::Audio)
+        .map(|p| p.data.len() as u64 * 8)
+        .sum();
     let audio_rate = (audio_bits as f64 / seconds) as u64;
 
     let mut codecs: Vec<String> = video.as_ref().map(avc_codec_string).into_iter().collect();
@@ -135,7 +177,10 @@ pub async fn write_master(
         uri: format!("{SOURCE_DIR}/index.m3u8"),
         bandwidth: average + average / 4,
         average_bandwidth: Some(average),
-        resolution: video.as_ref().and_then(|v| v.sps.first()).and_then(|sps| sps_resolution(sps)),
+        resolution: video
+            .as_ref()
+            .and_then(|v| v.sps.first())
+            .and_then(|sps| sps_resolution(sps)),
         codecs,
         frame_rate: source_fps,
     }];
@@ -150,9 +195,18 @@ pub async fn write_master(
             average_bandwidth: Some(average),
             resolution: Some((rendition.width, rendition.height)),
             codecs,
-            frame_rate: rendition.profile.fps.map(|f| (f.as_f64() * 1000.0).round() / 1000.0).or(source_fps),
+            frame_rate: rendition
+                .profile
+                .fps
+                .map(|f| (f.as_f64() * 1000.0).round() / 1000.0)
+                .or(source_fps),
         });
     }
-    store.put(&key(playback_id, "index.m3u8"), Bytes::from(render_master(&variants))).await?;
+    store
+        .put(
+            &key(playback_id, "index.m3u8"),
+            Bytes::from(render_master(&variants)),
+        )
+        .await?;
     Ok(())
 }

@@ -7,18 +7,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::Row;
 use studio_media_core::Packet;
-use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpServer};
-use studio_media_core::ingest::srt::{SrtConfig, SrtServer};
-use studio_media_core::ingest::{IngestEvent, PublishAuthorizer, PublishGrant, PublishRequest, Refusal, SessionId};
 use studio_media_core::flv::AvcConfig;
 use studio_media_core::hls::sps_resolution;
+use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpServer};
+use studio_media_core::ingest::srt::{SrtConfig, SrtServer};
+use studio_media_core::ingest::{
+    IngestEvent, PublishAuthorizer, PublishGrant, PublishRequest, Refusal, SessionId,
+};
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::transcode::{Rendition, RenditionProfile, plan_renditions};
 use tokio::sync::{mpsc, watch};
 
 use super::hls_output::{RenditionWriter, SOURCE_DIR, rendition_dir, write_master};
-use super::transcoding::{SessionRef, TranscodePipeline};
 use super::registry::Publisher;
+use super::transcoding::{SessionRef, TranscodePipeline};
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::events::{self, EventType, NewEvent};
@@ -63,13 +65,30 @@ impl IngestServers {
 
 /// Binds the RTMP server on `rtmp_addr` and the SRT server on `srt_addr`, both authorizing
 /// against the database, and handles the events of both in one task until `shutdown`.
-pub async fn start(state: AppState, rtmp_addr: SocketAddr, srt_addr: SocketAddr, shutdown: watch::Receiver<bool>) -> anyhow::Result<IngestServers> {
-    let (rtmp, rtmp_events) = RtmpServer::bind(RtmpConfig { addr: rtmp_addr, ..RtmpConfig::default() }, authorizer(state.clone()))
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the RTMP address {rtmp_addr}: {e}"))?;
-    let (srt, srt_events) = SrtServer::bind(SrtConfig { addr: srt_addr, ..SrtConfig::default() }, authorizer(state.clone()))
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the SRT address {srt_addr}: {e}"))?;
+pub async fn start(
+    state: AppState,
+    rtmp_addr: SocketAddr,
+    srt_addr: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<IngestServers> {
+    let (rtmp, rtmp_events) = RtmpServer::bind(
+        RtmpConfig {
+            addr: rtmp_addr,
+            ..RtmpConfig::default()
+        },
+        authorizer(state.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("binding the RTMP address {rtmp_addr}: {e}"))?;
+    let (srt, srt_events) = SrtServer::bind(
+        SrtConfig {
+            addr: srt_addr,
+            ..SrtConfig::default()
+        },
+        authorizer(state.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("binding the SRT address {srt_addr}: {e}"))?;
     let events = tokio::spawn(handle_events(state, rtmp_events, srt_events, shutdown));
     Ok(IngestServers { rtmp, srt, events })
 }
@@ -83,8 +102,14 @@ fn authorizer(state: AppState) -> impl PublishAuthorizer {
 
 /// Turns the events of both servers into sessions: a task per publish, fed its packets. Session
 /// ids are unique across the servers, so one map holds the sessions of both.
-async fn handle_events(state: AppState, mut rtmp: mpsc::Receiver<IngestEvent>, mut srt: mpsc::Receiver<IngestEvent>, mut shutdown: watch::Receiver<bool>) {
-    let mut sessions: std::collections::HashMap<SessionId, mpsc::Sender<Packet>> = Default::default();
+async fn handle_events(
+    state: AppState,
+    mut rtmp: mpsc::Receiver<IngestEvent>,
+    mut srt: mpsc::Receiver<IngestEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut sessions: std::collections::HashMap<SessionId, mpsc::Sender<Packet>> =
+        Default::default();
     loop {
         let event = tokio::select! {
             Some(event) = rtmp.recv() => event,
@@ -96,7 +121,12 @@ async fn handle_events(state: AppState, mut rtmp: mpsc::Receiver<IngestEvent>, m
             IngestEvent::Started { handle, grant, .. } => {
                 let (packets, receiver) = mpsc::channel(SESSION_QUEUE);
                 sessions.insert(handle.id(), packets);
-                tokio::spawn(run_session(state.clone(), handle, grant.stream_id, receiver));
+                tokio::spawn(run_session(
+                    state.clone(),
+                    handle,
+                    grant.stream_id,
+                    receiver,
+                ));
             }
             IngestEvent::Packet { session_id, packet } => {
                 if let Some(packets) = sessions.get(&session_id) {
@@ -130,8 +160,12 @@ async fn authorize(state: &AppState, request: &PublishRequest) -> Result<Publish
         tracing::info!(remote = %request.remote_addr, reason = why, "publish refused");
         Refusal::new(why)
     };
-    let Some(row) = row else { return Err(refuse("unknown stream key")) };
-    let stream_id: String = row.try_get("id").map_err(|_| refuse("temporary server error"))?;
+    let Some(row) = row else {
+        return Err(refuse("unknown stream key"));
+    };
+    let stream_id: String = row
+        .try_get("id")
+        .map_err(|_| refuse("temporary server error"))?;
     if row.try_get::<i64, _>("suspended").unwrap_or(1) != 0 {
         return Err(refuse("the stream is suspended"));
     }
@@ -151,7 +185,13 @@ async fn run_session(
     mut packets: mpsc::Receiver<Packet>,
 ) {
     let ending = Arc::new(AtomicBool::new(false));
-    if !state.live().claim(&stream_id, Publisher { handle: handle.clone(), ending: ending.clone() }) {
+    if !state.live().claim(
+        &stream_id,
+        Publisher {
+            handle: handle.clone(),
+            ending: ending.clone(),
+        },
+    ) {
         tracing::info!(stream = %stream_id, "a second publisher raced the first; disconnecting it");
         handle.disconnect();
         return;
@@ -176,7 +216,15 @@ async fn run_session(
     while let Some(packet) = packets.recv().await {
         match segmenter.push(packet) {
             Ok(Some(segment)) => {
-                publish(&state, &session, Arc::new(segment), &ending, &mut went_live, &mut output).await;
+                publish(
+                    &state,
+                    &session,
+                    Arc::new(segment),
+                    &ending,
+                    &mut went_live,
+                    &mut output,
+                )
+                .await;
             }
             Ok(None) => {}
             Err(err) => {
@@ -186,10 +234,21 @@ async fn run_session(
         }
     }
     if let Some(segment) = segmenter.finish() {
-        publish(&state, &session, Arc::new(segment), &ending, &mut went_live, &mut output).await;
+        publish(
+            &state,
+            &session,
+            Arc::new(segment),
+            &ending,
+            &mut went_live,
+            &mut output,
+        )
+        .await;
     }
     if let Err(err) = output.source.end(state.media_store()).await {
-        tracing::error!(error = format!("{err:#}"), "closing the HLS playlist failed");
+        tracing::error!(
+            error = format!("{err:#}"),
+            "closing the HLS playlist failed"
+        );
     }
     if let Err(err) = close(&state, &session).await {
         tracing::error!(error = format!("{err:#}"), "closing a session failed");
@@ -212,19 +271,43 @@ struct LiveOutput {
 
 impl LiveOutput {
     async fn open(state: &AppState, session: &OpenSession) -> LiveOutput {
-        let source = RenditionWriter::open(state.media_store(), &session.playback_id, SOURCE_DIR, &session.id).await;
-        LiveOutput { source, wrote_master: false, transcoding: None }
+        let source = RenditionWriter::open(
+            state.media_store(),
+            &session.playback_id,
+            SOURCE_DIR,
+            &session.id,
+        )
+        .await;
+        LiveOutput {
+            source,
+            wrote_master: false,
+            transcoding: None,
+        }
     }
 
     /// Plans the renditions from the first segment, writes the master playlist and starts the
     /// transcode pipeline if there is anything to transcode.
-    async fn start(&mut self, state: &AppState, session: &OpenSession, ending: &Arc<AtomicBool>, first: &Segment, first_ts_bytes: usize) -> anyhow::Result<()> {
+    async fn start(
+        &mut self,
+        state: &AppState,
+        session: &OpenSession,
+        ending: &Arc<AtomicBool>,
+        first: &Segment,
+        first_ts_bytes: usize,
+    ) -> anyhow::Result<()> {
         let renditions: Vec<(String, Rendition)> = plan(first, &session.profiles)
             .into_iter()
             .enumerate()
             .map(|(i, rendition)| (rendition_dir(i, &rendition), rendition))
             .collect();
-        write_master(state.media_store(), &session.playback_id, first, first_ts_bytes, &renditions).await?;
+        write_master(
+            state.media_store(),
+            &session.playback_id,
+            first,
+            first_ts_bytes,
+            &renditions,
+        )
+        .await?;
         self.wrote_master = true;
         if !renditions.is_empty() {
             let session_ref = SessionRef {
@@ -234,7 +317,13 @@ impl LiveOutput {
                 playback_id: session.playback_id.clone(),
             };
             let lock = state.live().renditions_lock(&session.stream_id);
-            self.transcoding = Some(TranscodePipeline::start(state.clone(), session_ref, renditions, lock, ending.clone()));
+            self.transcoding = Some(TranscodePipeline::start(
+                state.clone(),
+                session_ref,
+                renditions,
+                lock,
+                ending.clone(),
+            ));
         }
         Ok(())
     }
@@ -242,14 +331,34 @@ impl LiveOutput {
 
 /// The renditions of the stream's profiles that this source can have (none without video).
 fn plan(first: &Segment, profiles: &[RenditionProfile]) -> Vec<Rendition> {
-    let Some(config) = first.video_config.as_ref().and_then(|c| AvcConfig::parse(c).ok()) else { return Vec::new() };
-    let Some((width, height)) = config.sps.first().and_then(|sps| sps_resolution(sps)) else { return Vec::new() };
-    plan_renditions(width, height, first.video_frame_rate().unwrap_or(0.0), profiles)
+    let Some(config) = first
+        .video_config
+        .as_ref()
+        .and_then(|c| AvcConfig::parse(c).ok())
+    else {
+        return Vec::new();
+    };
+    let Some((width, height)) = config.sps.first().and_then(|sps| sps_resolution(sps)) else {
+        return Vec::new();
+    };
+    plan_renditions(
+        width,
+        height,
+        first.video_frame_rate().unwrap_or(0.0),
+        profiles,
+    )
 }
 
 /// Makes a segment playable (HLS) and then counts it, so a stream is never reported live before
 /// a player can fetch it; then hands it to the transcode pipeline.
-async fn publish(state: &AppState, session: &OpenSession, segment: Arc<Segment>, ending: &Arc<AtomicBool>, went_live: &mut bool, output: &mut LiveOutput) {
+async fn publish(
+    state: &AppState,
+    session: &OpenSession,
+    segment: Arc<Segment>,
+    ending: &Arc<AtomicBool>,
+    went_live: &mut bool,
+    output: &mut LiveOutput,
+) {
     if ending.load(Ordering::Acquire) {
         return;
     }
@@ -261,7 +370,10 @@ async fn publish(state: &AppState, session: &OpenSession, segment: Arc<Segment>,
         }
     };
     if let Some(stored) = stored.as_ref().filter(|_| !output.wrote_master) {
-        if let Err(err) = output.start(state, session, ending, &segment, stored.bytes).await {
+        if let Err(err) = output
+            .start(state, session, ending, &segment, stored.bytes)
+            .await
+        {
             tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "writing the master playlist failed");
         }
     }
@@ -269,7 +381,14 @@ async fn publish(state: &AppState, session: &OpenSession, segment: Arc<Segment>,
         tracing::error!(error = format!("{err:#}"), "recording a segment failed");
     }
     if let Some(stored) = stored {
-        crate::recording::segment_stored(state, &session.project_id, &session.id, stored.key, &segment).await;
+        crate::recording::segment_stored(
+            state,
+            &session.project_id,
+            &session.id,
+            stored.key,
+            &segment,
+        )
+        .await;
     }
     if let Some(transcoding) = &output.transcoding {
         transcoding.offer(segment);
@@ -290,35 +409,78 @@ async fn open(state: &AppState, stream_id: &str) -> anyhow::Result<Option<OpenSe
     let now = now_ms();
     let mut tx = state.db().begin().await?;
     // The grant names the stream by id alone; its project comes from the row itself.
-    let project_id: Option<String> = sqlx::query("SELECT project_id FROM streams WHERE id = $1 AND deleted = 0")
-        .bind(stream_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| row.try_get("project_id"))
-        .transpose()?;
-    let Some(project_id) = project_id else { return Ok(None) };
-    let Some(stream) = streams::repo::get(&mut *tx, &project_id, stream_id).await? else { return Ok(None) };
+    let project_id: Option<String> =
+        sqlx::query("SELECT project_id FROM streams WHERE id = $1 AND deleted = 0")
+            .bind(stream_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get("project_id"))
+            .transpose()?;
+    let Some(project_id) = project_id else {
+        return Ok(None);
+    };
+    let Some(stream) = streams::repo::get(&mut *tx, &project_id, stream_id).await? else {
+        return Ok(None);
+    };
     let id = crate::ids::new_id();
     sessions::repo::insert(&mut tx, &id, &stream, now).await?;
     tx.commit().await?;
     tracing::info!(stream = %stream_id, session = %id, "publish started");
     let profiles = stream.profiles.iter().map(|p| p.to_rendition()).collect();
-    Ok(Some(OpenSession { id, project_id, stream_id: stream_id.to_string(), playback_id: stream.playback_id.clone(), profiles }))
+    Ok(Some(OpenSession {
+        id,
+        project_id,
+        stream_id: stream_id.to_string(),
+        playback_id: stream.playback_id.clone(),
+        profiles,
+    }))
 }
 
 /// Adds a segment to the statistics; the first one makes the stream live (`stream.started`).
-async fn record(state: &AppState, session: &OpenSession, segment: &Segment, ending: &AtomicBool, went_live: &mut bool) -> anyhow::Result<()> {
+async fn record(
+    state: &AppState,
+    session: &OpenSession,
+    segment: &Segment,
+    ending: &AtomicBool,
+    went_live: &mut bool,
+) -> anyhow::Result<()> {
     if ending.load(Ordering::Acquire) {
         return Ok(());
     }
     let now = now_ms();
     let duration_s = segment.duration_ms.max(0) as f64 / 1000.0;
     let mut tx = state.db().begin().await?;
-    sessions::repo::add_segment(&mut tx, SegmentKind::Source, &session.project_id, &session.id, &session.stream_id, duration_s, segment.size_bytes as i64, now).await?;
+    sessions::repo::add_segment(
+        &mut tx,
+        SegmentKind::Source,
+        &session.project_id,
+        &session.id,
+        &session.stream_id,
+        duration_s,
+        segment.size_bytes as i64,
+        now,
+    )
+    .await?;
     let mut started = false;
-    if !*went_live && streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, true, now).await? {
-        if let Some(stream) = streams::repo::get(&mut *tx, &session.project_id, &session.stream_id).await? {
-            events::emit(&mut tx, NewEvent { project_id: &stream.project_id, user_id: &stream.user_id, event: EventType::StreamStarted, stream: Some(&stream), payload: None }, now).await?;
+    if !*went_live
+        && streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, true, now)
+            .await?
+    {
+        if let Some(stream) =
+            streams::repo::get(&mut *tx, &session.project_id, &session.stream_id).await?
+        {
+            events::emit(
+                &mut tx,
+                NewEvent {
+                    project_id: &stream.project_id,
+                    user_id: &stream.user_id,
+                    event: EventType::StreamStarted,
+                    stream: Some(&stream),
+                    payload: None,
+                },
+                now,
+            )
+            .await?;
             started = true;
         }
     }
@@ -336,9 +498,24 @@ async fn close(state: &AppState, session: &OpenSession) -> anyhow::Result<()> {
     let mut tx = state.db().begin().await?;
     sessions::repo::end(&mut tx, &session.project_id, &session.id, now).await?;
     let mut idle = false;
-    if streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, false, now).await? {
-        if let Some(stream) = streams::repo::get(&mut *tx, &session.project_id, &session.stream_id).await? {
-            events::emit(&mut tx, NewEvent { project_id: &stream.project_id, user_id: &stream.user_id, event: EventType::StreamIdle, stream: Some(&stream), payload: None }, now).await?;
+    if streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, false, now)
+        .await?
+    {
+        if let Some(stream) =
+            streams::repo::get(&mut *tx, &session.project_id, &session.stream_id).await?
+        {
+            events::emit(
+                &mut tx,
+                NewEvent {
+                    project_id: &stream.project_id,
+                    user_id: &stream.user_id,
+                    event: EventType::StreamIdle,
+                    stream: Some(&stream),
+                    payload: None,
+                },
+                now,
+            )
+            .await?;
             idle = true;
         }
     }

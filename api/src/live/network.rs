@@ -25,14 +25,18 @@ pub async fn gateway(config: &NetworkConfig) -> anyhow::Result<Gateway> {
         NetworkMode::Onchain => {
             let source = key_source(config)?;
             // Decrypting a keystore runs scrypt: seconds of CPU, off the async threads.
-            let signer = tokio::task::spawn_blocking(move || source.load()).await?.context("loading the gateway's ETH key")?;
+            let signer = tokio::task::spawn_blocking(move || source.load())
+                .await?
+                .context("loading the gateway's ETH key")?;
             Identity::on_chain(signer).context("signing the gateway's InfoSig")?
         }
     };
     let chain = match (&config.eth_rpc_url, config.mode) {
         (Some(url), NetworkMode::Onchain) => Some(chain(config, url).await?),
         (Some(_), NetworkMode::Offchain) => {
-            tracing::warn!("network.eth_rpc_url is set but network.mode is offchain: the chain is not read");
+            tracing::warn!(
+                "network.eth_rpc_url is set but network.mode is offchain: the chain is not read"
+            );
             None
         }
         (None, _) => None,
@@ -40,25 +44,36 @@ pub async fn gateway(config: &NetworkConfig) -> anyhow::Result<Gateway> {
     if let (Some(chain), Some(signer)) = (&chain, identity.signer()) {
         let address = signer.address();
         let (info, round) = funding(chain, address).await?;
-        info.check_funded(round).map_err(|e| anyhow::anyhow!("the gateway's account {address} cannot pay orchestrators: {e}"))?;
+        info.check_funded(round).map_err(|e| {
+            anyhow::anyhow!("the gateway's account {address} cannot pay orchestrators: {e}")
+        })?;
         tracing::info!(%address, deposit_wei = %info.deposit, reserve_wei = %info.reserve, "gateway account funded in the TicketBroker");
         tokio::spawn(report_funding(chain.clone(), address));
     } else if let Some(signer) = identity.signer() {
         tracing::warn!(address = %signer.address(), "network.eth_rpc_url is not set: the account's deposit and reserve are not checked");
     }
     let discovery = if !config.orchestrators.is_empty() {
-        let uris = config.orchestrators.iter().map(|a| parse_address(a)).collect::<Result<Vec<_>, _>>().context("network.orchestrators")?;
+        let uris = config
+            .orchestrators
+            .iter()
+            .map(|a| parse_address(a))
+            .collect::<Result<Vec<_>, _>>()
+            .context("network.orchestrators")?;
         Discovery::Static(uris)
     } else if let Some(url) = &config.orchestrator_webhook {
-        Discovery::Webhook(WebhookDiscovery::new(url.parse().with_context(|| format!("network.orchestrator_webhook {url:?} is not a URL"))?))
+        Discovery::Webhook(WebhookDiscovery::new(url.parse().with_context(|| {
+            format!("network.orchestrator_webhook {url:?} is not a URL")
+        })?))
     } else {
         Discovery::Chain(chain.context("on-chain discovery needs network.eth_rpc_url")?)
     };
     let mut gateway = GatewayConfig::new(discovery, identity);
     if config.max_price_per_unit > 0 {
         let price = PriceInfo {
-            price_per_unit: i64::try_from(config.max_price_per_unit).context("network.max_price_per_unit is too large")?,
-            pixels_per_unit: i64::try_from(config.pixels_per_unit.max(1)).context("network.pixels_per_unit is too large")?,
+            price_per_unit: i64::try_from(config.max_price_per_unit)
+                .context("network.max_price_per_unit is too large")?,
+            pixels_per_unit: i64::try_from(config.pixels_per_unit.max(1))
+                .context("network.pixels_per_unit is too large")?,
         };
         gateway.max_price = Some(PricePerPixel::from_price_info(&price)?);
     }
@@ -67,26 +82,47 @@ pub async fn gateway(config: &NetworkConfig) -> anyhow::Result<Gateway> {
 }
 
 fn key_source(config: &NetworkConfig) -> anyhow::Result<KeySource> {
-    match (&config.eth_keystore, &config.eth_keystore_password, &config.eth_private_key) {
-        (Some(path), Some(password), None) => Ok(KeySource::KeystoreFile { path: path.clone(), password: password.clone() }),
-        (Some(_), None, None) => anyhow::bail!("network.eth_keystore needs network.eth_keystore_password"),
+    match (
+        &config.eth_keystore,
+        &config.eth_keystore_password,
+        &config.eth_private_key,
+    ) {
+        (Some(path), Some(password), None) => Ok(KeySource::KeystoreFile {
+            path: path.clone(),
+            password: password.clone(),
+        }),
+        (Some(_), None, None) => {
+            anyhow::bail!("network.eth_keystore needs network.eth_keystore_password")
+        }
         (None, _, Some(key)) => Ok(KeySource::PrivateKey(key.clone())),
-        (Some(_), _, Some(_)) => anyhow::bail!("set network.eth_keystore or network.eth_private_key, not both"),
-        (None, _, None) => anyhow::bail!("network.mode = onchain needs network.eth_keystore or network.eth_private_key"),
+        (Some(_), _, Some(_)) => {
+            anyhow::bail!("set network.eth_keystore or network.eth_private_key, not both")
+        }
+        (None, _, None) => anyhow::bail!(
+            "network.mode = onchain needs network.eth_keystore or network.eth_private_key"
+        ),
     }
 }
 
 async fn chain(config: &NetworkConfig, url: &str) -> anyhow::Result<ChainClient> {
     let mut chain = ChainConfig::new(url.parse().context("network.eth_rpc_url is not a URL")?);
     if let Some(controller) = &config.eth_controller {
-        chain.controller = controller.parse().with_context(|| format!("network.eth_controller {controller:?} is not an address"))?;
+        chain.controller = controller
+            .parse()
+            .with_context(|| format!("network.eth_controller {controller:?} is not an address"))?;
     }
     Ok(ChainClient::connect(chain).await?)
 }
 
 async fn funding(chain: &ChainClient, address: Address) -> anyhow::Result<(SenderInfo, U256)> {
-    let info = chain.sender_info(address).await.context("reading the gateway's TicketBroker deposit and reserve")?;
-    let round = chain.current_round().await.context("reading the current round")?;
+    let info = chain
+        .sender_info(address)
+        .await
+        .context("reading the gateway's TicketBroker deposit and reserve")?;
+    let round = chain
+        .current_round()
+        .await
+        .context("reading the current round")?;
     metrics::gauge!("studio_network_sender_deposit_wei").set(wei(info.deposit));
     metrics::gauge!("studio_network_sender_reserve_wei").set(wei(info.reserve));
     Ok((info, round))
@@ -102,7 +138,10 @@ async fn report_funding(chain: ChainClient, address: Address) {
                     tracing::error!(%address, error = %e, "the gateway's account can no longer pay orchestrators");
                 }
             }
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "reading the gateway's funding failed"),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "reading the gateway's funding failed"
+            ),
         }
     }
 }

@@ -26,7 +26,10 @@ pub struct Registry {
 impl Registry {
     /// Registers the publisher of `stream_id`; false when the stream already has one.
     pub fn claim(&self, stream_id: &str, publisher: Publisher) -> bool {
-        let mut map = self.by_stream.lock().expect("the registry lock is never poisoned");
+        let mut map = self
+            .by_stream
+            .lock()
+            .expect("the registry lock is never poisoned");
         if map.contains_key(stream_id) {
             return false;
         }
@@ -35,13 +38,22 @@ impl Registry {
     }
 
     pub fn is_live(&self, stream_id: &str) -> bool {
-        self.by_stream.lock().expect("the registry lock is never poisoned").contains_key(stream_id)
+        self.by_stream
+            .lock()
+            .expect("the registry lock is never poisoned")
+            .contains_key(stream_id)
     }
 
     /// Forgets the publisher of `stream_id` if it is still `handle`'s session.
     pub fn release(&self, stream_id: &str, handle: &SessionHandle) {
-        let mut map = self.by_stream.lock().expect("the registry lock is never poisoned");
-        if map.get(stream_id).is_some_and(|p| p.handle.id() == handle.id()) {
+        let mut map = self
+            .by_stream
+            .lock()
+            .expect("the registry lock is never poisoned");
+        if map
+            .get(stream_id)
+            .is_some_and(|p| p.handle.id() == handle.id())
+        {
             map.remove(stream_id);
         }
     }
@@ -50,14 +62,22 @@ impl Registry {
     /// so that a reconnecting publisher's pipeline starts only after the previous one closed
     /// its playlists. Locks nobody else holds are dropped on the way.
     pub fn renditions_lock(&self, stream_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.renditions.lock().expect("the registry lock is never poisoned");
+        let mut map = self
+            .renditions
+            .lock()
+            .expect("the registry lock is never poisoned");
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
         map.entry(stream_id.to_string()).or_default().clone()
     }
 
     /// Ends the publish of `stream_id`, if it has one on this node.
     pub fn disconnect(&self, stream_id: &str) {
-        if let Some(publisher) = self.by_stream.lock().expect("the registry lock is never poisoned").get(stream_id) {
+        if let Some(publisher) = self
+            .by_stream
+            .lock()
+            .expect("the registry lock is never poisoned")
+            .get(stream_id)
+        {
             publisher.ending.store(true, Ordering::Release);
             publisher.handle.disconnect();
         }

@@ -24,7 +24,10 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         if let Err(err) = sweep(&state).await {
-            tracing::error!(error = format!("{err:#}"), "sweeping abandoned live streams failed");
+            tracing::error!(
+                error = format!("{err:#}"),
+                "sweeping abandoned live streams failed"
+            );
         }
     }
 }
@@ -64,7 +67,18 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
                 .execute(&mut *tx)
                 .await?;
             if let Some(stream) = streams::repo::get(&mut *tx, &project_id, &id).await? {
-                events::emit(&mut tx, NewEvent { project_id: &project_id, user_id: &stream.user_id, event: EventType::StreamIdle, stream: Some(&stream), payload: None }, now).await?;
+                events::emit(
+                    &mut tx,
+                    NewEvent {
+                        project_id: &project_id,
+                        user_id: &stream.user_id,
+                        event: EventType::StreamIdle,
+                        stream: Some(&stream),
+                        payload: None,
+                    },
+                    now,
+                )
+                .await?;
             }
             tracing::info!(stream = %id, "a live stream stopped sending without ending: marked idle");
             woke = true;

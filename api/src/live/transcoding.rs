@@ -60,13 +60,18 @@ impl TranscodePipeline {
             let guard = renditions_lock.lock_owned().await;
             run(state, session, renditions, receiver, ending, guard).await;
         });
-        TranscodePipeline { segments, task, stream_id }
+        TranscodePipeline {
+            segments,
+            task,
+            stream_id,
+        }
     }
 
     /// Hands a source segment over; skipped (with a log line) when the transcoder is behind.
     pub fn offer(&self, segment: Arc<Segment>) {
         if let Err(mpsc::error::TrySendError::Full(segment)) = self.segments.try_send(segment) {
-            metrics::counter!("studio_transcode_segments_total", "result" => "skipped").increment(1);
+            metrics::counter!("studio_transcode_segments_total", "result" => "skipped")
+                .increment(1);
             tracing::warn!(stream = %self.stream_id, sequence = segment.sequence, "transcoding is behind live; skipping a segment");
         }
     }
@@ -87,7 +92,10 @@ pub async fn transcoder(config: &Config) -> anyhow::Result<Arc<dyn Transcoder>> 
         TranscoderSetting::Network => Ok(Arc::new(super::network::gateway(&config.network).await?)),
         TranscoderSetting::Auto => {
             let network = Arc::new(super::network::gateway(&config.network).await?);
-            Ok(Arc::new(WithFallback::new(network, bundled_transcoder(&config.transcode)?)))
+            Ok(Arc::new(WithFallback::new(
+                network,
+                bundled_transcoder(&config.transcode)?,
+            )))
         }
     }
 }
@@ -106,8 +114,14 @@ pub fn bundled_transcoder(config: &TranscodeConfig) -> anyhow::Result<Arc<dyn Tr
         n => n,
     };
     match &choice.nvenc_unusable {
-        None => tracing::info!(encoder = choice.encoder.ffmpeg_name(), concurrency, "bundled transcoder: NVIDIA NVENC"),
-        Some(why) => tracing::info!(encoder = choice.encoder.ffmpeg_name(), concurrency, nvenc = %why, "bundled transcoder: libx264 on the CPU"),
+        None => tracing::info!(
+            encoder = choice.encoder.ffmpeg_name(),
+            concurrency,
+            "bundled transcoder: NVIDIA NVENC"
+        ),
+        Some(why) => {
+            tracing::info!(encoder = choice.encoder.ffmpeg_name(), concurrency, nvenc = %why, "bundled transcoder: libx264 on the CPU")
+        }
     }
     Ok(Arc::new(LocalTranscoder::new(choice.encoder, concurrency)?))
 }
@@ -125,7 +139,10 @@ async fn run(
     let plan: Arc<[Rendition]> = renditions.iter().map(|(_, r)| r.clone()).collect();
     let mut writers = Vec::with_capacity(renditions.len());
     for (dir, _) in &renditions {
-        writers.push(RenditionWriter::open(state.media_store(), &session.playback_id, dir, &session.id).await);
+        writers.push(
+            RenditionWriter::open(state.media_store(), &session.playback_id, dir, &session.id)
+                .await,
+        );
     }
     let stream: Arc<str> = session.stream_id.as_str().into();
     let mut expected: Option<u64> = None;
@@ -138,7 +155,11 @@ async fn run(
         }
         expected = Some(segment.sequence + 1);
         let started = Instant::now();
-        let job = TranscodeJob { stream: stream.clone(), segment: segment.clone(), renditions: plan.clone() };
+        let job = TranscodeJob {
+            stream: stream.clone(),
+            segment: segment.clone(),
+            renditions: plan.clone(),
+        };
         let outputs = match transcoder.transcode(job).await {
             Ok(outputs) => outputs,
             Err(err) => {
@@ -148,7 +169,8 @@ async fn run(
                 continue;
             }
         };
-        metrics::histogram!("studio_transcode_seconds", "transcoder" => name.clone()).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("studio_transcode_seconds", "transcoder" => name.clone())
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!("studio_transcode_segments_total", "result" => "ok", "transcoder" => name.clone()).increment(1);
         if ending.load(Ordering::Acquire) {
             break;
@@ -164,21 +186,42 @@ async fn run(
             }
         }
         if let Err(err) = count(&state, &session, &segment, bytes).await {
-            tracing::error!(error = format!("{err:#}"), "recording transcode statistics failed");
+            tracing::error!(
+                error = format!("{err:#}"),
+                "recording transcode statistics failed"
+            );
         }
     }
     transcoder.stream_ended(&stream);
     for writer in &mut writers {
         if let Err(err) = writer.end(state.media_store()).await {
-            tracing::error!(error = format!("{err:#}"), "closing a rendition playlist failed");
+            tracing::error!(
+                error = format!("{err:#}"),
+                "closing a rendition playlist failed"
+            );
         }
     }
 }
 
-async fn count(state: &AppState, session: &SessionRef, segment: &Segment, bytes: usize) -> anyhow::Result<()> {
+async fn count(
+    state: &AppState,
+    session: &SessionRef,
+    segment: &Segment,
+    bytes: usize,
+) -> anyhow::Result<()> {
     let duration_s = segment.duration_ms.max(0) as f64 / 1000.0;
     let mut tx = state.db().begin().await?;
-    sessions::repo::add_segment(&mut tx, SegmentKind::Transcoded, &session.project_id, &session.id, &session.stream_id, duration_s, bytes as i64, now_ms()).await?;
+    sessions::repo::add_segment(
+        &mut tx,
+        SegmentKind::Transcoded,
+        &session.project_id,
+        &session.id,
+        &session.stream_id,
+        duration_s,
+        bytes as i64,
+        now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -29,7 +29,10 @@ pub fn key(playback_id: &str, path: &str) -> String {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/hls/{playback_id}/{file}", get(serve_top))
-        .route("/hls/{playback_id}/{rendition}/{file}", get(serve_rendition))
+        .route(
+            "/hls/{playback_id}/{rendition}/{file}",
+            get(serve_rendition),
+        )
 }
 
 async fn serve_top(
@@ -59,7 +62,9 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
     } else {
         return Err(not_found());
     };
-    if playback_id.len() > 64 || studio_media_core::store::validate_key(&key(playback_id, path)).is_err() {
+    if playback_id.len() > 64
+        || studio_media_core::store::validate_key(&key(playback_id, path)).is_err()
+    {
         return Err(not_found());
     }
     check_playable(state, playback_id).await?;
@@ -69,14 +74,21 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?
         .ok_or_else(not_found)?;
-    let cache = if content_type == PLAYLIST_TYPE { "no-cache" } else { "public, max-age=31536000, immutable" };
+    let cache = if content_type == PLAYLIST_TYPE {
+        "no-cache"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     // Requests with an `Origin` get it echoed by the CORS layer (credentials allowed); others may
     // be read from anywhere.
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     *response.status_mut() = StatusCode::OK;
     Ok(response)
 }
@@ -88,9 +100,17 @@ async fn check_playable(state: &AppState, playback_id: &str) -> Result<(), ApiEr
     let policy = match crate::streams::repo::find_by_playback_id(state.db(), playback_id).await? {
         Some(stream) if stream.suspended => return Err(not_found()),
         Some(stream) => stream.playback_policy,
-        None => crate::assets::repo::find_by_playback_id(state.db(), playback_id).await?.ok_or_else(not_found)?.playback_policy,
+        None => {
+            crate::assets::repo::find_by_playback_id(state.db(), playback_id)
+                .await?
+                .ok_or_else(not_found)?
+                .playback_policy
+        }
     };
-    if policy.as_ref().is_some_and(|p| p.kind != PlaybackPolicyType::Public) {
+    if policy
+        .as_ref()
+        .is_some_and(|p| p.kind != PlaybackPolicyType::Public)
+    {
         return Err(ApiError::Unauthorized(
             "this content's playback policy requires credentials, which this server cannot check yet".into(),
         ));
@@ -99,7 +119,12 @@ async fn check_playable(state: &AppState, playback_id: &str) -> Result<(), ApiEr
 }
 
 /// An asset's MP4: the whole file, or the one byte range a player asks for.
-async fn serve_mp4(state: &AppState, playback_id: &str, file: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn serve_mp4(
+    state: &AppState,
+    playback_id: &str,
+    file: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("no such file".into());
     let object = key(playback_id, file);
     if playback_id.len() > 64 || studio_media_core::store::validate_key(&object).is_err() {
@@ -107,8 +132,16 @@ async fn serve_mp4(state: &AppState, playback_id: &str, file: &str, headers: &He
     }
     check_playable(state, playback_id).await?;
     let store_error = |e| ApiError::Internal(anyhow::Error::new(e));
-    let size = state.media_store().size(&object).await.map_err(store_error)?.ok_or_else(not_found)?;
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
+    let size = state
+        .media_store()
+        .size(&object)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| parse_range(v, size));
     let (status, start, end) = match range {
         None | Some(RangeRequest::Ignored) => (StatusCode::OK, 0, size),
         Some(RangeRequest::Bytes(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
@@ -120,14 +153,25 @@ async fn serve_mp4(state: &AppState, playback_id: &str, file: &str, headers: &He
             return Ok(response);
         }
     };
-    let body = state.media_store().get_range(&object, start, end).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let body = state
+        .media_store()
+        .get_range(&object, start, end)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
     let mut response = body.into_response();
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(MP4_TYPE));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)) {
             headers.insert(header::CONTENT_RANGE, value);
@@ -148,11 +192,15 @@ enum RangeRequest {
 
 /// Parses a `Range` header of one byte range: `bytes=a-b`, `bytes=a-`, `bytes=-n`.
 fn parse_range(value: &str, size: u64) -> RangeRequest {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Ignored };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignored;
+    };
     if spec.contains(',') {
         return RangeRequest::Ignored;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else { return RangeRequest::Ignored };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Ignored;
+    };
     let (first, last) = (first.trim(), last.trim());
     let parse = |s: &str| s.parse::<u64>().ok();
     let (start, end) = match (first.is_empty(), last.is_empty()) {
@@ -162,7 +210,9 @@ fn parse_range(value: &str, size: u64) -> RangeRequest {
             None => return RangeRequest::Ignored,
         },
         (false, _) => {
-            let Some(start) = parse(first) else { return RangeRequest::Ignored };
+            let Some(start) = parse(first) else {
+                return RangeRequest::Ignored;
+            };
             let end = if last.is_empty() {
                 size
             } else {
@@ -188,10 +238,22 @@ mod tests {
     #[test]
     fn byte_ranges() {
         assert_eq!(parse_range("bytes=0-99", 1000), RangeRequest::Bytes(0, 100));
-        assert_eq!(parse_range("bytes=900-", 1000), RangeRequest::Bytes(900, 1000));
-        assert_eq!(parse_range("bytes=-100", 1000), RangeRequest::Bytes(900, 1000));
-        assert_eq!(parse_range("bytes=990-2000", 1000), RangeRequest::Bytes(990, 1000));
-        assert_eq!(parse_range("bytes=1000-", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(
+            parse_range("bytes=900-", 1000),
+            RangeRequest::Bytes(900, 1000)
+        );
+        assert_eq!(
+            parse_range("bytes=-100", 1000),
+            RangeRequest::Bytes(900, 1000)
+        );
+        assert_eq!(
+            parse_range("bytes=990-2000", 1000),
+            RangeRequest::Bytes(990, 1000)
+        );
+        assert_eq!(
+            parse_range("bytes=1000-", 1000),
+            RangeRequest::Unsatisfiable
+        );
         assert_eq!(parse_range("bytes=5-1", 1000), RangeRequest::Ignored);
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeRequest::Ignored);
         assert_eq!(parse_range("items=0-1", 1000), RangeRequest::Ignored);

@@ -108,7 +108,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(()),
     responses((status = 200, body = PlaybackInfo), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "The asset is not ready for playback")))]
-async fn get_playback_info(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PlaybackInfo>> {
+async fn get_playback_info(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PlaybackInfo>> {
     let not_found = || {
         let shown: String = id.chars().take(64).collect();
         ApiError::NotFound(format!("No playback URL found for {shown}"))
@@ -125,7 +128,9 @@ async fn get_playback_info(State(state): State<AppState>, Path(id): Path<String>
         if let Some(recording) = crate::assets::repo::find_recording(state.db(), &id).await? {
             let mut info = vod_info(recording, base)?;
             info.kind = PlaybackType::Recording;
-            info.meta.source.retain(|s| matches!(s.hrn, SourceName::Hls));
+            info.meta
+                .source
+                .retain(|s| matches!(s.hrn, SourceName::Hls));
             return Ok(Json(info));
         }
         return Err(not_found());
@@ -155,7 +160,11 @@ async fn get_playback_info(State(state): State<AppState>, Path(id): Path<String>
     ];
     Ok(Json(PlaybackInfo {
         kind: PlaybackType::Live,
-        meta: PlaybackMeta { live: Some(stream.is_active as i64), playback_policy: stream.playback_policy.map(Some), source },
+        meta: PlaybackMeta {
+            live: Some(stream.is_active as i64),
+            playback_policy: stream.playback_policy.map(Some),
+            source,
+        },
     }))
 }
 
@@ -187,5 +196,12 @@ fn vod_info(asset: Asset, base: &str) -> ApiResult<PlaybackInfo> {
             bitrate: None,
         });
     }
-    Ok(PlaybackInfo { kind: PlaybackType::Vod, meta: PlaybackMeta { live: None, playback_policy: Some(asset.playback_policy), source } })
+    Ok(PlaybackInfo {
+        kind: PlaybackType::Vod,
+        meta: PlaybackMeta {
+            live: None,
+            playback_policy: Some(asset.playback_policy),
+            source,
+        },
+    })
 }

@@ -25,9 +25,21 @@ pub const LIST_SPEC: ListSpec = ListSpec {
         field("lastSeen", "last_seen", FieldKind::Number),
         field("createdAt", "created_at", FieldKind::Number),
         field("sourceSegments", "source_segments", FieldKind::Number),
-        field("transcodedSegments", "transcoded_segments", FieldKind::Number),
-        field("sourceSegmentsDuration", "source_segments_duration", FieldKind::Number),
-        field("transcodedSegmentsDuration", "transcoded_segments_duration", FieldKind::Number),
+        field(
+            "transcodedSegments",
+            "transcoded_segments",
+            FieldKind::Number,
+        ),
+        field(
+            "sourceSegmentsDuration",
+            "source_segments_duration",
+            FieldKind::Number,
+        ),
+        field(
+            "transcodedSegmentsDuration",
+            "transcoded_segments_duration",
+            FieldKind::Number,
+        ),
         field("sourceBytes", "source_bytes", FieldKind::Number),
         field("transcodedBytes", "transcoded_bytes", FieldKind::Number),
         field("ingestRate", "ingest_rate", FieldKind::Number),
@@ -120,7 +132,11 @@ pub async fn add_segment(
              transcoded_bytes = transcoded_bytes + $2, outgoing_rate = $3, last_seen = $4"
         }
     };
-    let rate = if duration_s > 0.0 { bytes as f64 / duration_s } else { 0.0 };
+    let rate = if duration_s > 0.0 {
+        bytes as f64 / duration_s
+    } else {
+        0.0
+    };
     for (table, id) in [("sessions", session_id), ("streams", stream_id)] {
         let sql = format!("UPDATE {table} SET {set} WHERE project_id = $5 AND id = $6");
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -137,13 +153,20 @@ pub async fn add_segment(
 }
 
 /// Marks the session over.
-pub async fn end(tx: &mut Tx, project_id: &str, session_id: &str, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sessions SET ended_at = $1, ingest_rate = 0 WHERE project_id = $2 AND id = $3")
-        .bind(now)
-        .bind(project_id)
-        .bind(session_id)
-        .execute(&mut **tx)
-        .await?;
+pub async fn end(
+    tx: &mut Tx,
+    project_id: &str,
+    session_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET ended_at = $1, ingest_rate = 0 WHERE project_id = $2 AND id = $3",
+    )
+    .bind(now)
+    .bind(project_id)
+    .bind(session_id)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("UPDATE streams SET ingest_rate = 0 WHERE project_id = $1 AND id = (SELECT stream_id FROM sessions WHERE project_id = $2 AND id = $3)")
         .bind(project_id)
         .bind(project_id)
@@ -158,9 +181,17 @@ pub async fn get(db: &Database, project_id: &str, id: &str) -> ApiResult<Option<
 }
 
 /// Like [`get`], on any executor (e.g. inside a transaction).
-pub async fn get_in<'e, E: Executor<'e, Database = Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<Session>> {
+pub async fn get_in<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<Option<Session>> {
     let sql = format!("SELECT {COLUMNS} FROM sessions WHERE project_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(exec).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -182,5 +213,8 @@ pub async fn list(
         scope.push(" AND last_seen > 0 AND source_segments_duration > 0");
     }
     let (rows, page) = req.fetch(db, COLUMNS, "sessions", scope).await?;
-    Ok((rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?, page))
+    Ok((
+        rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?,
+        page,
+    ))
 }

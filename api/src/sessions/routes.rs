@@ -42,7 +42,14 @@ async fn list_sessions(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LIST_SPEC)?;
-    let (mut sessions, page) = repo::list(state.db(), &principal.project_id, query.parent_id.as_deref(), false, &req).await?;
+    let (mut sessions, page) = repo::list(
+        state.db(),
+        &principal.project_id,
+        query.parent_id.as_deref(),
+        false,
+        &req,
+    )
+    .await?;
     super::describe_recordings(&state, &principal.project_id, &mut sessions).await?;
     Ok(req.respond(sessions, page, &uri, state.public_url()))
 }
@@ -51,8 +58,14 @@ async fn list_sessions(
 #[utoipa::path(get, path = "/session/{id}", tag = "session", operation_id = "getSession",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_session(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Session>> {
-    let session = repo::get(state.db(), &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+async fn get_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Session>> {
+    let session = repo::get(state.db(), &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let mut sessions = [session];
     super::describe_recordings(&state, &principal.project_id, &mut sessions).await?;
     let [session] = sessions;
@@ -71,8 +84,17 @@ async fn list_stream_sessions(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LIST_SPEC)?;
-    crate::streams::repo::get(state.db().reader(), &principal.project_id, &parent_id).await?.ok_or_else(ApiError::not_found)?;
-    let (mut sessions, page) = repo::list(state.db(), &principal.project_id, Some(&parent_id), true, &req).await?;
+    crate::streams::repo::get(state.db().reader(), &principal.project_id, &parent_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let (mut sessions, page) = repo::list(
+        state.db(),
+        &principal.project_id,
+        Some(&parent_id),
+        true,
+        &req,
+    )
+    .await?;
     super::describe_recordings(&state, &principal.project_id, &mut sessions).await?;
     Ok(req.respond(sessions, page, &uri, state.public_url()))
 }

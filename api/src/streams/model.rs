@@ -4,7 +4,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::validate::{Problems, is_origin, is_url_with_scheme};
-use crate::profiles::{FfmpegProfile, TranscodeProfile, validate_ffmpeg_profiles, validate_transcode_profiles};
+use crate::profiles::{
+    FfmpegProfile, TranscodeProfile, validate_ffmpeg_profiles, validate_transcode_profiles,
+};
 
 /// Largest serialized size of `userTags`, in characters (Studio's limit).
 pub const MAX_USER_TAGS_JSON: usize = 2048;
@@ -96,7 +98,10 @@ impl CreatorIdInput {
     pub fn into_creator_id(self) -> CreatorId {
         match self {
             CreatorIdInput::Object(c) => c,
-            CreatorIdInput::Value(value) => CreatorId { kind: CreatorIdType::Unverified, value },
+            CreatorIdInput::Value(value) => CreatorId {
+                kind: CreatorIdType::Unverified,
+                value,
+            },
         }
     }
 }
@@ -251,7 +256,9 @@ pub struct StreamPatchPayload {
 }
 
 /// Tells "absent" (`None`) from "null" (`Some(None)`).
-fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -261,10 +268,15 @@ pub fn validate_name(problems: &mut Problems, name: &str) {
 }
 
 /// `userTags`: values are strings, numbers or arrays of those; at most 2048 characters of JSON.
-pub fn validate_user_tags(problems: &mut Problems, tags: &serde_json::Map<String, serde_json::Value>) {
+pub fn validate_user_tags(
+    problems: &mut Problems,
+    tags: &serde_json::Map<String, serde_json::Value>,
+) {
     let json = serde_json::to_string(tags).unwrap_or_default();
     if json.chars().count() > MAX_USER_TAGS_JSON {
-        problems.add(format!("userTags must be at most {MAX_USER_TAGS_JSON} characters of JSON"));
+        problems.add(format!(
+            "userTags must be at most {MAX_USER_TAGS_JSON} characters of JSON"
+        ));
     }
     for (key, value) in tags {
         let scalar = |v: &serde_json::Value| v.is_string() || v.is_number();
@@ -273,7 +285,9 @@ pub fn validate_user_tags(problems: &mut Problems, tags: &serde_json::Map<String
             v => scalar(v),
         };
         if !ok {
-            problems.add(format!("userTags.{key} must be a string, a number, or an array of strings and numbers"));
+            problems.add(format!(
+                "userTags.{key} must be a string, a number, or an array of strings and numbers"
+            ));
         }
     }
 }
@@ -283,12 +297,16 @@ pub fn validate_playback_policy(problems: &mut Problems, policy: &PlaybackPolicy
     match policy.kind {
         PlaybackPolicyType::Webhook => {
             if policy.webhook_id.as_deref().is_none_or(str::is_empty) {
-                problems.add("playbackPolicy.webhookId is required when playbackPolicy.type is webhook");
+                problems.add(
+                    "playbackPolicy.webhookId is required when playbackPolicy.type is webhook",
+                );
             }
         }
         _ => {
             if policy.webhook_id.is_some() {
-                problems.add("playbackPolicy.webhookId is only allowed when playbackPolicy.type is webhook");
+                problems.add(
+                    "playbackPolicy.webhookId is only allowed when playbackPolicy.type is webhook",
+                );
             }
         }
     }
@@ -317,17 +335,31 @@ pub fn validate_playback_policy(problems: &mut Problems, policy: &PlaybackPolicy
 }
 
 /// Checks multistream references against the stream's profile names.
-pub fn validate_multistream(problems: &mut Problems, multistream: &MultistreamInput, profiles: &[FfmpegProfile]) {
+pub fn validate_multistream(
+    problems: &mut Problems,
+    multistream: &MultistreamInput,
+    profiles: &[FfmpegProfile],
+) {
     if multistream.targets.len() > MAX_MULTISTREAM_TARGETS {
-        problems.add(format!("multistream.targets must have at most {MAX_MULTISTREAM_TARGETS} entries"));
+        problems.add(format!(
+            "multistream.targets must have at most {MAX_MULTISTREAM_TARGETS} entries"
+        ));
         return;
     }
     let mut seen = Vec::new();
     for (i, target) in multistream.targets.iter().enumerate() {
-        validate_target_ref(problems, &format!("multistream.targets[{i}]"), target, profiles);
+        validate_target_ref(
+            problems,
+            &format!("multistream.targets[{i}]"),
+            target,
+            profiles,
+        );
         if let Some(id) = &target.id {
             if seen.contains(&(id.clone(), target.profile.clone())) {
-                problems.add(format!("multistream.targets[{i}] repeats target {id} with profile {}", target.profile));
+                problems.add(format!(
+                    "multistream.targets[{i}] repeats target {id} with profile {}",
+                    target.profile
+                ));
             }
             seen.push((id.clone(), target.profile.clone()));
         }
@@ -336,27 +368,50 @@ pub fn validate_multistream(problems: &mut Problems, multistream: &MultistreamIn
 
 /// `field.name`, or `name` alone when `field` is empty (the request body itself).
 fn path(field: &str, name: &str) -> String {
-    if field.is_empty() { name.to_string() } else { format!("{field}.{name}") }
+    if field.is_empty() {
+        name.to_string()
+    } else {
+        format!("{field}.{name}")
+    }
 }
 
 /// Checks one target reference; `field` names it in messages (empty: it is the request body).
-pub fn validate_target_ref(problems: &mut Problems, field: &str, target: &TargetRefInput, profiles: &[FfmpegProfile]) {
+pub fn validate_target_ref(
+    problems: &mut Problems,
+    field: &str,
+    target: &TargetRefInput,
+    profiles: &[FfmpegProfile],
+) {
     match (&target.id, &target.spec) {
         (Some(_), Some(_)) | (None, None) => {
             let subject = if field.is_empty() { "target" } else { field };
-            problems.add(format!("{subject} must have exactly one of id (an existing target) or spec (a new target)"));
+            problems.add(format!(
+                "{subject} must have exactly one of id (an existing target) or spec (a new target)"
+            ));
         }
-        (None, Some(spec)) => validate_target_spec(problems, &path(field, "spec"), spec.name.as_deref(), &spec.url),
+        (None, Some(spec)) => validate_target_spec(
+            problems,
+            &path(field, "spec"),
+            spec.name.as_deref(),
+            &spec.url,
+        ),
         (Some(id), None) => {
             if id.is_empty() || id.len() > 128 {
-                problems.add(format!("{} must be a multistream target id", path(field, "id")));
+                problems.add(format!(
+                    "{} must be a multistream target id",
+                    path(field, "id")
+                ));
             }
         }
     }
     if target.profile != "source" && !profiles.iter().any(|p| p.name == target.profile) {
         let mut names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         names.push("source");
-        problems.add(format!("{} must be one of the stream's profiles: {}", path(field, "profile"), names.join(", ")));
+        problems.add(format!(
+            "{} must be one of the stream's profiles: {}",
+            path(field, "profile"),
+            names.join(", ")
+        ));
     }
 }
 
@@ -366,12 +421,18 @@ pub fn validate_target_spec(problems: &mut Problems, field: &str, name: Option<&
         problems.text_len(&path(field, "name"), name, 1, MAX_NAME_LEN);
     }
     if url.len() > 2048 || !is_url_with_scheme(url, &["rtmp", "rtmps", "srt"]) {
-        problems.add(format!("{} must be an rtmp://, rtmps:// or srt:// URL", path(field, "url")));
+        problems.add(format!(
+            "{} must be an rtmp://, rtmps:// or srt:// URL",
+            path(field, "url")
+        ));
     }
 }
 
 /// Checks the fields of a new stream that need no database.
-pub fn validate_new_stream(payload: &NewStreamPayload, profiles: &[FfmpegProfile]) -> Result<(), crate::error::ApiError> {
+pub fn validate_new_stream(
+    payload: &NewStreamPayload,
+    profiles: &[FfmpegProfile],
+) -> Result<(), crate::error::ApiError> {
     let mut problems = Problems::default();
     validate_name(&mut problems, &payload.name);
     if payload.pull.is_some() {
@@ -405,4 +466,3 @@ pub fn validate_creator_id(problems: &mut Problems, creator: &CreatorIdInput) {
     };
     problems.text_len("creatorId.value", value, 1, 256);
 }
-

@@ -29,9 +29,21 @@ pub const LIST_SPEC: ListSpec = ListSpec {
         field("lastSeen", "last_seen", FieldKind::Number),
         field("createdAt", "created_at", FieldKind::Number),
         field("sourceSegments", "source_segments", FieldKind::Number),
-        field("transcodedSegments", "transcoded_segments", FieldKind::Number),
-        field("sourceSegmentsDuration", "source_segments_duration", FieldKind::Number),
-        field("transcodedSegmentsDuration", "transcoded_segments_duration", FieldKind::Number),
+        field(
+            "transcodedSegments",
+            "transcoded_segments",
+            FieldKind::Number,
+        ),
+        field(
+            "sourceSegmentsDuration",
+            "source_segments_duration",
+            FieldKind::Number,
+        ),
+        field(
+            "transcodedSegmentsDuration",
+            "transcoded_segments_duration",
+            FieldKind::Number,
+        ),
     ],
     default_order: &[("last_seen", true), ("created_at", true)],
 };
@@ -108,22 +120,51 @@ pub async fn insert(conn: &mut sqlx::AnyConnection, s: &Stream) -> Result<(), sq
 }
 
 /// The stream `id` of `project_id`, unless deleted.
-pub async fn get<'e, E: Executor<'e, Database = Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<Stream>> {
-    let sql = format!("SELECT {COLUMNS} FROM streams WHERE project_id = $1 AND id = $2 AND deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(exec).await?;
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<Option<Stream>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM streams WHERE project_id = $1 AND id = $2 AND deleted = 0");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
 /// Like [`get`], inside a transaction, locking the row on PostgreSQL until the transaction ends.
-pub async fn get_for_update(db: &Database, tx: &mut Tx, project_id: &str, id: &str) -> ApiResult<Option<Stream>> {
-    let lock = if db.backend() == db::Backend::Postgres { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {COLUMNS} FROM streams WHERE project_id = $1 AND id = $2 AND deleted = 0{lock}");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(&mut **tx).await?;
+pub async fn get_for_update(
+    db: &Database,
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<Option<Stream>> {
+    let lock = if db.backend() == db::Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM streams WHERE project_id = $1 AND id = $2 AND deleted = 0{lock}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
 /// A page of the project's streams, and the total when asked.
-pub async fn list(db: &Database, project_id: &str, req: &ListRequest, active_only: bool) -> ApiResult<(Vec<Stream>, PageInfo)> {
+pub async fn list(
+    db: &Database,
+    project_id: &str,
+    req: &ListRequest,
+    active_only: bool,
+) -> ApiResult<(Vec<Stream>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(project_id).push(" AND deleted = 0");
     if active_only {
@@ -159,19 +200,32 @@ pub async fn save_settings(tx: &mut Tx, s: &Stream, now: i64) -> Result<(), sqlx
 }
 
 /// Writes the multistream references only.
-pub async fn save_multistream(tx: &mut Tx, project_id: &str, id: &str, multistream: &Option<Multistream>, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE streams SET multistream = $1, updated_at = $2 WHERE project_id = $3 AND id = $4")
-        .bind(db::to_opt_json(multistream))
-        .bind(now)
-        .bind(project_id)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+pub async fn save_multistream(
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+    multistream: &Option<Multistream>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE streams SET multistream = $1, updated_at = $2 WHERE project_id = $3 AND id = $4",
+    )
+    .bind(db::to_opt_json(multistream))
+    .bind(now)
+    .bind(project_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 /// Soft-deletes a stream: it disappears from the API, its key and playback id stay reserved.
-pub async fn soft_delete(tx: &mut Tx, project_id: &str, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn soft_delete(
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE streams SET deleted = 1, deleted_at = $1, is_active = 0, updated_at = $2 \
          WHERE project_id = $3 AND id = $4 AND deleted = 0",
@@ -186,7 +240,13 @@ pub async fn soft_delete(tx: &mut Tx, project_id: &str, id: &str, now: i64) -> R
 }
 
 /// Records a termination; returns false when the stream terminated less than `min_gap_ms` ago.
-pub async fn mark_terminated(tx: &mut Tx, project_id: &str, id: &str, now: i64, min_gap_ms: i64) -> Result<bool, sqlx::Error> {
+pub async fn mark_terminated(
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+    now: i64,
+    min_gap_ms: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE streams SET last_terminated_at = $1, is_active = 0, updated_at = $2 \
          WHERE project_id = $3 AND id = $4 AND deleted = 0 \
@@ -203,7 +263,13 @@ pub async fn mark_terminated(tx: &mut Tx, project_id: &str, id: &str, now: i64, 
 }
 
 /// Sets `isActive` (and `lastSeen`), returning whether the value changed.
-pub async fn set_active(tx: &mut Tx, project_id: &str, id: &str, active: bool, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn set_active(
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+    active: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE streams SET is_active = $1, last_seen = $2, updated_at = $3 \
          WHERE project_id = $4 AND id = $5 AND deleted = 0 AND is_active <> $6",
@@ -226,13 +292,22 @@ pub async fn find_by_playback_id(db: &Database, playback_id: &str) -> ApiResult<
         "SELECT {COLUMNS} FROM streams WHERE playback_id = $1 AND deleted = 0 \
          AND project_id IN (SELECT id FROM projects WHERE deleted = 0)"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(playback_id).fetch_optional(db.reader()).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(playback_id)
+        .fetch_optional(db.reader())
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
 /// Streams of the project that reference multistream target `target_id`.
-pub async fn referencing_target(tx: &mut Tx, project_id: &str, target_id: &str) -> ApiResult<Vec<Stream>> {
-    let sql = format!("SELECT {COLUMNS} FROM streams WHERE project_id = $1 AND deleted = 0 AND multistream LIKE $2");
+pub async fn referencing_target(
+    tx: &mut Tx,
+    project_id: &str,
+    target_id: &str,
+) -> ApiResult<Vec<Stream>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM streams WHERE project_id = $1 AND deleted = 0 AND multistream LIKE $2"
+    );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(format!("%{target_id}%"))

@@ -1,9 +1,9 @@
 //! `/stream`: create, list, get, update, delete, terminate, multistream references, and the
 //! admin-only `setactive` that ingest nodes use to report a stream live or idle.
 
+use crate::http::json::Query;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::put;
@@ -26,7 +26,9 @@ use crate::http::list::{ListParams, ListRequest};
 use crate::http::validate::Problems;
 use crate::ids;
 use crate::multistream;
-use crate::profiles::{FfmpegProfile, default_stream_profiles, validate_ffmpeg_profiles, validate_transcode_profiles};
+use crate::profiles::{
+    FfmpegProfile, default_stream_profiles, validate_ffmpeg_profiles, validate_transcode_profiles,
+};
 
 /// A second terminate within this window is refused with 429.
 const TERMINATE_MIN_GAP_MS: i64 = 5_000;
@@ -51,11 +53,16 @@ async fn create_stream(
     principal: Principal,
     JsonBody(payload): JsonBody<NewStreamPayload>,
 ) -> ApiResult<(StatusCode, Json<Stream>)> {
-    let profiles = payload.profiles.clone().unwrap_or_else(default_stream_profiles);
+    let profiles = payload
+        .profiles
+        .clone()
+        .unwrap_or_else(default_stream_profiles);
     validate_new_stream(&payload, &profiles)?;
     let record = payload.record.unwrap_or(false);
     if payload.recording_spec.is_some() && !record {
-        return Err(ApiError::BadRequest("recordingSpec is only supported with record=true".into()));
+        return Err(ApiError::BadRequest(
+            "recordingSpec is only supported with record=true".into(),
+        ));
     }
     let now = now_ms();
     let mut tx = state.db().begin().await?;
@@ -124,39 +131,69 @@ async fn create_stream(
 }
 
 /// `webhook` playback policies must name a webhook of the same project.
-async fn check_policy_webhook(tx: &mut Tx, principal: &Principal, policy: &PlaybackPolicy) -> ApiResult<()> {
+async fn check_policy_webhook(
+    tx: &mut Tx,
+    principal: &Principal,
+    policy: &PlaybackPolicy,
+) -> ApiResult<()> {
     if policy.kind != PlaybackPolicyType::Webhook {
         return Ok(());
     }
     let webhook_id = policy.webhook_id.as_deref().unwrap_or_default();
-    if crate::webhooks::repo::get(&mut **tx, &principal.project_id, webhook_id).await?.is_none() {
-        return Err(ApiError::BadRequest(format!("playbackPolicy.webhookId: webhook {webhook_id} not found in this project")));
+    if crate::webhooks::repo::get(&mut **tx, &principal.project_id, webhook_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "playbackPolicy.webhookId: webhook {webhook_id} not found in this project"
+        )));
     }
     Ok(())
 }
 
 /// Turns target references into stored ones: existing targets must belong to the project, inline
 /// `spec`s are created now.
-async fn resolve_targets(tx: &mut Tx, principal: &Principal, inputs: Vec<TargetRefInput>, now: i64) -> ApiResult<Multistream> {
+async fn resolve_targets(
+    tx: &mut Tx,
+    principal: &Principal,
+    inputs: Vec<TargetRefInput>,
+    now: i64,
+) -> ApiResult<Multistream> {
     let mut targets: Vec<TargetRef> = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
         let id = match (input.id, input.spec) {
             (Some(id), None) => {
-                if multistream::get(&mut **tx, &principal.project_id, &id).await?.is_none() {
-                    return Err(ApiError::BadRequest(format!("multistream.targets[{i}]: multistream target {id} not found")));
+                if multistream::get(&mut **tx, &principal.project_id, &id)
+                    .await?
+                    .is_none()
+                {
+                    return Err(ApiError::BadRequest(format!(
+                        "multistream.targets[{i}]: multistream target {id} not found"
+                    )));
                 }
                 id
             }
-            (None, Some(spec)) => multistream::insert(tx, principal, spec.name.as_deref(), &spec.url, false, now).await?.id,
+            (None, Some(spec)) => {
+                multistream::insert(tx, principal, spec.name.as_deref(), &spec.url, false, now)
+                    .await?
+                    .id
+            }
             _ => unreachable!("validated: exactly one of id and spec"),
         };
-        if targets.iter().any(|t| t.id == id && t.profile == input.profile) {
+        if targets
+            .iter()
+            .any(|t| t.id == id && t.profile == input.profile)
+        {
             return Err(ApiError::BadRequest(format!(
                 "multistream.targets[{i}] repeats target {id} with profile {}",
                 input.profile
             )));
         }
-        targets.push(TargetRef { id, profile: input.profile, video_only: input.video_only.unwrap_or(false) });
+        targets.push(TargetRef {
+            id,
+            profile: input.profile,
+            video_only: input.video_only.unwrap_or(false),
+        });
     }
     Ok(Multistream { targets })
 }
@@ -193,8 +230,15 @@ async fn list_streams(
 #[utoipa::path(get, path = "/stream/{id}", tag = "stream", operation_id = "getStream",
     params(("id" = String, Path, description = "Stream id")),
     responses((status = 200, body = Stream), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_stream(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Stream>> {
-    repo::get(state.db().reader(), &principal.project_id, &id).await?.map(Json).ok_or_else(ApiError::not_found)
+async fn get_stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Stream>> {
+    repo::get(state.db().reader(), &principal.project_id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Update a stream. `record` and `profiles` cannot change while the stream is live.
@@ -210,11 +254,18 @@ async fn update_stream(
 ) -> ApiResult<StatusCode> {
     let now = now_ms();
     let mut tx = state.db().begin().await?;
-    let mut stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let mut stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if stream.parent_id.is_some() {
-        return Err(ApiError::BadRequest("can't patch a child stream: patch its parent".into()));
+        return Err(ApiError::BadRequest(
+            "can't patch a child stream: patch its parent".into(),
+        ));
     }
-    let new_profiles: Option<Vec<FfmpegProfile>> = patch.profiles.clone().map(|p| p.unwrap_or_else(default_stream_profiles));
+    let new_profiles: Option<Vec<FfmpegProfile>> = patch
+        .profiles
+        .clone()
+        .map(|p| p.unwrap_or_else(default_stream_profiles));
     let mut problems = Problems::default();
     if let Some(name) = &patch.name {
         validate_name(&mut problems, name);
@@ -236,7 +287,9 @@ async fn update_stream(
     if let Some(creator) = &patch.creator_id {
         validate_creator_id(&mut problems, creator);
     }
-    let profiles_after = new_profiles.clone().unwrap_or_else(|| stream.profiles.clone());
+    let profiles_after = new_profiles
+        .clone()
+        .unwrap_or_else(|| stream.profiles.clone());
     if let Some(m) = &patch.multistream {
         validate_multistream(&mut problems, m, &profiles_after);
     }
@@ -244,10 +297,14 @@ async fn update_stream(
 
     if stream.is_active {
         if patch.record.is_some_and(|r| r != stream.record) {
-            return Err(ApiError::BadRequest("record cannot be changed while the stream is active".into()));
+            return Err(ApiError::BadRequest(
+                "record cannot be changed while the stream is active".into(),
+            ));
         }
         if new_profiles.as_ref().is_some_and(|p| *p != stream.profiles) {
-            return Err(ApiError::BadRequest("profiles cannot be changed while the stream is active".into()));
+            return Err(ApiError::BadRequest(
+                "profiles cannot be changed while the stream is active".into(),
+            ));
         }
     }
     let record_after = patch.record.unwrap_or(stream.record);
@@ -256,7 +313,9 @@ async fn update_stream(
         None => stream.recording_spec.clone(),
     };
     if spec_after.is_some() && !record_after {
-        return Err(ApiError::BadRequest("recordingSpec is only supported with record=true".into()));
+        return Err(ApiError::BadRequest(
+            "recordingSpec is only supported with record=true".into(),
+        ));
     }
     if let Some(Some(policy)) = &patch.playback_policy {
         check_policy_webhook(&mut tx, &principal, policy).await?;
@@ -265,7 +324,11 @@ async fn update_stream(
         stream.multistream = Some(resolve_targets(&mut tx, &principal, m.targets, now).await?);
     } else if let (Some(profiles), Some(m)) = (&new_profiles, &stream.multistream) {
         // References must keep pointing at profiles that exist.
-        if let Some(t) = m.targets.iter().find(|t| t.profile != "source" && !profiles.iter().any(|p| p.name == t.profile)) {
+        if let Some(t) = m
+            .targets
+            .iter()
+            .find(|t| t.profile != "source" && !profiles.iter().any(|p| p.name == t.profile))
+        {
             return Err(ApiError::BadRequest(format!(
                 "profiles: multistream target {} uses profile {}, which the new profiles do not have",
                 t.id, t.profile
@@ -298,9 +361,13 @@ async fn update_stream(
     if stream.suspended {
         state.live().disconnect(&id);
     }
-    let ended = stream.suspended && stream.is_active && repo::set_active(&mut tx, &principal.project_id, &id, false, now).await?;
+    let ended = stream.suspended
+        && stream.is_active
+        && repo::set_active(&mut tx, &principal.project_id, &id, false, now).await?;
     if ended {
-        let stream = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+        let stream = repo::get(&mut *tx, &principal.project_id, &id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         emit_idle(&mut tx, &stream, now).await?;
     }
     tx.commit().await?;
@@ -314,10 +381,16 @@ async fn update_stream(
 #[utoipa::path(delete, path = "/stream/{id}", tag = "stream", operation_id = "deleteStream",
     params(("id" = String, Path, description = "Stream id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_stream(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let now = now_ms();
     let mut tx = state.db().begin().await?;
-    let mut stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let mut stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if !repo::soft_delete(&mut tx, &principal.project_id, &id, now).await? {
         return Err(ApiError::not_found());
     }
@@ -339,7 +412,13 @@ async fn delete_stream(State(state): State<AppState>, principal: Principal, Path
 async fn emit_idle(tx: &mut Tx, stream: &Stream, now: i64) -> ApiResult<()> {
     events::emit(
         tx,
-        NewEvent { project_id: &stream.project_id, user_id: &stream.user_id, event: EventType::StreamIdle, stream: Some(stream), payload: None },
+        NewEvent {
+            project_id: &stream.project_id,
+            user_id: &stream.user_id,
+            event: EventType::StreamIdle,
+            stream: Some(stream),
+            payload: None,
+        },
         now,
     )
     .await?;
@@ -350,18 +429,35 @@ async fn emit_idle(tx: &mut Tx, stream: &Stream, now: i64) -> ApiResult<()> {
 #[utoipa::path(delete, path = "/stream/{id}/terminate", tag = "stream", operation_id = "terminateStream",
     params(("id" = String, Path, description = "Stream id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn terminate_stream(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn terminate_stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let now = now_ms();
     let mut tx = state.db().begin().await?;
-    let before = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
-    if !repo::mark_terminated(&mut tx, &principal.project_id, &id, now, TERMINATE_MIN_GAP_MS).await? {
+    let before = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !repo::mark_terminated(
+        &mut tx,
+        &principal.project_id,
+        &id,
+        now,
+        TERMINATE_MIN_GAP_MS,
+    )
+    .await?
+    {
         return Err(ApiError::TooManyRequests(
-            "the stream was terminated less than 5 seconds ago: wait before terminating it again".into(),
+            "the stream was terminated less than 5 seconds ago: wait before terminating it again"
+                .into(),
         ));
     }
     state.live().disconnect(&id);
     if before.is_active {
-        let stream = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+        let stream = repo::get(&mut *tx, &principal.project_id, &id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         emit_idle(&mut tx, &stream, now).await?;
     }
     tx.commit().await?;
@@ -384,17 +480,33 @@ async fn add_multistream_target(
 ) -> ApiResult<StatusCode> {
     let now = now_ms();
     let mut tx = state.db().begin().await?;
-    let stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let mut problems = Problems::default();
     validate_target_ref(&mut problems, "", &input, &stream.profiles);
     problems.into_result()?;
-    let mut multistream = stream.multistream.clone().unwrap_or(Multistream { targets: Vec::new() });
+    let mut multistream = stream.multistream.clone().unwrap_or(Multistream {
+        targets: Vec::new(),
+    });
     if multistream.targets.len() >= MAX_MULTISTREAM_TARGETS {
-        return Err(ApiError::BadRequest(format!("a stream can have at most {MAX_MULTISTREAM_TARGETS} multistream targets")));
+        return Err(ApiError::BadRequest(format!(
+            "a stream can have at most {MAX_MULTISTREAM_TARGETS} multistream targets"
+        )));
     }
-    let added = resolve_targets(&mut tx, &principal, vec![input], now).await?.targets.remove(0);
-    if multistream.targets.iter().any(|t| t.id == added.id && t.profile == added.profile) {
-        return Err(ApiError::BadRequest(format!("the stream already sends profile {} to target {}", added.profile, added.id)));
+    let added = resolve_targets(&mut tx, &principal, vec![input], now)
+        .await?
+        .targets
+        .remove(0);
+    if multistream
+        .targets
+        .iter()
+        .any(|t| t.id == added.id && t.profile == added.profile)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the stream already sends profile {} to target {}",
+            added.profile, added.id
+        )));
     }
     multistream.targets.push(added);
     repo::save_multistream(&mut tx, &principal.project_id, &id, &Some(multistream), now).await?;
@@ -412,14 +524,27 @@ async fn remove_multistream_target(
     Path((id, target_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.db().begin().await?;
-    let stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
-    let mut multistream = stream.multistream.unwrap_or(Multistream { targets: Vec::new() });
+    let stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let mut multistream = stream.multistream.unwrap_or(Multistream {
+        targets: Vec::new(),
+    });
     let before = multistream.targets.len();
     multistream.targets.retain(|t| t.id != target_id);
     if multistream.targets.len() == before {
-        return Err(ApiError::NotFound(format!("the stream has no multistream target {target_id}")));
+        return Err(ApiError::NotFound(format!(
+            "the stream has no multistream target {target_id}"
+        )));
     }
-    repo::save_multistream(&mut tx, &principal.project_id, &id, &Some(multistream), now_ms()).await?;
+    repo::save_multistream(
+        &mut tx,
+        &principal.project_id,
+        &id,
+        &Some(multistream),
+        now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -445,16 +570,30 @@ async fn set_active(
 ) -> ApiResult<StatusCode> {
     let now = now_ms();
     let mut tx = state.db().begin().await?;
-    let stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let stream = repo::get_for_update(state.db(), &mut tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if payload.active && stream.suspended {
         return Err(ApiError::Forbidden("the stream is suspended".into()));
     }
     if repo::set_active(&mut tx, &principal.project_id, &id, payload.active, now).await? {
-        let stream = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
-        let event = if payload.active { EventType::StreamStarted } else { EventType::StreamIdle };
+        let stream = repo::get(&mut *tx, &principal.project_id, &id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        let event = if payload.active {
+            EventType::StreamStarted
+        } else {
+            EventType::StreamIdle
+        };
         events::emit(
             &mut tx,
-            NewEvent { project_id: &stream.project_id, user_id: &stream.user_id, event, stream: Some(&stream), payload: None },
+            NewEvent {
+                project_id: &stream.project_id,
+                user_id: &stream.user_id,
+                event,
+                stream: Some(&stream),
+                payload: None,
+            },
             now,
         )
         .await?;

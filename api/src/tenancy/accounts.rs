@@ -70,7 +70,11 @@ pub fn key_from_row(row: &AnyRow) -> Result<ApiKey, sqlx::Error> {
 
 /// The user called `name`, created when missing.
 pub async fn ensure_user(tx: &mut Tx, name: &str) -> Result<String, sqlx::Error> {
-    if let Some(row) = sqlx::query("SELECT id FROM users WHERE name = $1").bind(name).fetch_optional(&mut **tx).await? {
+    if let Some(row) = sqlx::query("SELECT id FROM users WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+    {
         return row.try_get("id");
     }
     let id = crate::ids::new_id();
@@ -84,16 +88,36 @@ pub async fn ensure_user(tx: &mut Tx, name: &str) -> Result<String, sqlx::Error>
 }
 
 /// The user's project called `name`, created when missing.
-pub async fn ensure_project(tx: &mut Tx, user_id: &str, name: &str) -> Result<Project, sqlx::Error> {
-    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = $1 AND name = $2 AND deleted = 0");
-    if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).bind(name).fetch_optional(&mut **tx).await? {
+pub async fn ensure_project(
+    tx: &mut Tx,
+    user_id: &str,
+    name: &str,
+) -> Result<Project, sqlx::Error> {
+    let sql = format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = $1 AND name = $2 AND deleted = 0"
+    );
+    if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+    {
         return project_from_row(&row);
     }
     create_project(tx, user_id, name).await
 }
 
-pub async fn create_project(tx: &mut Tx, user_id: &str, name: &str) -> Result<Project, sqlx::Error> {
-    let project = Project { id: crate::ids::new_id(), name: name.to_string(), user_id: user_id.to_string(), created_at: now_ms() };
+pub async fn create_project(
+    tx: &mut Tx,
+    user_id: &str,
+    name: &str,
+) -> Result<Project, sqlx::Error> {
+    let project = Project {
+        id: crate::ids::new_id(),
+        name: name.to_string(),
+        user_id: user_id.to_string(),
+        created_at: now_ms(),
+    };
     sqlx::query("INSERT INTO projects (id, user_id, name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&project.id)
         .bind(&project.user_id)
@@ -105,7 +129,14 @@ pub async fn create_project(tx: &mut Tx, user_id: &str, name: &str) -> Result<Pr
 }
 
 /// Creates a key in `project_id`; the returned `ApiKey` carries the secret (shown once).
-pub async fn create_key(tx: &mut Tx, user_id: &str, project_id: &str, name: &str, admin: bool, access: Option<KeyAccess>) -> Result<ApiKey, sqlx::Error> {
+pub async fn create_key(
+    tx: &mut Tx,
+    user_id: &str,
+    project_id: &str,
+    name: &str,
+    admin: bool,
+    access: Option<KeyAccess>,
+) -> Result<ApiKey, sqlx::Error> {
     let secret = new_key_secret();
     let key = ApiKey {
         id: crate::ids::new_id(),

@@ -1,8 +1,8 @@
 //! `/project` and `/api-token`: admin keys manage their user's projects and API keys.
 
+use crate::http::json::Query;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -19,7 +19,11 @@ use crate::http::list::{FieldKind, ListParams, ListRequest, ListSpec, Sql, field
 use crate::http::validate::{Problems, is_origin};
 
 const PROJECT_LIST_SPEC: ListSpec = ListSpec {
-    fields: &[field("id", "id", FieldKind::Text), field("name", "name", FieldKind::FullText), field("createdAt", "created_at", FieldKind::Number)],
+    fields: &[
+        field("id", "id", FieldKind::Text),
+        field("name", "name", FieldKind::FullText),
+        field("createdAt", "created_at", FieldKind::Number),
+    ],
     default_order: &[("created_at", true)],
 };
 
@@ -51,14 +55,21 @@ pub struct ProjectPayload {
 /// Create a project.
 #[utoipa::path(post, path = "/project", tag = "admin", operation_id = "createProject", request_body = ProjectPayload,
     responses((status = 201, body = Project), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_project(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, JsonBody(payload): JsonBody<ProjectPayload>) -> ApiResult<(StatusCode, Json<Project>)> {
+async fn create_project(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    JsonBody(payload): JsonBody<ProjectPayload>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
     let mut problems = Problems::default();
     problems.text_len("name", &payload.name, 1, 200);
     problems.into_result()?;
     let mut tx = state.db().begin().await?;
     let project = match accounts::create_project(&mut tx, &admin.user_id, &payload.name).await {
         Err(err) if crate::db::is_unique_violation(&err) => {
-            return Err(ApiError::Conflict(format!("a project named {:?} already exists", payload.name)));
+            return Err(ApiError::Conflict(format!(
+                "a project named {:?} already exists",
+                payload.name
+            )));
         }
         other => other?,
     };
@@ -69,25 +80,49 @@ async fn create_project(State(state): State<AppState>, AdminPrincipal(admin): Ad
 /// List the user's projects.
 #[utoipa::path(get, path = "/project", tag = "admin", operation_id = "getProjects", params(ListParams),
     responses((status = 200, body = Vec<Project>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_projects(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
+async fn list_projects(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    Query(params): Query<ListParams>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &PROJECT_LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE user_id = ");
     scope.bind(&admin.user_id).push(" AND deleted = 0");
-    let (rows, page) = req.fetch(state.db(), PROJECT_COLUMNS, "projects", scope).await?;
-    let projects = rows.iter().map(accounts::project_from_row).collect::<Result<Vec<_>, _>>()?;
+    let (rows, page) = req
+        .fetch(state.db(), PROJECT_COLUMNS, "projects", scope)
+        .await?;
+    let projects = rows
+        .iter()
+        .map(accounts::project_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(req.respond(projects, page, &uri, state.public_url()))
 }
 
 async fn load_project(state: &AppState, user_id: &str, id: &str) -> ApiResult<Project> {
-    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = $1 AND id = $2 AND deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).bind(id).fetch_optional(state.db().reader()).await?;
-    Ok(row.as_ref().map(accounts::project_from_row).transpose()?.ok_or_else(ApiError::not_found)?)
+    let sql = format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = $1 AND id = $2 AND deleted = 0"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .bind(id)
+        .fetch_optional(state.db().reader())
+        .await?;
+    Ok(row
+        .as_ref()
+        .map(accounts::project_from_row)
+        .transpose()?
+        .ok_or_else(ApiError::not_found)?)
 }
 
 /// Get a project.
 #[utoipa::path(get, path = "/project/{id}", tag = "admin", operation_id = "getProject", params(("id" = String, Path, description = "Project id")),
     responses((status = 200, body = Project), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_project(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Path(id): Path<String>) -> ApiResult<Json<Project>> {
+async fn get_project(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Project>> {
     load_project(&state, &admin.user_id, &id).await.map(Json)
 }
 
@@ -95,19 +130,28 @@ async fn get_project(State(state): State<AppState>, AdminPrincipal(admin): Admin
 #[utoipa::path(patch, path = "/project/{id}", tag = "admin", operation_id = "updateProject", params(("id" = String, Path, description = "Project id")),
     request_body = ProjectPayload,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_project(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Path(id): Path<String>, JsonBody(payload): JsonBody<ProjectPayload>) -> ApiResult<StatusCode> {
+async fn update_project(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    Path(id): Path<String>,
+    JsonBody(payload): JsonBody<ProjectPayload>,
+) -> ApiResult<StatusCode> {
     let mut problems = Problems::default();
     problems.text_len("name", &payload.name, 1, 200);
     problems.into_result()?;
     load_project(&state, &admin.user_id, &id).await?;
-    let result = sqlx::query("UPDATE projects SET name = $1 WHERE user_id = $2 AND id = $3 AND deleted = 0")
-        .bind(&payload.name)
-        .bind(&admin.user_id)
-        .bind(&id)
-        .execute(state.db().writer())
-        .await;
+    let result =
+        sqlx::query("UPDATE projects SET name = $1 WHERE user_id = $2 AND id = $3 AND deleted = 0")
+            .bind(&payload.name)
+            .bind(&admin.user_id)
+            .bind(&id)
+            .execute(state.db().writer())
+            .await;
     match result {
-        Err(err) if crate::db::is_unique_violation(&err) => Err(ApiError::Conflict(format!("a project named {:?} already exists", payload.name))),
+        Err(err) if crate::db::is_unique_violation(&err) => Err(ApiError::Conflict(format!(
+            "a project named {:?} already exists",
+            payload.name
+        ))),
         Err(err) => Err(err.into()),
         Ok(_) => Ok(StatusCode::NO_CONTENT),
     }
@@ -116,15 +160,23 @@ async fn update_project(State(state): State<AppState>, AdminPrincipal(admin): Ad
 /// Delete a project: its API keys stop working at once and its resources are no longer reachable.
 #[utoipa::path(delete, path = "/project/{id}", tag = "admin", operation_id = "deleteProject", params(("id" = String, Path, description = "Project id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_project(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_project(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if id == admin.project_id {
-        return Err(ApiError::BadRequest("an API key cannot delete its own project: use a key of another project".into()));
+        return Err(ApiError::BadRequest(
+            "an API key cannot delete its own project: use a key of another project".into(),
+        ));
     }
-    let done = sqlx::query("UPDATE projects SET deleted = 1 WHERE user_id = $1 AND id = $2 AND deleted = 0")
-        .bind(&admin.user_id)
-        .bind(&id)
-        .execute(state.db().writer())
-        .await?;
+    let done = sqlx::query(
+        "UPDATE projects SET deleted = 1 WHERE user_id = $1 AND id = $2 AND deleted = 0",
+    )
+    .bind(&admin.user_id)
+    .bind(&id)
+    .execute(state.db().writer())
+    .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }
@@ -178,10 +230,21 @@ async fn create_key(
         }
     }
     problems.into_result()?;
-    let project_id = payload.project_id.or(query.project_id).unwrap_or_else(|| admin.project_id.clone());
+    let project_id = payload
+        .project_id
+        .or(query.project_id)
+        .unwrap_or_else(|| admin.project_id.clone());
     load_project(&state, &admin.user_id, &project_id).await?;
     let mut tx = state.db().begin().await?;
-    let key = accounts::create_key(&mut tx, &admin.user_id, &project_id, &payload.name, payload.admin.unwrap_or(false), payload.access).await?;
+    let key = accounts::create_key(
+        &mut tx,
+        &admin.user_id,
+        &project_id,
+        &payload.name,
+        payload.admin.unwrap_or(false),
+        payload.access,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(key)))
 }
@@ -189,37 +252,67 @@ async fn create_key(
 /// List the user's API keys (never their secrets).
 #[utoipa::path(get, path = "/api-token", tag = "admin", operation_id = "getApiTokens", params(ListParams),
     responses((status = 200, body = Vec<ApiKey>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_keys(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
+async fn list_keys(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    Query(params): Query<ListParams>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &KEY_LIST_SPEC)?;
     let mut scope = Sql::new(" WHERE user_id = ");
     // Keys of deleted projects no longer work: they are not listed either.
-    scope.bind(&admin.user_id).push(" AND revoked = 0 AND project_id IN (SELECT id FROM projects WHERE deleted = 0)");
-    let (rows, page) = req.fetch(state.db(), KEY_COLUMNS, "api_keys", scope).await?;
-    let keys = rows.iter().map(accounts::key_from_row).collect::<Result<Vec<_>, _>>()?;
+    scope
+        .bind(&admin.user_id)
+        .push(" AND revoked = 0 AND project_id IN (SELECT id FROM projects WHERE deleted = 0)");
+    let (rows, page) = req
+        .fetch(state.db(), KEY_COLUMNS, "api_keys", scope)
+        .await?;
+    let keys = rows
+        .iter()
+        .map(accounts::key_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(req.respond(keys, page, &uri, state.public_url()))
 }
 
 /// Get an API key (without its secret).
 #[utoipa::path(get, path = "/api-token/{id}", tag = "admin", operation_id = "getApiToken", params(("id" = String, Path, description = "API key id")),
     responses((status = 200, body = ApiKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_key(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
+async fn get_key(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKey>> {
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 AND id = $2 AND revoked = 0 \
          AND project_id IN (SELECT id FROM projects WHERE deleted = 0)"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&admin.user_id).bind(&id).fetch_optional(state.db().reader()).await?;
-    row.as_ref().map(accounts::key_from_row).transpose()?.map(Json).ok_or_else(ApiError::not_found)
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&admin.user_id)
+        .bind(&id)
+        .fetch_optional(state.db().reader())
+        .await?;
+    row.as_ref()
+        .map(accounts::key_from_row)
+        .transpose()?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Revoke an API key. It stops working with the next request.
 #[utoipa::path(delete, path = "/api-token/{id}", tag = "admin", operation_id = "deleteApiToken", params(("id" = String, Path, description = "API key id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_key(State(state): State<AppState>, AdminPrincipal(admin): AdminPrincipal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let done = sqlx::query("UPDATE api_keys SET revoked = 1 WHERE user_id = $1 AND id = $2 AND revoked = 0")
-        .bind(&admin.user_id)
-        .bind(&id)
-        .execute(state.db().writer())
-        .await?;
+async fn delete_key(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked = 1 WHERE user_id = $1 AND id = $2 AND revoked = 0",
+    )
+    .bind(&admin.user_id)
+    .bind(&id)
+    .execute(state.db().writer())
+    .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }

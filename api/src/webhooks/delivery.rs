@@ -51,7 +51,11 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
-    pub async fn load(db: &Database, project_id: &str, id: &str) -> Result<Option<EventRecord>, sqlx::Error> {
+    pub async fn load(
+        db: &Database,
+        project_id: &str,
+        id: &str,
+    ) -> Result<Option<EventRecord>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT id, project_id, user_id, event, stream_id, stream, payload, created_at FROM events \
              WHERE project_id = $1 AND id = $2",
@@ -83,10 +87,18 @@ impl EventRecord {
         body.insert("createdAt".into(), self.created_at.into());
         body.insert("timestamp".into(), timestamp.into());
         body.insert("event".into(), self.event.clone().into());
-        if let Some(stream) = self.stream.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) {
+        if let Some(stream) = self
+            .stream
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        {
             body.insert("stream".into(), stream);
         }
-        if let Some(payload) = self.payload.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) {
+        if let Some(payload) = self
+            .payload
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        {
             body.insert("payload".into(), payload);
         }
         serde_json::to_vec(&body).expect("a JSON map serializes")
@@ -123,11 +135,19 @@ impl Sender {
             .connect_timeout(Duration::from_millis(config.timeout_ms.min(10_000)))
             .user_agent("livepeer.studio")
             .build()?;
-        Ok(Sender { client, config: config.clone() })
+        Ok(Sender {
+            client,
+            config: config.clone(),
+        })
     }
 
     /// POSTs `event` to `webhook`, writes the log row and updates the webhook's status.
-    pub async fn attempt(&self, db: &Database, webhook: &Webhook, event: &EventRecord) -> Result<(Outcome, WebhookLog), sqlx::Error> {
+    pub async fn attempt(
+        &self,
+        db: &Database,
+        webhook: &Webhook,
+        event: &EventRecord,
+    ) -> Result<(Outcome, WebhookLog), sqlx::Error> {
         let timestamp = now_ms();
         let body = event.body(&webhook.id, timestamp);
         let signature = signature::header_value(&webhook.shared_secret, &body, timestamp);
@@ -193,17 +213,37 @@ impl Sender {
             error: error.clone(),
             response: response.map(|r| r.body),
         });
-        repo::record_outcome(db, &webhook.project_id, &webhook.id, timestamp, failure.as_ref()).await?;
+        repo::record_outcome(
+            db,
+            &webhook.project_id,
+            &webhook.id,
+            timestamp,
+            failure.as_ref(),
+        )
+        .await?;
         match outcome {
-            Outcome::Delivered => tracing::debug!(webhook = %webhook.id, event = %event.event, "webhook delivered"),
-            Outcome::Refused => tracing::warn!(webhook = %webhook.id, error = error.as_deref().unwrap_or(""), "webhook destination refused"),
-            _ => tracing::info!(webhook = %webhook.id, event = %event.event, status = ?status_code, error = error.as_deref().unwrap_or(""), "webhook attempt failed"),
+            Outcome::Delivered => {
+                tracing::debug!(webhook = %webhook.id, event = %event.event, "webhook delivered")
+            }
+            Outcome::Refused => {
+                tracing::warn!(webhook = %webhook.id, error = error.as_deref().unwrap_or(""), "webhook destination refused")
+            }
+            _ => {
+                tracing::info!(webhook = %webhook.id, event = %event.event, status = ?status_code, error = error.as_deref().unwrap_or(""), "webhook attempt failed")
+            }
         }
         Ok((outcome, log))
     }
 
-    async fn send(&self, url: &str, body: Vec<u8>, signature: &str) -> Result<(u16, String, Vec<u8>), SendError> {
-        let parsed: reqwest::Url = url.parse().map_err(|_| SendError::Network("the webhook URL does not parse".into()))?;
+    async fn send(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        signature: &str,
+    ) -> Result<(u16, String, Vec<u8>), SendError> {
+        let parsed: reqwest::Url = url
+            .parse()
+            .map_err(|_| SendError::Network("the webhook URL does not parse".into()))?;
         destination::check_literal_host(&parsed, self.config.allow_private_destinations)
             .map_err(|e| SendError::Refused(e.to_string()))?;
         let response = self
@@ -216,7 +256,10 @@ impl Sender {
             .await
             .map_err(|e| {
                 if destination::is_refusal(&e) {
-                    let refused = error_chain(&e).into_iter().find(|m| m.starts_with("destination refused")).unwrap_or_default();
+                    let refused = error_chain(&e)
+                        .into_iter()
+                        .find(|m| m.starts_with("destination refused"))
+                        .unwrap_or_default();
                     SendError::Refused(refused)
                 } else if e.is_timeout() {
                     SendError::Network(format!("timed out after {} ms", self.config.timeout_ms))
@@ -230,8 +273,14 @@ impl Sender {
         let mut response = response;
         // Read only the start of the answer; a receiver can't make us buffer more.
         while head.len() < RESPONSE_BODY_LIMIT {
-            match tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), response.chunk()).await {
-                Ok(Ok(Some(chunk))) => head.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_BODY_LIMIT - head.len())]),
+            match tokio::time::timeout(
+                Duration::from_millis(self.config.timeout_ms),
+                response.chunk(),
+            )
+            .await
+            {
+                Ok(Ok(Some(chunk))) => head
+                    .extend_from_slice(&chunk[..chunk.len().min(RESPONSE_BODY_LIMIT - head.len())]),
                 _ => break,
             }
         }
@@ -241,7 +290,11 @@ impl Sender {
     /// The delay before retry number `attempts` (1-based), doubling from the initial backoff.
     pub fn backoff(&self, attempts: u32) -> Duration {
         let exp = attempts.saturating_sub(1).min(30);
-        let ms = self.config.initial_backoff_ms.saturating_mul(1u64 << exp).min(self.config.max_backoff_ms);
+        let ms = self
+            .config
+            .initial_backoff_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.config.max_backoff_ms);
         Duration::from_millis(ms)
     }
 }
@@ -265,7 +318,12 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
 }
 
 /// Runs fan-out and delivery until `shutdown` turns true.
-pub async fn run(db: Database, sender: Sender, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    db: Database,
+    sender: Sender,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(sender.config.concurrency));
     let mut in_flight = tokio::task::JoinSet::new();
     let mut last_cleanup: Option<Instant> = None;
@@ -285,7 +343,11 @@ pub async fn run(db: Database, sender: Sender, wake: Arc<Notify>, mut shutdown: 
         match claim_due(&db, &sender, permits.available_permits() as i64).await {
             Ok(claimed) => {
                 for delivery in claimed {
-                    let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+                    let permit = permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
                     let (db, sender) = (db.clone(), sender.clone());
                     in_flight.spawn(async move {
                         if let Err(err) = deliver(&db, &sender, &delivery).await {
@@ -308,7 +370,10 @@ pub async fn run(db: Database, sender: Sender, wake: Arc<Notify>, mut shutdown: 
     // Let attempts in flight finish (each is bounded by the delivery timeout); their leases would
     // otherwise expire and they would be sent again after a restart.
     let grace = Duration::from_millis(sender.config.timeout_ms + 1_000);
-    let _ = tokio::time::timeout(grace, async { while in_flight.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 /// Removes finished deliveries, events with no pending delivery, and attempt logs older than `before`.
@@ -324,7 +389,10 @@ pub async fn remove_old(db: &Database, before: i64) -> Result<(), sqlx::Error> {
     .bind(before)
     .execute(db.writer())
     .await?;
-    sqlx::query("DELETE FROM webhook_logs WHERE created_at < $1").bind(before).execute(db.writer()).await?;
+    sqlx::query("DELETE FROM webhook_logs WHERE created_at < $1")
+        .bind(before)
+        .execute(db.writer())
+        .await?;
     Ok(())
 }
 
@@ -341,11 +409,13 @@ async fn fan_out(db: &Database) -> Result<(), sqlx::Error> {
         let stream_id: Option<String> = row.try_get("stream_id")?;
         let now = now_ms();
         let mut tx = db.begin().await?;
-        let claimed = sqlx::query("UPDATE events SET dispatched_at = $1 WHERE id = $2 AND dispatched_at IS NULL")
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        let claimed = sqlx::query(
+            "UPDATE events SET dispatched_at = $1 WHERE id = $2 AND dispatched_at IS NULL",
+        )
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
         if claimed.rows_affected() == 0 {
             continue; // another node took it
         }
@@ -419,16 +489,20 @@ async fn claim_due(db: &Database, sender: &Sender, max: i64) -> Result<Vec<Deliv
 
 /// How long until the next pending delivery is due, if any.
 async fn next_due_in(db: &Database) -> Option<Duration> {
-    let row = sqlx::query("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'")
-        .fetch_one(db.writer())
-        .await
-        .ok()?;
+    let row =
+        sqlx::query("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'")
+            .fetch_one(db.writer())
+            .await
+            .ok()?;
     let at: Option<i64> = row.try_get(0).ok()?;
     at.map(|at| Duration::from_millis((at - now_ms()).max(10) as u64))
 }
 
 async fn deliver(db: &Database, sender: &Sender, delivery: &Delivery) -> Result<(), sqlx::Error> {
-    let webhook = repo::get(db.writer(), &delivery.project_id, &delivery.webhook_id).await.ok().flatten();
+    let webhook = repo::get(db.writer(), &delivery.project_id, &delivery.webhook_id)
+        .await
+        .ok()
+        .flatten();
     let event = EventRecord::load(db, &delivery.project_id, &delivery.event_id).await?;
     let (Some(webhook), Some(event)) = (webhook, event) else {
         return finish(db, delivery, "cancelled", delivery.attempts).await;
@@ -439,7 +513,9 @@ async fn deliver(db: &Database, sender: &Sender, delivery: &Delivery) -> Result<
         Outcome::Delivered => finish(db, delivery, "delivered", attempts).await,
         Outcome::Rejected => finish(db, delivery, "failed", attempts).await,
         Outcome::Refused => finish(db, delivery, "refused", attempts).await,
-        Outcome::Retry if attempts >= sender.config.max_attempts as i64 => finish(db, delivery, "failed", attempts).await,
+        Outcome::Retry if attempts >= sender.config.max_attempts as i64 => {
+            finish(db, delivery, "failed", attempts).await
+        }
         Outcome::Retry => {
             let now = now_ms();
             let next = now + sender.backoff(attempts as u32).as_millis() as i64;
@@ -459,7 +535,12 @@ async fn deliver(db: &Database, sender: &Sender, delivery: &Delivery) -> Result<
     }
 }
 
-async fn finish(db: &Database, delivery: &Delivery, state: &str, attempts: i64) -> Result<(), sqlx::Error> {
+async fn finish(
+    db: &Database,
+    delivery: &Delivery,
+    state: &str,
+    attempts: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE webhook_deliveries SET state = $1, attempts = $2, lease_until = 0, updated_at = $3 WHERE project_id = $4 AND id = $5",
     )
@@ -479,9 +560,15 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let config = WebhookConfig { initial_backoff_ms: 100, max_backoff_ms: 1_000, ..WebhookConfig::default() };
+        let config = WebhookConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1_000,
+            ..WebhookConfig::default()
+        };
         let sender = Sender::new(&config).unwrap();
-        let delays: Vec<u64> = (1..=6).map(|n| sender.backoff(n).as_millis() as u64).collect();
+        let delays: Vec<u64> = (1..=6)
+            .map(|n| sender.backoff(n).as_millis() as u64)
+            .collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
     }
 
@@ -498,6 +585,9 @@ mod tests {
             created_at: 5,
         };
         let body: serde_json::Value = serde_json::from_slice(&event.body("w", 9)).unwrap();
-        assert_eq!(body, serde_json::json!({"id":"e","webhookId":"w","createdAt":5,"timestamp":9,"event":"stream.started","stream":{"id":"s","name":"cam"}}));
+        assert_eq!(
+            body,
+            serde_json::json!({"id":"e","webhookId":"w","createdAt":5,"timestamp":9,"event":"stream.started","stream":{"id":"s","name":"cam"}})
+        );
     }
 }

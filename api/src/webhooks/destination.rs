@@ -10,7 +10,9 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// The delivery was refused because of where it would go.
 #[derive(Debug, thiserror::Error)]
-#[error("destination refused: {0} is a loopback, private or link-local address (set webhooks.allow_private_destinations to allow it)")]
+#[error(
+    "destination refused: {0} is a loopback, private or link-local address (set webhooks.allow_private_destinations to allow it)"
+)]
 pub struct RefusedDestination(pub String);
 
 /// True for addresses that are not on the public internet.
@@ -47,7 +49,10 @@ fn is_internal_v4(v4: Ipv4Addr) -> bool {
 }
 
 /// Checks a URL whose host is an IP literal (those never reach the resolver).
-pub fn check_literal_host(url: &reqwest::Url, allow_private: bool) -> Result<(), RefusedDestination> {
+pub fn check_literal_host(
+    url: &reqwest::Url,
+    allow_private: bool,
+) -> Result<(), RefusedDestination> {
     if allow_private {
         return Ok(());
     }
@@ -56,7 +61,11 @@ pub fn check_literal_host(url: &reqwest::Url, allow_private: bool) -> Result<(),
         Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
         _ => return Ok(()),
     };
-    if is_internal(ip) { Err(RefusedDestination(ip.to_string())) } else { Ok(()) }
+    if is_internal(ip) {
+        Err(RefusedDestination(ip.to_string()))
+    } else {
+        Ok(())
+    }
 }
 
 /// A resolver that drops internal addresses (unless allowed) and fails when none are left.
@@ -70,12 +79,21 @@ impl Resolve for GuardedResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> =
-                addrs.iter().copied().filter(|a| allow_private || !is_internal(a.ip())).collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let kept: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| allow_private || !is_internal(a.ip()))
+                .collect();
             if kept.is_empty() {
-                let shown = addrs.first().map(|a| format!("{host} ({})", a.ip())).unwrap_or(host);
-                return Err(Box::new(RefusedDestination(shown)) as Box<dyn std::error::Error + Send + Sync>);
+                let shown = addrs
+                    .first()
+                    .map(|a| format!("{host} ({})", a.ip()))
+                    .unwrap_or(host);
+                return Err(
+                    Box::new(RefusedDestination(shown)) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(kept.into_iter()) as Addrs)
         })
@@ -104,7 +122,19 @@ mod tests {
 
     #[test]
     fn internal_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "172.32.0.1"] {

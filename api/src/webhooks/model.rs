@@ -157,13 +157,22 @@ pub struct WebhookLogResponse {
 }
 
 /// Checks name, URL, events and secret.
-pub fn validate(problems: &mut Problems, name: Option<&str>, url: Option<&str>, events: Option<&[EventType]>, secret: Option<&str>, stream_id: Option<&str>) {
+pub fn validate(
+    problems: &mut Problems,
+    name: Option<&str>,
+    url: Option<&str>,
+    events: Option<&[EventType]>,
+    secret: Option<&str>,
+    stream_id: Option<&str>,
+) {
     if let Some(name) = name {
         problems.text_len("name", name, 1, 500);
     }
     if let Some(url) = url {
         if url.len() > MAX_URL_LEN || !is_url_with_scheme(url, &["http", "https"]) {
-            problems.add(format!("url must be an http:// or https:// URL of at most {MAX_URL_LEN} characters"));
+            problems.add(format!(
+                "url must be an http:// or https:// URL of at most {MAX_URL_LEN} characters"
+            ));
         }
     }
     if let Some(events) = events {

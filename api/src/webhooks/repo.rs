@@ -9,7 +9,8 @@ use crate::error::ApiResult;
 use crate::http::list::{FieldKind, ListRequest, ListSpec, PageInfo, Sql, field};
 
 const COLUMNS: &str = "id, project_id, user_id, name, url, events, shared_secret, stream_id, created_at, last_triggered_at, last_failure";
-const LOG_COLUMNS: &str = "id, webhook_id, event, created_at, duration, success, status_code, error, request, response";
+const LOG_COLUMNS: &str =
+    "id, webhook_id, event, created_at, duration, success, status_code, error, request, response";
 
 pub const LIST_SPEC: ListSpec = ListSpec {
     fields: &[
@@ -63,7 +64,8 @@ fn log_from_row(row: &AnyRow) -> Result<WebhookLog, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         duration: row.try_get("duration")?,
         success: db::get_bool(row, "success")?,
-        request: db::get_json(row, "request")?.ok_or_else(|| sqlx::Error::Decode("webhook log without request".into()))?,
+        request: db::get_json(row, "request")?
+            .ok_or_else(|| sqlx::Error::Decode("webhook log without request".into()))?,
         response: db::get_json(row, "response")?,
         error: row.try_get("error")?,
     })
@@ -98,23 +100,42 @@ pub async fn count(tx: &mut Tx, project_id: &str) -> Result<i64, sqlx::Error> {
 }
 
 /// The webhook `id` of `project_id`, unless deleted.
-pub async fn get<'e, E: Executor<'e, Database = Any>>(exec: E, project_id: &str, id: &str) -> ApiResult<Option<Webhook>> {
-    let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id = $2 AND deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(exec).await?;
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<Option<Webhook>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id = $2 AND deleted = 0");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-pub async fn list(db: &Database, project_id: &str, req: &ListRequest) -> ApiResult<(Vec<Webhook>, PageInfo)> {
+pub async fn list(
+    db: &Database,
+    project_id: &str,
+    req: &ListRequest,
+) -> ApiResult<(Vec<Webhook>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
     scope.bind(project_id).push(" AND deleted = 0");
     let (rows, page) = req.fetch(db, COLUMNS, "webhooks", scope).await?;
-    Ok((rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?, page))
+    Ok((
+        rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?,
+        page,
+    ))
 }
 
 /// The project's live webhooks, for fan-out.
 pub async fn all_in_project(tx: &mut Tx, project_id: &str) -> Result<Vec<Webhook>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND deleted = 0");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).fetch_all(&mut **tx).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .fetch_all(&mut **tx)
+        .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -137,16 +158,24 @@ pub async fn save(tx: &mut Tx, w: &Webhook) -> Result<(), sqlx::Error> {
 }
 
 pub async fn soft_delete(tx: &mut Tx, project_id: &str, id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE webhooks SET deleted = 1 WHERE project_id = $1 AND id = $2 AND deleted = 0")
-        .bind(project_id)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE webhooks SET deleted = 1 WHERE project_id = $1 AND id = $2 AND deleted = 0",
+    )
+    .bind(project_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Records the outcome of an attempt on the webhook's `status`.
-pub async fn record_outcome(db: &Database, project_id: &str, id: &str, at: i64, failure: Option<&WebhookFailure>) -> Result<(), sqlx::Error> {
+pub async fn record_outcome(
+    db: &Database,
+    project_id: &str,
+    id: &str,
+    at: i64,
+    failure: Option<&WebhookFailure>,
+) -> Result<(), sqlx::Error> {
     match failure {
         None => sqlx::query("UPDATE webhooks SET last_triggered_at = $1 WHERE project_id = $2 AND id = $3")
             .bind(at)
@@ -178,7 +207,10 @@ pub struct NewLog<'a> {
     pub resource_id: Option<&'a str>,
 }
 
-pub async fn insert_log<'e, E: Executor<'e, Database = Any>>(exec: E, new: NewLog<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert_log<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    new: NewLog<'_>,
+) -> Result<(), sqlx::Error> {
     let log = new.log;
     sqlx::query(
         "INSERT INTO webhook_logs (id, webhook_id, project_id, user_id, event_id, event, resource_id, created_at, \
@@ -204,7 +236,12 @@ pub async fn insert_log<'e, E: Executor<'e, Database = Any>>(exec: E, new: NewLo
     Ok(())
 }
 
-pub async fn get_log(db: &Database, project_id: &str, webhook_id: &str, log_id: &str) -> ApiResult<Option<(WebhookLog, String)>> {
+pub async fn get_log(
+    db: &Database,
+    project_id: &str,
+    webhook_id: &str,
+    log_id: &str,
+) -> ApiResult<Option<(WebhookLog, String)>> {
     let sql = format!(
         "SELECT {LOG_COLUMNS}, event_id FROM webhook_logs WHERE project_id = $1 AND webhook_id = $2 AND id = $3"
     );
@@ -220,9 +257,22 @@ pub async fn get_log(db: &Database, project_id: &str, webhook_id: &str, log_id: 
     }
 }
 
-pub async fn list_logs(db: &Database, project_id: &str, webhook_id: &str, req: &ListRequest) -> ApiResult<(Vec<WebhookLog>, PageInfo)> {
+pub async fn list_logs(
+    db: &Database,
+    project_id: &str,
+    webhook_id: &str,
+    req: &ListRequest,
+) -> ApiResult<(Vec<WebhookLog>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
-    scope.bind(project_id).push(" AND webhook_id = ").bind(webhook_id);
+    scope
+        .bind(project_id)
+        .push(" AND webhook_id = ")
+        .bind(webhook_id);
     let (rows, page) = req.fetch(db, LOG_COLUMNS, "webhook_logs", scope).await?;
-    Ok((rows.iter().map(log_from_row).collect::<Result<Vec<_>, _>>()?, page))
+    Ok((
+        rows.iter()
+            .map(log_from_row)
+            .collect::<Result<Vec<_>, _>>()?,
+        page,
+    ))
 }

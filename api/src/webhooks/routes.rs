@@ -1,8 +1,8 @@
 //! `/webhook`: subscriptions and their delivery logs.
 
+use crate::http::json::Query;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use crate::http::json::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use rand::RngCore;
@@ -27,7 +27,12 @@ pub const MAX_WEBHOOKS_PER_PROJECT: i64 = 100;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_webhook, list_webhooks))
-        .routes(routes!(get_webhook, replace_webhook, patch_webhook, delete_webhook))
+        .routes(routes!(
+            get_webhook,
+            replace_webhook,
+            patch_webhook,
+            delete_webhook
+        ))
         .routes(routes!(list_logs))
         .routes(routes!(get_log))
         .routes(routes!(resend_log))
@@ -40,7 +45,10 @@ fn new_secret() -> String {
 }
 
 /// Events from `events`, or the legacy single `event`; at least one, no repeats.
-fn events_of(events: Option<Vec<EventType>>, event: Option<EventType>) -> ApiResult<Vec<EventType>> {
+fn events_of(
+    events: Option<Vec<EventType>>,
+    event: Option<EventType>,
+) -> ApiResult<Vec<EventType>> {
     let mut list = events.unwrap_or_default();
     if let Some(e) = event {
         list.push(e);
@@ -52,7 +60,10 @@ fn events_of(events: Option<Vec<EventType>>, event: Option<EventType>) -> ApiRes
         }
     }
     if unique.is_empty() {
-        return Err(ApiError::invalid(format!("events must name at least one event: {}", crate::events::ALL_NAMES.join(", "))));
+        return Err(ApiError::invalid(format!(
+            "events must name at least one event: {}",
+            crate::events::ALL_NAMES.join(", ")
+        )));
     }
     Ok(unique)
 }
@@ -61,9 +72,20 @@ fn events_of(events: Option<Vec<EventType>>, event: Option<EventType>) -> ApiRes
 #[utoipa::path(post, path = "/webhook", tag = "webhook", operation_id = "createWebhook",
     request_body = WebhookPayload,
     responses((status = 200, body = Webhook), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_webhook(State(state): State<AppState>, principal: Principal, JsonBody(payload): JsonBody<WebhookPayload>) -> ApiResult<Json<Webhook>> {
+async fn create_webhook(
+    State(state): State<AppState>,
+    principal: Principal,
+    JsonBody(payload): JsonBody<WebhookPayload>,
+) -> ApiResult<Json<Webhook>> {
     let mut problems = Problems::default();
-    validate(&mut problems, Some(&payload.name), Some(&payload.url), payload.events.as_deref(), payload.shared_secret.as_deref(), payload.stream_id.as_deref());
+    validate(
+        &mut problems,
+        Some(&payload.name),
+        Some(&payload.url),
+        payload.events.as_deref(),
+        payload.shared_secret.as_deref(),
+        payload.stream_id.as_deref(),
+    );
     problems.into_result()?;
     let events = events_of(payload.events, payload.event)?;
     let webhook = Webhook {
@@ -94,7 +116,12 @@ async fn create_webhook(State(state): State<AppState>, principal: Principal, Jso
 #[utoipa::path(get, path = "/webhook", tag = "webhook", operation_id = "getWebhooks",
     params(ListParams),
     responses((status = 200, body = Vec<Webhook>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn list_webhooks(State(state): State<AppState>, principal: Principal, Query(params): Query<ListParams>, OriginalUri(uri): OriginalUri) -> ApiResult<Response> {
+async fn list_webhooks(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LIST_SPEC)?;
     let (webhooks, page) = repo::list(state.db(), &principal.project_id, &req).await?;
     Ok(req.respond(webhooks, page, &uri, state.public_url()))
@@ -104,8 +131,15 @@ async fn list_webhooks(State(state): State<AppState>, principal: Principal, Quer
 #[utoipa::path(get, path = "/webhook/{id}", tag = "webhook", operation_id = "getWebhook",
     params(("id" = String, Path, description = "Webhook id")),
     responses((status = 200, body = Webhook), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_webhook(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Webhook>> {
-    repo::get(state.db().reader(), &principal.project_id, &id).await?.map(Json).ok_or_else(ApiError::not_found)
+async fn get_webhook(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Webhook>> {
+    repo::get(state.db().reader(), &principal.project_id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Replace a webhook.
@@ -120,11 +154,20 @@ async fn replace_webhook(
     JsonBody(payload): JsonBody<WebhookPayload>,
 ) -> ApiResult<Json<Webhook>> {
     let mut problems = Problems::default();
-    validate(&mut problems, Some(&payload.name), Some(&payload.url), payload.events.as_deref(), payload.shared_secret.as_deref(), payload.stream_id.as_deref());
+    validate(
+        &mut problems,
+        Some(&payload.name),
+        Some(&payload.url),
+        payload.events.as_deref(),
+        payload.shared_secret.as_deref(),
+        payload.stream_id.as_deref(),
+    );
     problems.into_result()?;
     let events = events_of(payload.events, payload.event)?;
     let mut tx = state.db().begin().await?;
-    let mut webhook = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let mut webhook = repo::get(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     webhook.name = payload.name;
     webhook.url = payload.url;
     webhook.events = events;
@@ -150,10 +193,19 @@ async fn patch_webhook(
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> ApiResult<StatusCode> {
     let mut problems = Problems::default();
-    validate(&mut problems, patch.name.as_deref(), patch.url.as_deref(), patch.events.as_deref(), patch.shared_secret.as_deref(), patch.stream_id.as_deref());
+    validate(
+        &mut problems,
+        patch.name.as_deref(),
+        patch.url.as_deref(),
+        patch.events.as_deref(),
+        patch.shared_secret.as_deref(),
+        patch.stream_id.as_deref(),
+    );
     problems.into_result()?;
     let mut tx = state.db().begin().await?;
-    let mut webhook = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let mut webhook = repo::get(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if let Some(name) = patch.name {
         webhook.name = name;
     }
@@ -178,9 +230,15 @@ async fn patch_webhook(
 #[utoipa::path(delete, path = "/webhook/{id}", tag = "webhook", operation_id = "deleteWebhook",
     params(("id" = String, Path, description = "Webhook id")),
     responses((status = 200, body = Webhook), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_webhook(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Webhook>> {
+async fn delete_webhook(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Webhook>> {
     let mut tx = state.db().begin().await?;
-    let webhook = repo::get(&mut *tx, &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let webhook = repo::get(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     repo::soft_delete(&mut tx, &principal.project_id, &id).await?;
     tx.commit().await?;
     Ok(Json(webhook))
@@ -198,7 +256,9 @@ async fn list_logs(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
     let req = ListRequest::parse(&params, &repo::LOG_LIST_SPEC)?;
-    repo::get(state.db().reader(), &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
+    repo::get(state.db().reader(), &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let (logs, page) = repo::list_logs(state.db(), &principal.project_id, &id, &req).await?;
     Ok(req.respond(logs, page, &uri, state.public_url()))
 }
@@ -207,8 +267,14 @@ async fn list_logs(
 #[utoipa::path(get, path = "/webhook/{id}/log/{logId}", tag = "webhook", operation_id = "getWebhookLog",
     params(("id" = String, Path, description = "Webhook id"), ("logId" = String, Path, description = "Webhook log id")),
     responses((status = 200, body = WebhookLog), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_log(State(state): State<AppState>, principal: Principal, Path((id, log_id)): Path<(String, String)>) -> ApiResult<Json<WebhookLog>> {
-    let (log, _) = repo::get_log(state.db(), &principal.project_id, &id, &log_id).await?.ok_or_else(ApiError::not_found)?;
+async fn get_log(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, log_id)): Path<(String, String)>,
+) -> ApiResult<Json<WebhookLog>> {
+    let (log, _) = repo::get_log(state.db(), &principal.project_id, &id, &log_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(log))
 }
 
@@ -216,10 +282,23 @@ async fn get_log(State(state): State<AppState>, principal: Principal, Path((id, 
 #[utoipa::path(post, path = "/webhook/{id}/log/{logId}/resend", tag = "webhook", operation_id = "resendWebhook",
     params(("id" = String, Path, description = "Webhook id"), ("logId" = String, Path, description = "Webhook log id")),
     responses((status = 200, body = WebhookLog), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn resend_log(State(state): State<AppState>, principal: Principal, Path((id, log_id)): Path<(String, String)>) -> ApiResult<Json<WebhookLog>> {
-    let webhook = repo::get(state.db().reader(), &principal.project_id, &id).await?.ok_or_else(ApiError::not_found)?;
-    let (_, event_id) = repo::get_log(state.db(), &principal.project_id, &id, &log_id).await?.ok_or_else(ApiError::not_found)?;
-    let event = EventRecord::load(state.db(), &principal.project_id, &event_id).await?.ok_or_else(ApiError::not_found)?;
-    let (_, log) = state.webhook_sender().attempt(state.db(), &webhook, &event).await?;
+async fn resend_log(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, log_id)): Path<(String, String)>,
+) -> ApiResult<Json<WebhookLog>> {
+    let webhook = repo::get(state.db().reader(), &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let (_, event_id) = repo::get_log(state.db(), &principal.project_id, &id, &log_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let event = EventRecord::load(state.db(), &principal.project_id, &event_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let (_, log) = state
+        .webhook_sender()
+        .attempt(state.db(), &webhook, &event)
+        .await?;
     Ok(Json(log))
 }

@@ -48,7 +48,11 @@ impl MediaPlaylist {
     /// `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`, so players know its whole length up front
     /// and can seek (recordings, uploads).
     pub fn vod() -> Self {
-        Self { vod: true, ended: true, ..Self::new(0) }
+        Self {
+            vod: true,
+            ended: true,
+            ..Self::new(0)
+        }
     }
 
     /// Continues a live playlist that [`MediaPlaylist::render`] wrote earlier, as when a
@@ -65,7 +69,9 @@ impl MediaPlaylist {
         let mut discontinuity = false;
         for line in lines.map(str::trim_end).filter(|l| !l.is_empty()) {
             if let Some(value) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
-                playlist.longest_ms = playlist.longest_ms.max(value.parse::<u64>().ok()?.saturating_mul(1000));
+                playlist.longest_ms = playlist
+                    .longest_ms
+                    .max(value.parse::<u64>().ok()?.saturating_mul(1000));
             } else if let Some(value) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
                 playlist.media_sequence = value.parse().ok()?;
             } else if let Some(value) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
@@ -79,13 +85,20 @@ impl MediaPlaylist {
             } else if !line.starts_with('#') {
                 let duration_s = duration.take()?;
                 playlist.longest_ms = playlist.longest_ms.max(millis(duration_s));
-                playlist.entries.push_back(Entry { uri: line.to_string(), duration_s, discontinuity });
+                playlist.entries.push_back(Entry {
+                    uri: line.to_string(),
+                    duration_s,
+                    discontinuity,
+                });
                 discontinuity = false;
             }
         }
         // A smaller window than before drops the oldest entries, counting them as usual.
         while playlist.window > 0 && playlist.entries.len() > playlist.window {
-            let dropped = playlist.entries.pop_front().expect("longer than the window");
+            let dropped = playlist
+                .entries
+                .pop_front()
+                .expect("longer than the window");
             playlist.media_sequence += 1;
             if dropped.discontinuity {
                 playlist.discontinuity_sequence += 1;
@@ -315,7 +328,12 @@ mod tests {
             playlist.push(format!("{i}.ts"), 2.0, false);
         }
         let text = playlist.render();
-        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
+        assert!(
+            text.contains(
+                "#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+            ),
+            "{text}"
+        );
         assert_eq!(text.matches("#EXTINF:2.000,").count(), 10);
         assert!(text.ends_with("9.ts\n#EXT-X-ENDLIST\n"), "{text}");
     }
@@ -329,12 +347,20 @@ mod tests {
         first.end();
         let mut resumed = MediaPlaylist::resume(&first.render(), 3).unwrap();
         assert!(!resumed.is_ended());
-        assert_eq!(resumed.render(), first.render().replace("#EXT-X-ENDLIST\n", ""));
+        assert_eq!(
+            resumed.render(),
+            first.render().replace("#EXT-X-ENDLIST\n", "")
+        );
         resumed.push("b_0.ts".into(), 2.0, true);
         resumed.push("b_1.ts".into(), 2.0, false);
         let text = resumed.render();
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:4\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
-        assert!(text.ends_with("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb_0.ts\n#EXTINF:2.000,\nb_1.ts\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb_0.ts\n#EXTINF:2.000,\nb_1.ts\n"
+            ),
+            "{text}"
+        );
         assert!(MediaPlaylist::resume("not a playlist", 3).is_none());
         assert!(MediaPlaylist::resume(&MediaPlaylist::vod().render(), 3).is_none());
     }

@@ -272,7 +272,9 @@ impl SrtServer {
         // srt-tokio's packet socket lets go of the UDP socket from a task of its own, a moment
         // after the listener has closed: wait until the port can be bound again.
         let deadline = tokio::time::Instant::now() + PORT_RELEASE_TIMEOUT;
-        while std::net::UdpSocket::bind(self.local_addr).is_err() && tokio::time::Instant::now() < deadline {
+        while std::net::UdpSocket::bind(self.local_addr).is_err()
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use bytes::Bytes;
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::{self, threading};
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
 use ffmpeg::util::frame::video::Video as VideoFrame;
 use ffmpeg::{Dictionary, Rational};
+use ffmpeg_next as ffmpeg;
 use tokio::sync::Semaphore;
 
 use super::plan::{Gop, H264Profile, Rendition};
@@ -89,15 +89,26 @@ pub fn probe_encoder(preference: EncoderPreference) -> Result<EncoderChoice, Tra
     init_ffmpeg()?;
     if preference == EncoderPreference::X264 {
         require_x264()?;
-        return Ok(EncoderChoice { encoder: H264Encoder::X264, nvenc_unusable: Some("libx264 is configured".into()) });
+        return Ok(EncoderChoice {
+            encoder: H264Encoder::X264,
+            nvenc_unusable: Some("libx264 is configured".into()),
+        });
     }
     match open_encoder(H264Encoder::Nvenc, &probe_rendition(), Rational::new(30, 1)) {
-        Ok(_) => Ok(EncoderChoice { encoder: H264Encoder::Nvenc, nvenc_unusable: None }),
+        Ok(_) => Ok(EncoderChoice {
+            encoder: H264Encoder::Nvenc,
+            nvenc_unusable: None,
+        }),
         Err(err) if preference == EncoderPreference::Auto => {
             require_x264()?;
-            Ok(EncoderChoice { encoder: H264Encoder::X264, nvenc_unusable: Some(err.to_string()) })
+            Ok(EncoderChoice {
+                encoder: H264Encoder::X264,
+                nvenc_unusable: Some(err.to_string()),
+            })
         }
-        Err(err) => Err(TranscodeError::Unavailable(format!("NVENC is configured but cannot be used: {err}"))),
+        Err(err) => Err(TranscodeError::Unavailable(format!(
+            "NVENC is configured but cannot be used: {err}"
+        ))),
     }
 }
 
@@ -119,7 +130,12 @@ fn probe_rendition() -> Rendition {
         profile: H264Profile::Main,
         quality: None,
     };
-    Rendition { profile, width: 256, height: 144, level: 30 }
+    Rendition {
+        profile,
+        width: 256,
+        height: 144,
+        level: 30,
+    }
 }
 
 /// The bundled transcoder. Segments run on Tokio's blocking pool, at most one per core at a
@@ -135,7 +151,10 @@ impl LocalTranscoder {
     /// `concurrency` segments at once.
     pub fn new(encoder: H264Encoder, concurrency: usize) -> Result<Self, TranscodeError> {
         init_ffmpeg()?;
-        Ok(LocalTranscoder { encoder, permits: Arc::new(Semaphore::new(concurrency.max(1))) })
+        Ok(LocalTranscoder {
+            encoder,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        })
     }
 
     /// The encoder in use.
@@ -153,23 +172,41 @@ impl Transcoder for LocalTranscoder {
         let permits = self.permits.clone();
         let encoder = self.encoder;
         Box::pin(async move {
-            let _permit = permits.acquire_owned().await.map_err(|_| TranscodeError::Unavailable("shutting down".into()))?;
-            tokio::task::spawn_blocking(move || transcode_segment(encoder, &job.segment, &job.renditions))
+            let _permit = permits
+                .acquire_owned()
                 .await
-                .map_err(|e| TranscodeError::Unavailable(format!("the transcode worker failed: {e}")))?
+                .map_err(|_| TranscodeError::Unavailable("shutting down".into()))?;
+            tokio::task::spawn_blocking(move || {
+                transcode_segment(encoder, &job.segment, &job.renditions)
+            })
+            .await
+            .map_err(|e| TranscodeError::Unavailable(format!("the transcode worker failed: {e}")))?
         })
     }
 }
 
 /// Transcodes one segment synchronously: decode once, and feed every decoded frame to one
 /// encoding thread per rendition.
-pub fn transcode_segment(encoder: H264Encoder, segment: &Segment, renditions: &[Rendition]) -> Result<TranscodeOutput, TranscodeError> {
+pub fn transcode_segment(
+    encoder: H264Encoder,
+    segment: &Segment,
+    renditions: &[Rendition],
+) -> Result<TranscodeOutput, TranscodeError> {
     init_ffmpeg()?;
-    let config = segment.video_config.as_ref().ok_or_else(|| TranscodeError::Source("the segment has no video".into()))?;
+    let config = segment
+        .video_config
+        .as_ref()
+        .ok_or_else(|| TranscodeError::Source("the segment has no video".into()))?;
     let config = AvcConfig::parse(config).map_err(|e| TranscodeError::Source(e.to_string()))?;
-    let video: Vec<&Packet> = segment.packets.iter().filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame).collect();
+    let video: Vec<&Packet> = segment
+        .packets
+        .iter()
+        .filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame)
+        .collect();
     if video.is_empty() {
-        return Err(TranscodeError::Source("the segment has no video frames".into()));
+        return Err(TranscodeError::Source(
+            "the segment has no video frames".into(),
+        ));
     }
     let source_rate = source_frame_rate(segment.video_frame_rate().unwrap_or(30.0));
     let end_ms = segment.start_ms + segment.duration_ms.max(1);
@@ -181,7 +218,9 @@ pub fn transcode_segment(encoder: H264Encoder, segment: &Segment, renditions: &[
             let (frames, receiver) = sync_channel::<Arc<VideoFrame>>(FRAME_QUEUE);
             queues.push(frames);
             let start_ms = segment.start_ms;
-            workers.push(scope.spawn(move || encode_rendition(encoder, rendition, source_rate, start_ms, end_ms, receiver)));
+            workers.push(scope.spawn(move || {
+                encode_rendition(encoder, rendition, source_rate, start_ms, end_ms, receiver)
+            }));
         }
         let decoded = decode(&config, &video, |frame| {
             let frame = Arc::new(frame);
@@ -193,11 +232,16 @@ pub fn transcode_segment(encoder: H264Encoder, segment: &Segment, renditions: &[
         drop(queues);
         let mut outputs = Vec::with_capacity(renditions.len());
         for worker in workers {
-            let encoded = worker.join().map_err(|_| TranscodeError::Unavailable("an encoding thread panicked".into()))??;
+            let encoded = worker
+                .join()
+                .map_err(|_| TranscodeError::Unavailable("an encoding thread panicked".into()))??;
             outputs.push(encoded);
         }
         decoded?;
-        Ok(outputs.into_iter().map(|encoded| rendition_segment(segment, encoded)).collect())
+        Ok(outputs
+            .into_iter()
+            .map(|encoded| rendition_segment(segment, encoded))
+            .collect())
     })
 }
 
@@ -210,11 +254,23 @@ fn source_frame_rate(fps: f64) -> Rational {
 
 /// Decodes the video packets (Annex B, parameter sets before keyframes, millisecond
 /// timestamps) and hands every frame to `each` in presentation order.
-fn decode(config: &AvcConfig, packets: &[&Packet], mut each: impl FnMut(VideoFrame)) -> Result<(), TranscodeError> {
-    let codec = codec::decoder::find(codec::Id::H264).ok_or_else(|| TranscodeError::Unavailable("no H.264 decoder".into()))?;
+fn decode(
+    config: &AvcConfig,
+    packets: &[&Packet],
+    mut each: impl FnMut(VideoFrame),
+) -> Result<(), TranscodeError> {
+    let codec = codec::decoder::find(codec::Id::H264)
+        .ok_or_else(|| TranscodeError::Unavailable("no H.264 decoder".into()))?;
     let mut context = codec::context::Context::new_with_codec(codec);
-    context.set_threading(threading::Config { kind: threading::Type::Frame, count: 0, ..Default::default() });
-    let mut decoder = context.decoder().video().map_err(|e| TranscodeError::codec("opening the decoder", e))?;
+    context.set_threading(threading::Config {
+        kind: threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let mut decoder = context
+        .decoder()
+        .video()
+        .map_err(|e| TranscodeError::codec("opening the decoder", e))?;
     let mut frame = VideoFrame::empty();
     let mut drain = |decoder: &mut ffmpeg::decoder::Video, each: &mut dyn FnMut(VideoFrame)| {
         while decoder.receive_frame(&mut frame).is_ok() {
@@ -226,10 +282,14 @@ fn decode(config: &AvcConfig, packets: &[&Packet], mut each: impl FnMut(VideoFra
         let mut input = ffmpeg::Packet::copy(&data);
         input.set_pts(Some(packet.pts_ms));
         input.set_dts(Some(packet.dts_ms));
-        decoder.send_packet(&input).map_err(|e| TranscodeError::codec("decoding", e))?;
+        decoder
+            .send_packet(&input)
+            .map_err(|e| TranscodeError::codec("decoding", e))?;
         drain(&mut decoder, &mut each);
     }
-    decoder.send_eof().map_err(|e| TranscodeError::codec("decoding", e))?;
+    decoder
+        .send_eof()
+        .map_err(|e| TranscodeError::codec("decoding", e))?;
     drain(&mut decoder, &mut each);
     Ok(())
 }
@@ -250,7 +310,9 @@ fn encode_rendition(
     end_ms: i64,
     frames: Receiver<Arc<VideoFrame>>,
 ) -> Result<Encoded, TranscodeError> {
-    let rate = rendition.profile.fps.map_or(source_rate, |f| Rational::new(f.num as i32, f.den.max(1) as i32));
+    let rate = rendition.profile.fps.map_or(source_rate, |f| {
+        Rational::new(f.num as i32, f.den.max(1) as i32)
+    });
     let mut encoder = open_encoder(kind, rendition, rate)?;
     let mut output = EncodedStream::default();
     let mut scaler: Option<scaling::Context> = None;
@@ -287,7 +349,9 @@ fn encode_rendition(
             slot += 1;
         }
     }
-    encoder.send_eof().map_err(|e| TranscodeError::codec("encoding", e))?;
+    encoder
+        .send_eof()
+        .map_err(|e| TranscodeError::codec("encoding", e))?;
     output.drain(&mut encoder);
     output.finish(rendition)
 }
@@ -301,7 +365,10 @@ struct SlotGrid {
 
 impl SlotGrid {
     fn new(num: u32, den: u32) -> Self {
-        SlotGrid { num: f64::from(num.max(1)), den: f64::from(den.max(1)) }
+        SlotGrid {
+            num: f64::from(num.max(1)),
+            den: f64::from(den.max(1)),
+        }
     }
 
     fn time_ms(self, slot: i64) -> f64 {
@@ -313,10 +380,16 @@ impl SlotGrid {
     }
 }
 
-fn scale(scaler: &mut Option<scaling::Context>, frame: &VideoFrame, rendition: &Rendition) -> Result<VideoFrame, TranscodeError> {
+fn scale(
+    scaler: &mut Option<scaling::Context>,
+    frame: &VideoFrame,
+    rendition: &Rendition,
+) -> Result<VideoFrame, TranscodeError> {
     let stale = scaler.as_ref().is_none_or(|s| {
         let input = s.input();
-        input.format != frame.format() || input.width != frame.width() || input.height != frame.height()
+        input.format != frame.format()
+            || input.width != frame.width()
+            || input.height != frame.height()
     });
     if stale {
         let context = scaling::Context::get(
@@ -333,21 +406,34 @@ fn scale(scaler: &mut Option<scaling::Context>, frame: &VideoFrame, rendition: &
     }
     let mut scaled = VideoFrame::empty();
     if let Some(scaler) = scaler.as_mut() {
-        scaler.run(frame, &mut scaled).map_err(|e| TranscodeError::codec("scaling", e))?;
+        scaler
+            .run(frame, &mut scaled)
+            .map_err(|e| TranscodeError::codec("scaling", e))?;
     }
     Ok(scaled)
 }
 
-fn send(encoder: &mut ffmpeg::encoder::Video, frame: &VideoFrame, output: &mut EncodedStream) -> Result<(), TranscodeError> {
-    encoder.send_frame(frame).map_err(|e| TranscodeError::codec("encoding", e))?;
+fn send(
+    encoder: &mut ffmpeg::encoder::Video,
+    frame: &VideoFrame,
+    output: &mut EncodedStream,
+) -> Result<(), TranscodeError> {
+    encoder
+        .send_frame(frame)
+        .map_err(|e| TranscodeError::codec("encoding", e))?;
     output.drain(encoder);
     Ok(())
 }
 
 /// Opens an H.264 encoder for a rendition, with millisecond timestamps.
-fn open_encoder(kind: H264Encoder, rendition: &Rendition, rate: Rational) -> Result<ffmpeg::encoder::Video, TranscodeError> {
-    let codec = codec::encoder::find_by_name(kind.ffmpeg_name())
-        .ok_or_else(|| TranscodeError::Unavailable(format!("this FFmpeg build has no {}", kind.ffmpeg_name())))?;
+fn open_encoder(
+    kind: H264Encoder,
+    rendition: &Rendition,
+    rate: Rational,
+) -> Result<ffmpeg::encoder::Video, TranscodeError> {
+    let codec = codec::encoder::find_by_name(kind.ffmpeg_name()).ok_or_else(|| {
+        TranscodeError::Unavailable(format!("this FFmpeg build has no {}", kind.ffmpeg_name()))
+    })?;
     let mut encoder = codec::context::Context::new_with_codec(codec)
         .encoder()
         .video()
@@ -383,7 +469,10 @@ fn open_encoder(kind: H264Encoder, rendition: &Rendition, rate: Rational) -> Res
         H264Profile::High | H264Profile::ConstrainedHigh => "high",
     };
     options.set("profile", profile_name);
-    options.set("level", &format!("{}.{}", rendition.level / 10, rendition.level % 10));
+    options.set(
+        "level",
+        &format!("{}.{}", rendition.level / 10, rendition.level % 10),
+    );
     match kind {
         H264Encoder::X264 => {
             options.set("preset", X264_PRESET);
@@ -396,7 +485,9 @@ fn open_encoder(kind: H264Encoder, rendition: &Rendition, rate: Rational) -> Res
             options.set("forced-idr", "1");
         }
     }
-    encoder.open_with(options).map_err(|e| TranscodeError::codec(kind.ffmpeg_name(), e))
+    encoder
+        .open_with(options)
+        .map_err(|e| TranscodeError::codec(kind.ffmpeg_name(), e))
 }
 
 /// Encoded packets as they leave the encoder, turned into AVCC.
@@ -430,18 +521,28 @@ impl EncodedStream {
     }
 
     fn finish(self, rendition: &Rendition) -> Result<Encoded, TranscodeError> {
-        let config = avc_decoder_config(&self.sps, &self.pps)
-            .ok_or_else(|| TranscodeError::codec("encoding", format!("{} wrote no SPS/PPS", rendition.name())))?;
+        let config = avc_decoder_config(&self.sps, &self.pps).ok_or_else(|| {
+            TranscodeError::codec("encoding", format!("{} wrote no SPS/PPS", rendition.name()))
+        })?;
         if self.packets.first().is_none_or(|p| !p.keyframe) {
-            return Err(TranscodeError::codec("encoding", format!("{} did not start with a keyframe", rendition.name())));
+            return Err(TranscodeError::codec(
+                "encoding",
+                format!("{} did not start with a keyframe", rendition.name()),
+            ));
         }
-        Ok(Encoded { config, packets: self.packets })
+        Ok(Encoded {
+            config,
+            packets: self.packets,
+        })
     }
 }
 
 /// A rendition's segment: the encoded video and the source's audio, on the source's timing.
 fn rendition_segment(source: &Segment, encoded: Encoded) -> Segment {
-    let audio = source.packets.iter().filter(|p| p.track == Track::Audio && p.kind == PacketKind::Frame);
+    let audio = source
+        .packets
+        .iter()
+        .filter(|p| p.track == Track::Audio && p.kind == PacketKind::Frame);
     let mut packets: Vec<Packet> = encoded.packets;
     packets.extend(audio.cloned());
     // Interleave by decode time, as a muxer expects them (stable: video first on ties).

@@ -100,14 +100,24 @@ impl Rendition {
             H264Profile::Main => 0x40,
             H264Profile::High | H264Profile::ConstrainedHigh => 0x00,
         };
-        format!("avc1.{:02x}{:02x}{:02x}", self.profile.profile.idc(), constraints, self.level)
+        format!(
+            "avc1.{:02x}{:02x}{:02x}",
+            self.profile.profile.idc(),
+            constraints,
+            self.level
+        )
     }
 }
 
 /// The renditions `profiles` give for a `source_width` x `source_height` source at
 /// `source_fps` frames per second, in the profiles' order, without the ones that would
 /// upscale.
-pub fn plan_renditions(source_width: u32, source_height: u32, source_fps: f64, profiles: &[RenditionProfile]) -> Vec<Rendition> {
+pub fn plan_renditions(
+    source_width: u32,
+    source_height: u32,
+    source_fps: f64,
+    profiles: &[RenditionProfile],
+) -> Vec<Rendition> {
     if source_width == 0 || source_height == 0 {
         return Vec::new();
     }
@@ -116,21 +126,39 @@ pub fn plan_renditions(source_width: u32, source_height: u32, source_fps: f64, p
         .filter_map(|profile| {
             let (width, height) = fit(source_width, source_height, profile.width, profile.height)?;
             let fps = profile.fps.map_or(source_fps, FrameRate::as_f64);
-            Some(Rendition { profile: profile.clone(), width, height, level: level_for(width, height, fps) })
+            Some(Rendition {
+                profile: profile.clone(),
+                width,
+                height,
+                level: level_for(width, height, fps),
+            })
         })
         .collect()
 }
 
 /// The largest even size with the source's aspect ratio inside the box; `None` if that is
 /// larger than the source or degenerate.
-fn fit(source_width: u32, source_height: u32, box_width: u32, box_height: u32) -> Option<(u32, u32)> {
-    let (sw, sh, bw, bh) = (f64::from(source_width), f64::from(source_height), f64::from(box_width), f64::from(box_height));
+fn fit(
+    source_width: u32,
+    source_height: u32,
+    box_width: u32,
+    box_height: u32,
+) -> Option<(u32, u32)> {
+    let (sw, sh, bw, bh) = (
+        f64::from(source_width),
+        f64::from(source_height),
+        f64::from(box_width),
+        f64::from(box_height),
+    );
     let scale = (bw / sw).min(bh / sh);
     if scale > 1.0 || !scale.is_finite() {
         return None;
     }
     let even = |v: f64| ((v / 2.0).round() as u32 * 2).max(2);
-    let (width, height) = (even(sw * scale).min(box_width.max(2)), even(sh * scale).min(box_height.max(2)));
+    let (width, height) = (
+        even(sw * scale).min(box_width.max(2)),
+        even(sh * scale).min(box_height.max(2)),
+    );
     Some((width, height))
 }
 
@@ -139,15 +167,37 @@ mod tests {
     use super::*;
 
     fn profile(name: &str, width: u32, height: u32) -> RenditionProfile {
-        RenditionProfile { name: name.into(), width, height, bitrate: 500_000, fps: None, gop: Gop::Segment, profile: H264Profile::High, quality: None }
+        RenditionProfile {
+            name: name.into(),
+            width,
+            height,
+            bitrate: 500_000,
+            fps: None,
+            gop: Gop::Segment,
+            profile: H264Profile::High,
+            quality: None,
+        }
     }
 
     #[test]
     fn the_default_ladder_on_a_720p_source() {
-        let ladder = [profile("240p0", 426, 240), profile("360p0", 640, 360), profile("480p0", 854, 480), profile("720p0", 1280, 720)];
+        let ladder = [
+            profile("240p0", 426, 240),
+            profile("360p0", 640, 360),
+            profile("480p0", 854, 480),
+            profile("720p0", 1280, 720),
+        ];
         let plan = plan_renditions(1280, 720, 30.0, &ladder);
         let sizes: Vec<_> = plan.iter().map(|r| (r.name(), r.width, r.height)).collect();
-        assert_eq!(sizes, [("240p0", 426, 240), ("360p0", 640, 360), ("480p0", 854, 480), ("720p0", 1280, 720)]);
+        assert_eq!(
+            sizes,
+            [
+                ("240p0", 426, 240),
+                ("360p0", 640, 360),
+                ("480p0", 854, 480),
+                ("720p0", 1280, 720)
+            ]
+        );
         assert_eq!(plan[0].codec_string(), "avc1.640015");
     }
 

@@ -18,7 +18,8 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     /// A fresh directory named after the test and this process.
     pub fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("studio-media-core-{name}-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("studio-media-core-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -40,7 +41,10 @@ impl Drop for TempDir {
 /// Cuts packets into segments with the default segmenter, the last one included.
 pub fn segment(packets: &[Packet]) -> Vec<Segment> {
     let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut segments: Vec<Segment> = packets.iter().filter_map(|p| segmenter.push(p.clone()).expect("segmentable")).collect();
+    let mut segments: Vec<Segment> = packets
+        .iter()
+        .filter_map(|p| segmenter.push(p.clone()).expect("segmentable"))
+        .collect();
     segments.extend(segmenter.finish());
     segments
 }
@@ -55,12 +59,21 @@ pub struct Published {
 
 /// Collects events until `Ended` (or the deadline). The publish must have been granted as
 /// `stream-1` over `protocol`.
-pub async fn collect(events: &mut mpsc::Receiver<IngestEvent>, within: Duration, protocol: IngestProtocol) -> Published {
+pub async fn collect(
+    events: &mut mpsc::Receiver<IngestEvent>,
+    within: Duration,
+    protocol: IngestProtocol,
+) -> Published {
     let mut out = Published::default();
     let deadline = Instant::now() + within;
     while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
         match event {
-            IngestEvent::Started { stream_key, grant, protocol: got, .. } => {
+            IngestEvent::Started {
+                stream_key,
+                grant,
+                protocol: got,
+                ..
+            } => {
                 assert_eq!(grant.stream_id, "stream-1");
                 assert_eq!(got, protocol);
                 out.key = Some(stream_key);
@@ -77,5 +90,8 @@ pub async fn collect(events: &mut mpsc::Receiver<IngestEvent>, within: Duration,
 
 /// Waits for an encoder process to exit.
 pub async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    timeout(within, child.wait()).await.expect("ffmpeg exits in time").expect("wait")
+    timeout(within, child.wait())
+        .await
+        .expect("ffmpeg exits in time")
+        .expect("wait")
 }

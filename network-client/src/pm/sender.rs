@@ -521,7 +521,13 @@ mod tests {
 
     /// A session with default settings on `terms(1, "a")`.
     fn session(now: Instant) -> PaymentSession {
-        PaymentSession::new(EthSigner::random(), SenderConfig::default(), terms(1, "a"), now).unwrap()
+        PaymentSession::new(
+            EthSigner::random(),
+            SenderConfig::default(),
+            terms(1, "a"),
+            now,
+        )
+        .unwrap()
     }
 
     fn terms(hash: u8, session: &str) -> OrchestratorTerms {

@@ -49,9 +49,7 @@ use studio_media_core::transcode::{
 use studio_network_client::capabilities::{CapabilitySet, compatible};
 use studio_network_client::credentials::{SegmentClaim, verify_info_sig};
 use studio_network_client::orchestrator::{read_ticket_params, ticket_params_message};
-use studio_network_client::pm::{
-    EthSigner, Payment, PriceInfo, PricePerPixel, TicketSenderParams,
-};
+use studio_network_client::pm::{EthSigner, Payment, PriceInfo, PricePerPixel, TicketSenderParams};
 use studio_network_client::proto::{self, transcode_result, video_profile};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -103,7 +101,13 @@ impl OrchestratorConfig {
     pub fn off_chain(transcoder: Arc<dyn Transcoder>) -> Self {
         Self {
             on_chain: false,
-            ..Self::on_chain(PriceInfo { price_per_unit: 0, pixels_per_unit: 1 }, transcoder)
+            ..Self::on_chain(
+                PriceInfo {
+                    price_per_unit: 0,
+                    pixels_per_unit: 1,
+                },
+                transcoder,
+            )
         }
     }
 }
@@ -198,7 +202,11 @@ impl TestOrchestrator {
         let (alive, _) = watch::channel(true);
         let acceptor = TlsAcceptor::from(Arc::new(tls_config()));
         tokio::spawn(serve(listener, acceptor, state.clone(), alive.subscribe()));
-        Ok(Self { address, state, alive })
+        Ok(Self {
+            address,
+            state,
+            alive,
+        })
     }
 
     /// The service URI (`https://127.0.0.1:port`).
@@ -248,7 +256,9 @@ impl TestOrchestrator {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -259,20 +269,28 @@ impl Drop for TestOrchestrator {
 }
 
 fn tls_config() -> rustls::ServerConfig {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("a self-signed certificate");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("a self-signed certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("default TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .expect("the generated key matches its certificate");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("default TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .expect("the generated key matches its certificate");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config
 }
 
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<Mutex<State>>, mut alive: watch::Receiver<bool>) {
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<Mutex<State>>,
+    mut alive: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -286,8 +304,11 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<Mutex<St
         let mut alive = alive.clone();
         tokio::spawn(async move {
             let connection = async {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let service = hyper::service::service_fn(move |request| route(state.clone(), request));
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |request| route(state.clone(), request));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
@@ -310,7 +331,10 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
         .expect("a valid response")
 }
 
-async fn route(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn route(
+    state: Arc<Mutex<State>>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let grpc = request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -321,7 +345,10 @@ async fn route(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<R
             let state = state.clone();
             async move { get_orchestrator(&state, req.into_inner()).map(tonic::Response::new) }
         });
-        let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<proto::OrchestratorInfo, proto::OrchestratorRequest>::default());
+        let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<
+            proto::OrchestratorInfo,
+            proto::OrchestratorRequest,
+        >::default());
         return Ok(grpc.unary(service, request).await);
     }
     let path = request.uri().path().to_owned();
@@ -331,7 +358,11 @@ async fn route(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<R
             let found = {
                 let state = lock(&state);
                 let (dir, _) = p.rsplit_once('/').unwrap_or((p, ""));
-                state.results.get(dir).and_then(|kept| kept.iter().find(|(key, _)| key == p).map(|(_, b)| b.clone()))
+                state.results.get(dir).and_then(|kept| {
+                    kept.iter()
+                        .find(|(key, _)| key == p)
+                        .map(|(_, b)| b.clone())
+                })
             };
             match found {
                 Some(bytes) => Response::builder()
@@ -346,24 +377,38 @@ async fn route(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<R
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The capabilities of an orchestrator with go-livepeer's defaults.
 fn node_capabilities() -> proto::Capabilities {
     proto::Capabilities {
         bitstring: vec![0x4005FFF],
-        mandatories: CapabilitySet::of([studio_network_client::capabilities::id::AUTH_TOKEN]).words().to_vec(),
+        mandatories: CapabilitySet::of([studio_network_client::capabilities::id::AUTH_TOKEN])
+            .words()
+            .to_vec(),
         version: "test-orchestrator".into(),
         ..Default::default()
     }
 }
 
-fn get_orchestrator(state: &Mutex<State>, request: proto::OrchestratorRequest) -> Result<proto::OrchestratorInfo, tonic::Status> {
+fn get_orchestrator(
+    state: &Mutex<State>,
+    request: proto::OrchestratorRequest,
+) -> Result<proto::OrchestratorInfo, tonic::Status> {
     let mut state = lock(state);
-    let sender = if request.address.len() == 20 { Address::from_slice(&request.address) } else { Address::ZERO };
+    let sender = if request.address.len() == 20 {
+        Address::from_slice(&request.address)
+    } else {
+        Address::ZERO
+    };
     if state.config.on_chain && verify_info_sig(sender, &request.sig).is_err() {
-        state.stats.refusals.push("orchestrator req sig check failed".into());
+        state
+            .stats
+            .refusals
+            .push("orchestrator req sig check failed".into());
         return Err(tonic::Status::unknown("orchestrator req sig check failed"));
     }
     let now = SystemTime::now();
@@ -374,15 +419,24 @@ fn get_orchestrator(state: &Mutex<State>, request: proto::OrchestratorRequest) -
     }
     let session_id = format!("{:08x}", rand::thread_rng().r#gen::<u32>());
     let expires = now + state.config.auth_token_ttl;
-    state.sessions.insert(session_id.clone(), Session { expires, active: false, price: None });
+    state.sessions.insert(
+        session_id.clone(),
+        Session {
+            expires,
+            active: false,
+            price: None,
+        },
+    );
     let auth_token = auth_token(&state.auth_secret, &session_id, unix(expires));
-    let info = offer(&mut state, sender, auth_token).map_err(|e| tonic::Status::unknown(format!("{e:?}")))?;
+    let info = offer(&mut state, sender, auth_token)
+        .map_err(|e| tonic::Status::unknown(format!("{e:?}")))?;
     state.stats.offers += 1;
     Ok(info)
 }
 
 fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `HMAC-SHA256(secret, session_id ‖ bigint(expiration).Bytes())`.
@@ -390,20 +444,34 @@ fn auth_token(secret: &[u8; 32], session_id: &str, expiration: i64) -> proto::Au
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(session_id.as_bytes());
     mac.update(&proto::uint_bytes(U256::from(expiration.max(0) as u64)));
-    proto::AuthToken { token: mac.finalize().into_bytes().to_vec(), session_id: session_id.to_owned(), expiration }
+    proto::AuthToken {
+        token: mac.finalize().into_bytes().to_vec(),
+        session_id: session_id.to_owned(),
+        expiration,
+    }
 }
 
 /// A fresh `OrchestratorInfo` for `sender` with `auth_token`: new ticket params every time.
-fn offer(state: &mut State, sender: Address, auth_token: proto::AuthToken) -> Result<proto::OrchestratorInfo, RecipientError> {
+fn offer(
+    state: &mut State,
+    sender: Address,
+    auth_token: proto::AuthToken,
+) -> Result<proto::OrchestratorInfo, RecipientError> {
     let mut info = proto::OrchestratorInfo {
         transcoder: state.uri.clone(),
-        address: if state.config.on_chain { state.node.address().to_vec() } else { vec![0; 20] },
+        address: if state.config.on_chain {
+            state.node.address().to_vec()
+        } else {
+            vec![0; 20]
+        },
         capabilities: Some(node_capabilities()),
         ..Default::default()
     };
     if state.config.on_chain {
         let seed: [u8; 32] = rand::thread_rng().r#gen();
-        let terms = state.recipient.terms(sender, state.price, seed, &auth_token.session_id)?;
+        let terms = state
+            .recipient
+            .terms(sender, state.price, seed, &auth_token.session_id)?;
         info.ticket_params = Some(ticket_params_message(&terms.params));
         info.price_info = Some(proto::PriceInfo {
             price_per_unit: state.price.price_per_unit,
@@ -424,7 +492,10 @@ fn read_payment(p: &proto::Payment) -> Option<Payment> {
     Some(Payment {
         ticket_params,
         sender: (p.sender.len() == 20).then(|| Address::from_slice(&p.sender))?,
-        expected_price: PriceInfo { price_per_unit: price.price_per_unit, pixels_per_unit: price.pixels_per_unit },
+        expected_price: PriceInfo {
+            price_per_unit: price.price_per_unit,
+            pixels_per_unit: price.pixels_per_unit,
+        },
         tickets: p
             .ticket_sender_params
             .iter()
@@ -443,7 +514,9 @@ fn refusal_text(error: &RecipientError) -> &'static str {
     match error {
         RecipientError::RecipientMismatch => "invalid ticket recipient",
         RecipientError::ZeroSender => "invalid ticket sender",
-        RecipientError::InvalidRecipientRand => "invalid recipientRand for ticket recipientRandHash",
+        RecipientError::InvalidRecipientRand => {
+            "invalid recipientRand for ticket recipientRandHash"
+        }
         RecipientError::BadPrice => "invalid expected price",
         RecipientError::BadSignature => "invalid ticket signature",
         RecipientError::NonceReused => "invalid ticket senderNonce",
@@ -459,20 +532,35 @@ fn refuse(state: &Arc<Mutex<State>>, status: StatusCode, message: &str) -> Respo
 }
 
 fn decode_header<M: Message + Default>(request: &Request<Incoming>, name: &str) -> Option<M> {
-    let value = request.headers().get(name).map_or(Some(""), |v| v.to_str().ok())?;
+    let value = request
+        .headers()
+        .get(name)
+        .map_or(Some(""), |v| v.to_str().ok())?;
     let bytes = STANDARD.decode(value).ok()?;
     M::decode(bytes.as_slice()).ok()
 }
 
 async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response<Body> {
     let Some(payment) = decode_header::<proto::Payment>(&request, "Livepeer-Payment") else {
-        return refuse(&state, StatusCode::PAYMENT_REQUIRED, "Could not parse payment");
+        return refuse(
+            &state,
+            StatusCode::PAYMENT_REQUIRED,
+            "Could not parse payment",
+        );
     };
     let Some(seg) = decode_header::<proto::SegData>(&request, "Livepeer-Segment") else {
-        return refuse(&state, StatusCode::FORBIDDEN, "Could not verify segment creds");
+        return refuse(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Could not verify segment creds",
+        );
     };
     let on_chain = lock(&state).config.on_chain;
-    let sender = if payment.sender.len() == 20 { Address::from_slice(&payment.sender) } else { Address::ZERO };
+    let sender = if payment.sender.len() == 20 {
+        Address::from_slice(&payment.sender)
+    } else {
+        Address::ZERO
+    };
     let profiles = if !seg.full_profiles3.is_empty() {
         seg.full_profiles3.clone()
     } else if !seg.full_profiles2.is_empty() {
@@ -485,10 +573,15 @@ async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respon
         let claim = SegmentClaim {
             manifest_id: std::str::from_utf8(&seg.manifest_id).unwrap_or_default(),
             seq: seg.seq.max(0) as u64,
-            data_hash: if seg.hash.len() == 32 { B256::from_slice(&seg.hash) } else { B256::ZERO },
+            data_hash: if seg.hash.len() == 32 {
+                B256::from_slice(&seg.hash)
+            } else {
+                B256::ZERO
+            },
             profile_names: &names,
         };
-        if std::str::from_utf8(&seg.manifest_id).is_err() || claim.verify(sender, &seg.sig).is_err() {
+        if std::str::from_utf8(&seg.manifest_id).is_err() || claim.verify(sender, &seg.sig).is_err()
+        {
             return refuse(&state, StatusCode::FORBIDDEN, "ErrSegSig");
         }
     }
@@ -497,7 +590,11 @@ async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respon
         return refuse(&state, StatusCode::FORBIDDEN, "incompatible capabilities");
     }
     if seg.duration > MAX_SEGMENT_DURATION_MS || seg.duration < 0 {
-        return refuse(&state, StatusCode::FORBIDDEN, "segment duration out of range");
+        return refuse(
+            &state,
+            StatusCode::FORBIDDEN,
+            "segment duration out of range",
+        );
     }
     let Some(token) = seg.auth_token.clone() else {
         return refuse(&state, StatusCode::FORBIDDEN, "missing auth token");
@@ -509,7 +606,11 @@ async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respon
             drop(st);
             return refuse(&state, StatusCode::FORBIDDEN, "invalid auth token");
         }
-        let Some(session) = st.sessions.get(&token.session_id).filter(|_| token.expiration > unix(SystemTime::now())) else {
+        let Some(session) = st
+            .sessions
+            .get(&token.session_id)
+            .filter(|_| token.expiration > unix(SystemTime::now()))
+        else {
             drop(st);
             return refuse(&state, StatusCode::FORBIDDEN, "expired auth token");
         };
@@ -518,7 +619,10 @@ async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respon
                 drop(st);
                 return refuse(&state, StatusCode::FORBIDDEN, "OrchestratorCapped");
             }
-            st.sessions.get_mut(&token.session_id).expect("found above").active = true;
+            st.sessions
+                .get_mut(&token.session_id)
+                .expect("found above")
+                .active = true;
         }
         match offer(&mut st, sender, token.clone()) {
             Ok(info) => info,
@@ -541,11 +645,17 @@ async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respon
             drop(st);
             return refuse(&state, StatusCode::BAD_REQUEST, "malformed payment");
         }
-        let session = st.sessions.get_mut(&token.session_id).expect("checked above");
+        let session = st
+            .sessions
+            .get_mut(&token.session_id)
+            .expect("checked above");
         // The first payment pins the session's price; one without tickets pins it to zero.
         let price = *session.price.get_or_insert(match &typed {
             Some(p) => p.expected_price,
-            None => PriceInfo { price_per_unit: 0, pixels_per_unit: 1 },
+            None => PriceInfo {
+                price_per_unit: 0,
+                pixels_per_unit: 1,
+            },
         });
         if let Some(typed) = &typed {
             let ev = typed.ticket_params.expected_value();
@@ -575,9 +685,18 @@ async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respon
         None
     };
     let stall = lock(&state).faults.stall;
-    let body = match Limited::new(request.into_body(), MAX_SEGMENT_BYTES).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_SEGMENT_BYTES)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
-        Err(_) => return refuse(&state, StatusCode::BAD_REQUEST, "could not read the segment"),
+        Err(_) => {
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "could not read the segment",
+            );
+        }
     };
     if keccak256(&body).as_slice() != seg.hash.as_slice() {
         return refuse(&state, StatusCode::FORBIDDEN, "Forbidden");
@@ -588,12 +707,27 @@ async fn segment(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respon
     // 200 now; the TranscodeResult follows when the renditions are ready.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
     tokio::spawn(async move {
-        let result = transcode(&state, &seg, &profiles, &token, sender, pinned_price, body, info).await;
-        let _ = tx.send(Ok(Frame::data(Bytes::from(result.encode_to_vec())))).await;
+        let result = transcode(
+            &state,
+            &seg,
+            &profiles,
+            &token,
+            sender,
+            pinned_price,
+            body,
+            info,
+        )
+        .await;
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from(result.encode_to_vec()))))
+            .await;
     });
     let stream = futures_stream(rx);
     Response::builder()
-        .header(http::header::CONTENT_TYPE, "application/vnd+livepeer.transcoderesult")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/vnd+livepeer.transcoderesult",
+        )
         .body(Body::new(StreamBody::new(stream)))
         .expect("a valid response")
 }
@@ -649,7 +783,11 @@ async fn transcode(
             Ok(ts) => ts,
             Err(e) => return fail(e.to_string()),
         };
-        let frames = output.packets.iter().filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame).count() as u64;
+        let frames = output
+            .packets
+            .iter()
+            .filter(|p| p.track == Track::Video && p.kind == PacketKind::Frame)
+            .count() as u64;
         let pixels = u64::from(rendition.width) * u64::from(rendition.height) * frames;
         total_pixels += pixels;
         hashes.extend_from_slice(keccak256(&ts).as_slice());
@@ -664,19 +802,32 @@ async fn transcode(
             }
             format!("{}{path}", st.uri)
         };
-        segments.push(proto::TranscodedSegmentData { url, pixels: pixels as i64, perceptual_hash_url: String::new() });
+        segments.push(proto::TranscodedSegmentData {
+            url,
+            pixels: pixels as i64,
+            perceptual_hash_url: String::new(),
+        });
     }
     let mut st = lock(state);
-    let sig = st.node.sign_ticket_hash(&keccak256(&hashes)).map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+    let sig = st
+        .node
+        .sign_ticket_hash(&keccak256(&hashes))
+        .map(|s| s.as_bytes().to_vec())
+        .unwrap_or_default();
     if let Some(price) = price {
-        st.recipient.debit(sender, &token.session_id, &price, total_pixels);
-        st.stats.debited += PricePerPixel::from_price_info(&price).map_or_else(|_| BigRational::zero(), |p| p.cost_of(total_pixels));
+        st.recipient
+            .debit(sender, &token.session_id, &price, total_pixels);
+        st.stats.debited += PricePerPixel::from_price_info(&price)
+            .map_or_else(|_| BigRational::zero(), |p| p.cost_of(total_pixels));
     }
     st.stats.pixels += total_pixels;
     st.stats.segments += 1;
     proto::TranscodeResult {
         seq: seg.seq,
-        result: Some(transcode_result::Result::Data(proto::TranscodeData { segments, sig })),
+        result: Some(transcode_result::Result::Data(proto::TranscodeData {
+            segments,
+            sig,
+        })),
         info: Some(info),
     }
 }
@@ -684,14 +835,32 @@ async fn transcode(
 /// The posted MPEG-TS as a segment.
 fn source_segment(seg: &proto::SegData, body: &[u8]) -> Result<Segment, String> {
     let packets = mpegts::demux_file(body).map_err(|e| e.to_string())?;
-    let start_ms = packets.iter().filter(|p| p.kind == PacketKind::Frame).map(|p| p.dts_ms).min().ok_or("an empty segment")?;
-    let duration_ms = if seg.duration > 0 { i64::from(seg.duration) } else { 2000 };
-    Ok(Segment::from_packets(seg.seq.max(0) as u64, start_ms, duration_ms, false, packets))
+    let start_ms = packets
+        .iter()
+        .filter(|p| p.kind == PacketKind::Frame)
+        .map(|p| p.dts_ms)
+        .min()
+        .ok_or("an empty segment")?;
+    let duration_ms = if seg.duration > 0 {
+        i64::from(seg.duration)
+    } else {
+        2000
+    };
+    Ok(Segment::from_packets(
+        seg.seq.max(0) as u64,
+        start_ms,
+        duration_ms,
+        false,
+        packets,
+    ))
 }
 
 /// A requested profile as the bundled transcoder takes it.
 fn rendition(p: &proto::VideoProfile) -> Rendition {
-    let fps = (p.fps > 0).then(|| FrameRate { num: p.fps, den: p.fps_den.max(1) });
+    let fps = (p.fps > 0).then(|| FrameRate {
+        num: p.fps,
+        den: p.fps_den.max(1),
+    });
     let gop = match p.gop {
         0 => Gop::Segment,
         video_profile::GOP_INTRA_ONLY => Gop::Intra,

@@ -268,13 +268,7 @@ impl Recipient {
     }
 
     /// Debits the segment's real pixels at the payment's price.
-    pub fn debit(
-        &mut self,
-        sender: Address,
-        balance_key: &str,
-        price: &PriceInfo,
-        pixels: u64,
-    ) {
+    pub fn debit(&mut self, sender: Address, balance_key: &str, price: &PriceInfo, pixels: u64) {
         let price =
             PricePerPixel::from_price_info(price).expect("a price the payment already passed");
         *self

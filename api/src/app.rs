@@ -24,8 +24,10 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http;
 use crate::live::registry::Registry;
 use crate::webhooks::delivery::{self, Sender};
+use studio_media_core::ingest::{IngestLimits, MemoryBudget};
 use studio_media_core::store::{LocalDirStore, ObjectStore};
 use studio_media_core::transcode::Transcoder;
+use tokio_util::task::TaskTracker;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -42,6 +44,8 @@ struct Inner {
     media_store: Arc<dyn ObjectStore>,
     transcoder: Arc<dyn Transcoder>,
     recorder: crate::recording::Recorder,
+    ingest_limits: IngestLimits,
+    tasks: TaskTracker,
     metrics: PrometheusHandle,
 }
 
@@ -56,7 +60,10 @@ impl AppState {
         let key_cache = Arc::new(KeyCache::new(db.backend()));
         let media_store: Arc<dyn ObjectStore> =
             Arc::new(LocalDirStore::new(config.data_dir.join("media")));
+        let ingest_limits = ingest_limits(&config.ingest);
         Ok(AppState(Arc::new(Inner {
+            ingest_limits,
+            tasks: TaskTracker::new(),
             transcoder,
             config,
             key_cache,
@@ -99,6 +106,17 @@ impl AppState {
         self.0.transcoder.clone()
     }
 
+    /// What every publish on this node is held to; one memory budget for RTMP and SRT.
+    pub fn ingest_limits(&self) -> &IngestLimits {
+        &self.0.ingest_limits
+    }
+
+    /// Work that must finish before the server stops (live sessions, their renditions and
+    /// recordings): spawn it here, and shutdown waits for it.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.0.tasks
+    }
+
     /// The live publishers of this node.
     pub fn live(&self) -> &Registry {
         &self.0.live
@@ -116,6 +134,17 @@ impl AppState {
     /// Tells the webhook worker that new events are in the outbox.
     pub fn wake_webhooks(&self) {
         self.0.webhook_wake.notify_one();
+    }
+}
+
+fn ingest_limits(config: &crate::config::IngestConfig) -> IngestLimits {
+    IngestLimits {
+        queue_stall_timeout: std::time::Duration::from_secs(config.queue_stall_timeout_secs),
+        max_media_lead: std::time::Duration::from_secs(config.max_media_lead_secs),
+        max_frame_bytes: config.max_frame_bytes,
+        max_publish_bytes: config.max_publish_bytes,
+        memory: Arc::new(MemoryBudget::new(config.memory_budget_bytes)),
+        ..IngestLimits::default()
     }
 }
 
@@ -272,19 +301,48 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 }
 
 impl RunningServer {
-    /// Stops accepting requests, lets requests and webhook attempts in flight finish, and closes
-    /// the database.
+    /// Stops the way SIGTERM should: stops accepting requests and publishers, ends every live
+    /// session (playlists closed, sessions ended, recordings processed), lets requests and
+    /// webhook attempts in flight finish, and only then closes the database; all within
+    /// `shutdown_timeout_secs`. Past it, what is unfinished is left for the next start to
+    /// recover, and the server stops anyway.
     pub async fn stop(self) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.state.config().shutdown_timeout();
         let _ = self.shutdown.send(true);
-        // Closing the ingest servers drops every publisher; their sessions close as they drain.
+        // Closing the ingest servers drops every publisher; their sessions end as they drain.
         self.ingest.close().await?;
+        let tasks = self.state.tasks();
+        tasks.close();
+        if tokio::time::timeout_at(deadline, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                unfinished = tasks.len(),
+                "shutdown timeout: live sessions or recordings still running are left for the next start to recover"
+            );
+        }
         self.sweeper.await?;
-        self.http.await??;
-        self.webhooks.await?;
+        drain("HTTP", self.http, deadline).await;
+        drain("webhook delivery", self.webhooks, deadline).await;
         if let Some(listener) = self.key_listener {
             listener.await?;
         }
         self.state.db().close().await;
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "stopped");
         Ok(())
+    }
+}
+
+/// Waits for a task until `deadline`, then aborts it.
+async fn drain<T>(
+    what: &str,
+    mut task: tokio::task::JoinHandle<T>,
+    deadline: tokio::time::Instant,
+) {
+    if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+        tracing::warn!("shutdown timeout: {what} did not drain in time");
+        task.abort();
     }
 }

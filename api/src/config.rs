@@ -37,9 +37,55 @@ pub struct Config {
     /// A stream marked live that received no segment for this long is made idle: its ingest node
     /// is gone. Longer than the longest segment the segmenter allows (30 s).
     pub stream_idle_after_secs: u64,
+    /// On SIGTERM, how long ending the live sessions (playlists closed, recordings processed)
+    /// and draining requests and deliveries may take before the server stops anyway.
+    pub shutdown_timeout_secs: u64,
+    pub ingest: IngestConfig,
     pub webhooks: WebhookConfig,
     pub transcode: TranscodeConfig,
     pub network: NetworkConfig,
+}
+
+/// Live ingest (RTMP and SRT): what encoders, and anyone else reaching the ingest ports, may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest segment (its frames' bytes): 32 MiB is 2 s at 128 Mbit/s. A publish that needs
+    /// more (a huge bitrate, or keyframes too far apart) is ended.
+    pub max_segment_bytes: u64,
+    /// Largest single frame.
+    pub max_frame_bytes: usize,
+    /// Bytes of media one publish may hold in memory (queued and in its open segment).
+    pub max_publish_bytes: usize,
+    /// Bytes of media all publishes of the node may hold together; a publish whose next frame
+    /// does not fit is ended.
+    pub memory_budget_bytes: usize,
+    /// How far a publish's timestamps may run ahead of real time before its connection is paused.
+    pub max_media_lead_secs: u64,
+    /// A publish whose pipeline takes none of its packets for this long is ended.
+    pub queue_stall_timeout_secs: u64,
+    /// RTMP connections in all.
+    pub max_connections: usize,
+    /// RTMP connections not yet publishing (before the stream key is authorized)...
+    pub max_unauthorized: usize,
+    /// ...and of those, from one IP address.
+    pub max_unauthorized_per_address: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_segment_bytes: 32 * 1024 * 1024,
+            max_frame_bytes: 8 * 1024 * 1024,
+            max_publish_bytes: 64 * 1024 * 1024,
+            memory_budget_bytes: 1024 * 1024 * 1024,
+            max_media_lead_secs: 10,
+            queue_stall_timeout_secs: 10,
+            max_connections: 1024,
+            max_unauthorized: 256,
+            max_unauthorized_per_address: 8,
+        }
+    }
 }
 
 /// The bundled transcoder.
@@ -227,6 +273,8 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             stream_idle_after_secs: 45,
+            shutdown_timeout_secs: 30,
+            ingest: IngestConfig::default(),
             webhooks: WebhookConfig::default(),
             transcode: TranscodeConfig::default(),
             network: NetworkConfig::default(),
@@ -307,6 +355,10 @@ impl Config {
         Duration::from_secs(self.request_timeout_secs)
     }
 
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
     /// Rejects settings that cannot work, with a message naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
         let url = self.database_url();
@@ -354,6 +406,22 @@ impl Config {
                     "network.mode = offchain needs network.orchestrators or network.orchestrator_webhook: on-chain discovery needs onchain mode"
                 );
             }
+        }
+        let i = &self.ingest;
+        if i.max_segment_bytes == 0
+            || i.max_frame_bytes == 0
+            || i.max_connections == 0
+            || i.max_unauthorized == 0
+            || i.max_unauthorized_per_address == 0
+        {
+            anyhow::bail!(
+                "ingest.max_segment_bytes, max_frame_bytes, max_connections, max_unauthorized and max_unauthorized_per_address must be at least 1"
+            );
+        }
+        if i.max_publish_bytes < i.max_frame_bytes || i.memory_budget_bytes < i.max_publish_bytes {
+            anyhow::bail!(
+                "ingest limits must grow: max_frame_bytes <= max_publish_bytes <= memory_budget_bytes"
+            );
         }
         let w = &self.webhooks;
         if w.max_attempts == 0 || w.concurrency == 0 || w.timeout_ms == 0 {

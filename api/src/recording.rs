@@ -152,7 +152,9 @@ pub async fn session_ended(state: &AppState, project_id: &str, session_id: &str)
     };
     match create_asset(state, project_id, session_id).await {
         Ok(Some(asset)) => {
-            tokio::spawn(process(state.clone(), asset, recording));
+            state
+                .tasks()
+                .spawn(process(state.clone(), asset, recording));
         }
         Ok(None) => {}
         Err(err) => {

@@ -2,11 +2,14 @@
 //!
 //! [`rtmp`] and [`srt`] differ in transport and container (FLV over RTMP, MPEG-TS over SRT) but
 //! not in contract: both ask the caller's [`PublishAuthorizer`] before accepting a publish,
-//! report [`IngestEvent`]s of the same shape, and let the caller end a publish through a
+//! report [`IngestEvent`]s of the same shape, hand each publish's packets over on a queue of its
+//! own held to the same [`IngestLimits`] ([`session`]), and let the caller end a publish through a
 //! [`SessionHandle`]. Session ids come from one process-wide counter, so the events of both
 //! servers can be merged into one stream without ids colliding.
 
+mod log_limit;
 pub mod rtmp;
+pub mod session;
 pub mod srt;
 
 use std::future::Future;
@@ -16,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-use crate::packet::Packet;
+pub use log_limit::LogLimiter;
+pub use session::{IngestLimits, MemoryBudget, PacketReceiver, SessionLimitError};
 
 /// The protocol a publisher uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,13 +157,9 @@ pub enum IngestEvent {
         remote_addr: SocketAddr,
         /// How it publishes.
         protocol: IngestProtocol,
-    },
-    /// A demuxed packet of a started session.
-    Packet {
-        /// The session it belongs to.
-        session_id: SessionId,
-        /// The packet.
-        packet: Packet,
+        /// The session's demuxed packets, on a queue of its own: a consumer that falls behind
+        /// slows only this publisher. Ends (`None`) when the session does.
+        packets: PacketReceiver,
     },
     /// A started session is over; nothing more comes for it.
     Ended {
@@ -193,4 +193,21 @@ pub enum IngestError {
     /// An SRT connection failed.
     #[error(transparent)]
     Srt(#[from] srt::SrtError),
+    /// The publish broke a limit every publish is held to (memory, pacing, queue).
+    #[error(transparent)]
+    Limit(#[from] SessionLimitError),
+}
+
+impl EndReason {
+    /// A short, stable label of why the publish ended (for metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EndReason::Unpublished => "unpublished",
+            EndReason::ConnectionClosed => "connection_closed",
+            EndReason::Disconnected => "disconnected",
+            EndReason::Error(IngestError::Limit(limit)) => limit.kind(),
+            EndReason::Error(IngestError::Rtmp(_)) => "rtmp_error",
+            EndReason::Error(IngestError::Srt(_)) => "srt_error",
+        }
+    }
 }

@@ -69,6 +69,16 @@ pub enum SegmentError {
     },
 }
 
+impl SegmentError {
+    /// A short, stable label (for metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SegmentError::GopTooLong { .. } => "gop_too_long",
+            SegmentError::SegmentTooLarge { .. } => "segment_too_large",
+        }
+    }
+}
+
 /// A finished segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -216,6 +226,11 @@ impl Segmenter {
             PacketKind::Config => Ok(self.push_config(packet)),
             PacketKind::Frame => self.push_frame(packet),
         }
+    }
+
+    /// Payload bytes of the segment still open: what this segmenter holds of the stream.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.open.as_ref().map_or(0, |open| open.size_bytes)
     }
 
     /// Ends the stream; returns the last, partial segment if it holds any frames.

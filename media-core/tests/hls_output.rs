@@ -57,8 +57,13 @@ async fn publish(inputs_and_codecs: &str) -> Vec<Packet> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(IngestEvent::Packet { packet, .. })) => packets.push(packet),
-            Ok(Some(IngestEvent::Started { .. })) => {}
+            Ok(Some(IngestEvent::Started {
+                packets: mut queue, ..
+            })) => {
+                while let Some(packet) = queue.recv().await {
+                    packets.push(packet);
+                }
+            }
             Ok(Some(IngestEvent::Ended { .. })) => break,
             Ok(None) | Err(_) => panic!("the publish did not end in time"),
         }

@@ -14,7 +14,7 @@ use studio_media_core::ingest::{
 };
 use studio_media_core::{PacketKind, Track};
 use support::{collect, segment, wait_exit};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -246,27 +246,22 @@ async fn disconnect_drops_the_publisher_within_a_second() {
     let url = format!("rtmp://{}/live/{GOOD_KEY}", server.local_addr());
     let mut child = ffmpeg(&format!("{AV_INPUT} -t 30"), &url);
 
-    let handle = match timeout(Duration::from_secs(15), events.recv()).await {
-        Ok(Some(IngestEvent::Started { handle, .. })) => handle,
+    let (handle, mut packets) = match timeout(Duration::from_secs(15), events.recv()).await {
+        Ok(Some(IngestEvent::Started {
+            handle, packets, ..
+        })) => (handle, packets),
         other => panic!("expected Started, got {other:?}"),
     };
     // Let media flow first, so the disconnect interrupts a live stream.
-    let mut frames = 0;
-    while frames < 10 {
-        match timeout(Duration::from_secs(10), events.recv()).await {
-            Ok(Some(IngestEvent::Packet { session_id, .. })) => {
-                assert_eq!(session_id, handle.id());
-                frames += 1;
-            }
-            other => panic!("expected packets, got {other:?}"),
-        }
+    for _ in 0..10 {
+        let packet = timeout(Duration::from_secs(10), packets.recv()).await;
+        assert!(matches!(packet, Ok(Some(_))), "expected packets");
     }
 
     let asked = Instant::now();
     handle.disconnect();
     loop {
         match timeout(Duration::from_secs(1), events.recv()).await {
-            Ok(Some(IngestEvent::Packet { .. })) => continue,
             Ok(Some(IngestEvent::Ended { session_id, reason })) => {
                 assert_eq!(session_id, handle.id());
                 assert!(matches!(reason, EndReason::Disconnected), "{reason:?}");
@@ -345,4 +340,164 @@ async fn silent_and_excess_connections_are_closed() {
     let mut third = TcpStream::connect(server.local_addr()).await.unwrap();
     let early = timeout(Duration::from_millis(150), third.read(&mut buf)).await;
     assert!(early.is_err(), "served, not closed at once: {early:?}");
+}
+
+/// A client that speaks raw RTMP: completes the handshake, then sends whatever a test chunks.
+async fn raw_client(addr: std::net::SocketAddr, from: std::net::IpAddr) -> TcpStream {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let mut handshake = Handshake::new(PeerType::Client);
+    stream
+        .write_all(&handshake.generate_outbound_p0_and_p1().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed during the handshake");
+        match handshake.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).await.unwrap()
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                stream.write_all(&response_bytes).await.unwrap();
+                return stream;
+            }
+        }
+    }
+}
+
+/// An AMF0 `connect` command whose object nests `depth` objects deep.
+fn nested_connect(depth: usize, marker: &[u8]) -> Vec<u8> {
+    let mut data = vec![0x02, 0, 7];
+    data.extend_from_slice(b"connect");
+    data.push(0x00);
+    data.extend_from_slice(&1f64.to_be_bytes());
+    for _ in 0..depth {
+        data.extend_from_slice(marker);
+    }
+    data
+}
+
+/// Chunks one message the way an encoder would (128-byte chunks unless told otherwise).
+fn chunk(type_id: u8, data: Vec<u8>, chunk_size: Option<u32>) -> Vec<u8> {
+    use rml_rtmp::chunk_io::ChunkSerializer;
+    use rml_rtmp::messages::MessagePayload;
+    use rml_rtmp::time::RtmpTimestamp;
+    let mut serializer = ChunkSerializer::new();
+    let mut out = Vec::new();
+    if let Some(size) = chunk_size {
+        out.extend(
+            serializer
+                .set_max_chunk_size(size, RtmpTimestamp::new(0))
+                .unwrap()
+                .bytes,
+        );
+    }
+    let message = MessagePayload {
+        timestamp: RtmpTimestamp::new(0),
+        message_stream_id: 0,
+        type_id,
+        data: data.into(),
+    };
+    out.extend(serializer.serialize(&message, false, false).unwrap().bytes);
+    out
+}
+
+/// Reads until the server closes the connection; panics if it is still open after `within`.
+async fn expect_closed(stream: &mut TcpStream, within: Duration) {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server kept the connection open for {within:?}"),
+        }
+    }
+}
+
+/// One unauthenticated `connect` nesting thousands of objects (or strict arrays) used to
+/// overflow the stack of rml_rtmp's recursive AMF0 decoder and abort the process: this test
+/// binary, the server with it. Now the connection alone is closed and publishing still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_commands_close_only_their_connection() {
+    let (server, mut events, calls) = start_server().await;
+    let loopback = "127.0.0.1".parse().unwrap();
+    for (depth, marker) in [
+        (3_200, &[0x03u8, 0, 1, b'x'][..]),
+        (20_000, &[0x0au8, 0, 0, 0, 1][..]),
+    ] {
+        let mut client = raw_client(server.local_addr(), loopback).await;
+        let message = chunk(20, nested_connect(depth, marker), None);
+        // The server may close before reading it all.
+        let _ = client.write_all(&message).await;
+        expect_closed(&mut client, Duration::from_secs(2)).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no publish got that far");
+
+    let url = format!("rtmp://{}/live/{GOOD_KEY}", server.local_addr());
+    let mut child = ffmpeg(&format!("{AV_INPUT} -t 2"), &url);
+    let published = collect(&mut events, Duration::from_secs(20), IngestProtocol::Rtmp).await;
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(10))
+            .await
+            .success()
+    );
+    assert!(!published.packets.is_empty(), "the server still ingests");
+}
+
+/// Before its publish is authorized a client may not make the server hold more than a few KiB:
+/// a 2^31-1 chunk size and a 15 MiB message used to be buffered whole, per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_clients_cannot_make_the_server_buffer() {
+    let (server, _events, _) = start_server().await;
+    let mut client = raw_client(server.local_addr(), "127.0.0.1".parse().unwrap()).await;
+    let mut bytes = chunk(9, vec![0u8; 15 * 1024 * 1024], Some(0x7fff_ffff));
+    bytes.truncate(64 * 1024);
+    let _ = client.write_all(&bytes).await;
+    expect_closed(&mut client, Duration::from_secs(2)).await;
+}
+
+/// 1,030 idle connections from one address used to take every connection slot and lock out
+/// real publishers. Now one address gets a few unauthorized slots, and a publisher from another
+/// address gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_does_not_lock_out_publishers() {
+    let (server, mut events, _) = start_server().await;
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..1_030 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((attacker, 0).into()).unwrap();
+        idle.push(socket.connect(server.local_addr()).await.unwrap());
+    }
+    // All but a handful are closed at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut open = 0;
+    for stream in &mut idle {
+        let mut buf = [0u8; 1];
+        match timeout(Duration::from_millis(1), stream.read(&mut buf)).await {
+            Err(_) => open += 1,
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        open <= RtmpConfig::default().max_unauthorized_per_address,
+        "{open} still open"
+    );
+
+    let url = format!("rtmp://{}/live/{GOOD_KEY}", server.local_addr());
+    let mut child = ffmpeg(&format!("{AV_INPUT} -t 2"), &url);
+    let published = collect(&mut events, Duration::from_secs(20), IngestProtocol::Rtmp).await;
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(10))
+            .await
+            .success()
+    );
+    assert_eq!(published.key.as_deref(), Some(GOOD_KEY));
+    assert!(!published.packets.is_empty());
+    drop(idle);
 }

@@ -1,18 +1,23 @@
-//! Runs the RTMP and SRT ingest servers for the API: authorizes stream keys, opens a session per publish,
-//! segments its packets and records every segment, and closes the session when the encoder goes.
+//! Runs the RTMP and SRT ingest servers for the API: authorizes stream keys, opens a session per
+//! publish, segments its packets and records every segment, and closes the session when the
+//! encoder goes.
+//!
+//! Each publish runs in a task of its own, fed by its own queue from its connection: a session
+//! that falls behind (a slow disk, a burst) holds back only its own encoder. A session is live
+//! only while its segments are stored: one that cannot store them is ended, not reported live.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::Row;
-use studio_media_core::Packet;
 use studio_media_core::flv::AvcConfig;
 use studio_media_core::hls::sps_resolution;
+use studio_media_core::ingest::SessionHandle;
 use studio_media_core::ingest::rtmp::{RtmpConfig, RtmpServer};
 use studio_media_core::ingest::srt::{SrtConfig, SrtServer};
 use studio_media_core::ingest::{
-    IngestEvent, PublishAuthorizer, PublishGrant, PublishRequest, Refusal, SessionId,
+    IngestEvent, PacketReceiver, PublishAuthorizer, PublishGrant, PublishRequest, Refusal,
 };
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::transcode::{Rendition, RenditionProfile, plan_renditions};
@@ -31,8 +36,8 @@ use crate::streams;
 /// A stream with a live publisher whose last segment is older than this is taken as abandoned
 /// by a node that died, so a new publisher may take over.
 const STALE_PUBLISHER_MS: i64 = 10_000;
-/// Packets queued per session before the ingest connection is slowed down.
-const SESSION_QUEUE: usize = 512;
+/// Segments in a row that could not be stored before the publish is ended.
+const MAX_STORE_FAILURES: u32 = 3;
 
 /// The ingest servers of this node (RTMP and SRT) and the task that turns their events into
 /// sessions. Dropping it disconnects every publisher.
@@ -71,9 +76,15 @@ pub async fn start(
     srt_addr: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<IngestServers> {
+    let limits = state.ingest_limits().clone();
+    let ingest = &state.config().ingest;
     let (rtmp, rtmp_events) = RtmpServer::bind(
         RtmpConfig {
             addr: rtmp_addr,
+            max_connections: ingest.max_connections,
+            max_unauthorized: ingest.max_unauthorized,
+            max_unauthorized_per_address: ingest.max_unauthorized_per_address,
+            limits: limits.clone(),
             ..RtmpConfig::default()
         },
         authorizer(state.clone()),
@@ -83,6 +94,7 @@ pub async fn start(
     let (srt, srt_events) = SrtServer::bind(
         SrtConfig {
             addr: srt_addr,
+            limits,
             ..SrtConfig::default()
         },
         authorizer(state.clone()),
@@ -100,16 +112,14 @@ fn authorizer(state: AppState) -> impl PublishAuthorizer {
     }
 }
 
-/// Turns the events of both servers into sessions: a task per publish, fed its packets. Session
-/// ids are unique across the servers, so one map holds the sessions of both.
+/// Turns the events of both servers into sessions: a task per publish, fed by the publish's
+/// own queue. This task only starts sessions and counts their ends, so it never waits on one.
 async fn handle_events(
     state: AppState,
     mut rtmp: mpsc::Receiver<IngestEvent>,
     mut srt: mpsc::Receiver<IngestEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut sessions: std::collections::HashMap<SessionId, mpsc::Sender<Packet>> =
-        Default::default();
     loop {
         let event = tokio::select! {
             Some(event) = rtmp.recv() => event,
@@ -118,26 +128,23 @@ async fn handle_events(
             else => break,
         };
         match event {
-            IngestEvent::Started { handle, grant, .. } => {
-                let (packets, receiver) = mpsc::channel(SESSION_QUEUE);
-                sessions.insert(handle.id(), packets);
-                tokio::spawn(run_session(
-                    state.clone(),
-                    handle,
-                    grant.stream_id,
-                    receiver,
-                ));
-            }
-            IngestEvent::Packet { session_id, packet } => {
-                if let Some(packets) = sessions.get(&session_id) {
-                    // A full queue makes this wait, and the encoders' connections with it.
-                    let _ = packets.send(packet).await;
-                }
+            IngestEvent::Started {
+                handle,
+                grant,
+                packets,
+                protocol,
+                ..
+            } => {
+                metrics::counter!("studio_ingest_publishes_started_total", "protocol" => protocol.as_str())
+                    .increment(1);
+                state
+                    .tasks()
+                    .spawn(run_session(state.clone(), handle, grant.stream_id, packets));
             }
             IngestEvent::Ended { session_id, reason } => {
+                metrics::counter!("studio_ingest_publishes_ended_total", "reason" => reason.kind())
+                    .increment(1);
                 tracing::info!(session = session_id.0, ?reason, "publish ended");
-                // Closing the channel tells the session task to finish.
-                sessions.remove(&session_id);
             }
         }
     }
@@ -180,9 +187,9 @@ async fn authorize(state: &AppState, request: &PublishRequest) -> Result<Publish
 /// One publish: opens the session, records segments as they complete, closes it at the end.
 async fn run_session(
     state: AppState,
-    handle: studio_media_core::ingest::SessionHandle,
+    handle: SessionHandle,
     stream_id: String,
-    mut packets: mpsc::Receiver<Packet>,
+    mut packets: PacketReceiver,
 ) {
     let ending = Arc::new(AtomicBool::new(false));
     if !state.live().claim(
@@ -210,9 +217,13 @@ async fn run_session(
             return;
         }
     };
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
+    let mut segmenter = Segmenter::new(SegmenterConfig {
+        max_bytes: state.config().ingest.max_segment_bytes,
+        ..SegmenterConfig::default()
+    });
     let mut output = LiveOutput::open(&state, &session).await;
-    let mut went_live = false;
+    let mut progress = Progress::default();
+    let mut broken = false;
     while let Some(packet) = packets.recv().await {
         match segmenter.push(packet) {
             Ok(Some(segment)) => {
@@ -221,25 +232,38 @@ async fn run_session(
                     &session,
                     Arc::new(segment),
                     &ending,
-                    &mut went_live,
+                    &mut progress,
                     &mut output,
                 )
                 .await;
+                if progress.store_failures >= MAX_STORE_FAILURES {
+                    tracing::error!(stream = %stream_id, failures = progress.store_failures, "ending a publish whose segments cannot be stored");
+                    end_early(&handle, "storage_failed");
+                    broken = true;
+                    break;
+                }
             }
             Ok(None) => {}
             Err(err) => {
-                tracing::info!(stream = %stream_id, error = %err, "ending a publish the segmenter cannot follow");
-                handle.disconnect();
+                tracing::warn!(stream = %stream_id, error = %err, "ending a publish the segmenter cannot follow");
+                end_early(&handle, err.kind());
+                broken = true;
+                break;
             }
         }
+        // What the open segment holds stays charged to the ingest memory budget.
+        packets.holding(usize::try_from(segmenter.buffered_bytes()).unwrap_or(usize::MAX));
     }
-    if let Some(segment) = segmenter.finish() {
+    // Nothing more is read: the encoder's connection ends (if it has not) and its memory returns.
+    drop(packets);
+    metrics::gauge!("studio_ingest_memory_bytes").set(state.ingest_limits().memory.used() as f64);
+    if !broken && let Some(segment) = segmenter.finish() {
         publish(
             &state,
             &session,
             Arc::new(segment),
             &ending,
-            &mut went_live,
+            &mut progress,
             &mut output,
         )
         .await;
@@ -259,6 +283,21 @@ async fn run_session(
         transcoding.finish();
     }
     state.live().release(&stream_id, &handle);
+}
+
+/// Disconnects a publisher the pipeline cannot serve, counted by `reason`.
+fn end_early(handle: &SessionHandle, reason: &'static str) {
+    metrics::counter!("studio_ingest_publishes_dropped_total", "reason" => reason).increment(1);
+    handle.disconnect();
+}
+
+/// How a session is doing.
+#[derive(Default)]
+struct Progress {
+    /// A segment was stored and counted: the stream is live.
+    went_live: bool,
+    /// Segments in a row that could not be stored.
+    store_failures: u32,
 }
 
 /// Where a session's segments go: the source playlist at once, the renditions through the
@@ -350,46 +389,47 @@ fn plan(first: &Segment, profiles: &[RenditionProfile]) -> Vec<Rendition> {
 }
 
 /// Makes a segment playable (HLS) and then counts it, so a stream is never reported live before
-/// a player can fetch it; then hands it to the transcode pipeline.
+/// a player can fetch it; then hands it to the transcode pipeline. A segment that could not be
+/// stored is not counted at all.
 async fn publish(
     state: &AppState,
     session: &OpenSession,
     segment: Arc<Segment>,
     ending: &Arc<AtomicBool>,
-    went_live: &mut bool,
+    progress: &mut Progress,
     output: &mut LiveOutput,
 ) {
     if ending.load(Ordering::Acquire) {
         return;
     }
     let stored = match output.source.push(state.media_store(), &segment).await {
-        Ok(stored) => Some(stored),
+        Ok(stored) => stored,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "packaging a segment as HLS failed");
-            None
+            progress.store_failures += 1;
+            metrics::counter!("studio_ingest_segments_store_failed_total").increment(1);
+            tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "storing a segment failed");
+            return;
         }
     };
-    if let Some(stored) = stored.as_ref().filter(|_| !output.wrote_master) {
-        if let Err(err) = output
+    progress.store_failures = 0;
+    if !output.wrote_master
+        && let Err(err) = output
             .start(state, session, ending, &segment, stored.bytes)
             .await
-        {
-            tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "writing the master playlist failed");
-        }
+    {
+        tracing::error!(error = format!("{err:#}"), stream = %session.stream_id, "writing the master playlist failed");
     }
-    if let Err(err) = record(state, session, &segment, ending, went_live).await {
+    if let Err(err) = record(state, session, &segment, ending, &mut progress.went_live).await {
         tracing::error!(error = format!("{err:#}"), "recording a segment failed");
     }
-    if let Some(stored) = stored {
-        crate::recording::segment_stored(
-            state,
-            &session.project_id,
-            &session.id,
-            stored.key,
-            &segment,
-        )
-        .await;
-    }
+    crate::recording::segment_stored(
+        state,
+        &session.project_id,
+        &session.id,
+        stored.key,
+        &segment,
+    )
+    .await;
     if let Some(transcoding) = &output.transcoding {
         transcoding.offer(segment);
     }

@@ -56,7 +56,7 @@ impl TranscodePipeline {
     ) -> TranscodePipeline {
         let (segments, receiver) = mpsc::channel(QUEUE);
         let stream_id = session.stream_id.clone();
-        let task = tokio::spawn(async move {
+        let task = state.tasks().clone().spawn(async move {
             let guard = renditions_lock.lock_owned().await;
             run(state, session, renditions, receiver, ending, guard).await;
         });

@@ -7,31 +7,58 @@
 //! [`IngestEvent::Started`], then [`IngestEvent::Packet`]s, then exactly one
 //! [`IngestEvent::Ended`], all on one channel.
 //!
-//! What a client controls is bounded: connections ([`RtmpConfig::max_connections`]), time to
-//! finish the handshake, time to start publishing, silence on an open connection, stream key
-//! length. rml_rtmp has no setting for inbound chunk or message sizes; RTMP's 24-bit message
-//! length caps one message (and so the session's reassembly buffer) at 16 MiB.
+//! What a client controls is bounded, and most tightly before its publish is authorized:
+//!
+//! - connections: [`RtmpConfig::max_connections`] in all; of those not yet publishing, at most
+//!   [`RtmpConfig::max_unauthorized`], and [`RtmpConfig::max_unauthorized_per_address`] from one
+//!   address, so a flood of idle sockets neither exhausts the server nor locks out publishers
+//!   from elsewhere; they have [`RtmpConfig::handshake_timeout`] and
+//!   [`RtmpConfig::publish_timeout`] to get going;
+//! - bytes: every byte passes [`chunks::ChunkGuard`] before rml_rtmp, which refuses messages
+//!   over [`RtmpConfig::max_unauthorized_message`] until the publish is authorized (then over
+//!   the largest frame), and AMF commands that are large or deeply nested (rml_rtmp decodes them
+//!   recursively: a deep one would overflow the stack and abort the process);
+//! - after the publish: what every publish is held to ([`IngestLimits`]: memory, pacing against
+//!   the wall clock, a queue of its own), silence, stream key length.
+//!
+//! A panic while serving a connection ends that connection only, reported as its end.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod amf0;
+mod chunks;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use self::chunks::{ChunkError, ChunkGuard};
+use super::session::{self, PacketSender};
 use super::{
-    EndReason, IngestEvent, IngestProtocol, PublishAuthorizer, PublishRequest, SessionHandle,
-    SessionId,
+    EndReason, IngestEvent, IngestLimits, IngestProtocol, LogLimiter, PublishAuthorizer,
+    PublishRequest, SessionHandle, SessionId,
 };
 use crate::flv::{FlvDemuxer, FlvError};
+
+/// Refused and failed connections are logged at this rate at most.
+static REFUSALS: LogLimiter = LogLimiter::new(20, Duration::from_secs(10));
+/// Bytes read at once before a publish is authorized, and after.
+const UNAUTHORIZED_READ: usize = 4 * 1024;
+const PUBLISHING_READ: usize = 64 * 1024;
+/// An RTMP video or audio message is an FLV tag body: a frame plus a few bytes of header.
+const FLV_TAG_OVERHEAD: usize = 16;
 
 /// Where and how the RTMP server listens, and the limits it puts on clients.
 #[derive(Debug, Clone)]
@@ -51,11 +78,21 @@ pub struct RtmpConfig {
     pub authorize_timeout: Duration,
     /// Connections beyond this many are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Connections not yet publishing (handshaking, connecting, being authorized), from all
+    /// addresses; more are closed as soon as they are accepted.
+    pub max_unauthorized: usize,
+    /// Connections not yet publishing from one IP address.
+    pub max_unauthorized_per_address: usize,
+    /// Longest RTMP message accepted before a publish is authorized (`connect`, `publish` and
+    /// their companions take a few hundred bytes).
+    pub max_unauthorized_message: usize,
     /// Longest stream key accepted, in bytes.
     pub max_stream_key_len: usize,
-    /// Capacity of the event channel. When the caller falls behind, connections stop reading
-    /// and TCP pushes back on the encoders instead of memory growing.
+    /// Capacity of the channel of [`IngestEvent`]s (starts and ends; packets travel on each
+    /// publish's own queue).
     pub event_capacity: usize,
+    /// What every accepted publish is held to.
+    pub limits: IngestLimits,
 }
 
 impl Default for RtmpConfig {
@@ -68,8 +105,12 @@ impl Default for RtmpConfig {
             idle_timeout: Duration::from_secs(10),
             authorize_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            max_unauthorized: 256,
+            max_unauthorized_per_address: 8,
+            max_unauthorized_message: 8 * 1024,
             max_stream_key_len: 256,
             event_capacity: 1024,
+            limits: IngestLimits::default(),
         }
     }
 }
@@ -95,6 +136,12 @@ pub enum RtmpError {
     /// The RTMP chunk or message stream was invalid.
     #[error("RTMP session error: {0}")]
     Session(#[from] ServerSessionError),
+    /// The chunk stream broke a limit or contradicted itself (see [`chunks`]).
+    #[error("RTMP input refused: {0}")]
+    Chunk(#[from] ChunkError),
+    /// Serving the connection panicked; the connection was dropped.
+    #[error("internal error serving the connection: {0}")]
+    Panic(String),
     /// The client connected to an application other than [`RtmpConfig::app`].
     #[error("unknown RTMP application {0:?}")]
     UnknownApp(String),
@@ -144,6 +191,52 @@ struct Shared<A> {
     config: RtmpConfig,
     authorizer: A,
     events: mpsc::Sender<IngestEvent>,
+    connections: Arc<Semaphore>,
+    unauthorized: Arc<Semaphore>,
+    per_address: Arc<AddressCounts>,
+}
+
+/// Connections not yet publishing, per address.
+#[derive(Default)]
+struct AddressCounts(Mutex<HashMap<IpAddr, usize>>);
+
+/// One unauthorized connection's place in the counts; given back when dropped.
+struct AddressSlot {
+    counts: Arc<AddressCounts>,
+    ip: IpAddr,
+}
+
+impl AddressCounts {
+    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a connection holds until its publish is authorized.
+struct Unauthorized {
+    _slot: AddressSlot,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl RtmpServer {
@@ -155,13 +248,15 @@ impl RtmpServer {
         let listener = TcpListener::bind(config.addr).await?;
         let local_addr = listener.local_addr()?;
         let (events, receiver) = mpsc::channel(config.event_capacity.max(1));
-        let limit = Arc::new(Semaphore::new(config.max_connections));
         let shared = Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            unauthorized: Arc::new(Semaphore::new(config.max_unauthorized)),
+            per_address: Arc::default(),
             config,
             authorizer,
             events,
         });
-        let task = tokio::spawn(accept_loop(listener, shared, limit));
+        let task = tokio::spawn(accept_loop(listener, shared));
         Ok((Self { local_addr, task }, receiver))
     }
 
@@ -171,11 +266,7 @@ impl RtmpServer {
     }
 }
 
-async fn accept_loop<A: PublishAuthorizer>(
-    listener: TcpListener,
-    shared: Arc<Shared<A>>,
-    limit: Arc<Semaphore>,
-) {
+async fn accept_loop<A: PublishAuthorizer>(listener: TcpListener, shared: Arc<Shared<A>>) {
     // Owning the connection tasks here means aborting this task aborts them all.
     let mut connections = JoinSet::new();
     loop {
@@ -190,14 +281,13 @@ async fn accept_loop<A: PublishAuthorizer>(
                         continue;
                     }
                 };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!(%remote, "rtmp connection limit reached; closing");
+                let Some((permit, unauthorized)) = admit(&shared, remote) else {
                     continue;
                 };
                 let shared = shared.clone();
                 connections.spawn(async move {
                     let _permit = permit;
-                    Connection::serve(socket, remote, &shared).await;
+                    Connection::serve(socket, remote, unauthorized, &shared).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -205,30 +295,89 @@ async fn accept_loop<A: PublishAuthorizer>(
     }
 }
 
+/// A place for a new connection, or `None` (and the socket is dropped) when a limit is reached.
+fn admit<A>(
+    shared: &Arc<Shared<A>>,
+    remote: SocketAddr,
+) -> Option<(OwnedSemaphorePermit, Unauthorized)> {
+    let config = &shared.config;
+    let refused = |why: &str| {
+        if let Some(suppressed) = REFUSALS.allow() {
+            tracing::warn!(%remote, suppressed, "rtmp connection refused: {why}");
+        }
+    };
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        refused("connection limit reached");
+        return None;
+    };
+    let Some(slot) = shared
+        .per_address
+        .take(remote.ip(), config.max_unauthorized_per_address)
+    else {
+        refused("too many connections from this address are not publishing yet");
+        return None;
+    };
+    let Ok(unauthorized) = shared.unauthorized.clone().try_acquire_owned() else {
+        refused("too many connections are not publishing yet");
+        return None;
+    };
+    Some((
+        permit,
+        Unauthorized {
+            _slot: slot,
+            _permit: unauthorized,
+        },
+    ))
+}
+
 /// The publish accepted on a connection.
 struct Publishing {
     id: SessionId,
     stop: Arc<Notify>,
     demuxer: FlvDemuxer,
+    packets: PacketSender,
 }
 
 struct Connection<'a, A> {
     socket: TcpStream,
     remote: SocketAddr,
     shared: &'a Shared<A>,
+    guard: ChunkGuard,
+    /// Held until the publish is authorized.
+    unauthorized: Option<Unauthorized>,
     publishing: Option<Publishing>,
 }
 
 impl<'a, A: PublishAuthorizer> Connection<'a, A> {
-    async fn serve(socket: TcpStream, remote: SocketAddr, shared: &'a Shared<A>) {
+    async fn serve(
+        socket: TcpStream,
+        remote: SocketAddr,
+        unauthorized: Unauthorized,
+        shared: &'a Shared<A>,
+    ) {
         let _ = socket.set_nodelay(true);
         let mut conn = Connection {
             socket,
             remote,
             shared,
+            guard: ChunkGuard::new(shared.config.max_unauthorized_message),
+            unauthorized: Some(unauthorized),
             publishing: None,
         };
-        let reason = conn.run().await;
+        // A bug that panics on some input must cost this connection only, and its publish
+        // must still end properly.
+        let reason = match AssertUnwindSafe(conn.run()).catch_unwind().await {
+            Ok(reason) => reason,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(%remote, panic = %message, "serving an rtmp connection panicked");
+                failed(RtmpError::Panic(message))
+            }
+        };
         match conn.publishing.take() {
             Some(p) => {
                 tracing::info!(%remote, session = p.id.0, ?reason, "rtmp publish ended");
@@ -241,7 +390,11 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
                     .await;
             }
             // Nothing was started, so there is nothing to report: a refused or broken client.
-            None => tracing::info!(%remote, ?reason, "rtmp connection closed before publishing"),
+            None => {
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(%remote, ?reason, suppressed, "rtmp connection closed before publishing");
+                }
+            }
         }
     }
 
@@ -271,8 +424,11 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
             return outcome;
         }
 
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; UNAUTHORIZED_READ];
         loop {
+            if self.publishing.is_some() && buf.len() < PUBLISHING_READ {
+                buf.resize(PUBLISHING_READ, 0);
+            }
             let stop = self.publishing.as_ref().map(|p| p.stop.clone());
             // Until a publish is accepted, the publish deadline bounds the wait as well.
             let idle_deadline = Instant::now() + config.idle_timeout;
@@ -324,6 +480,10 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
     }
 
     async fn feed(&mut self, session: &mut ServerSession, bytes: &[u8]) -> Option<EndReason> {
+        // rml_rtmp sees nothing the guard has not passed.
+        if let Err(e) = self.guard.inspect(bytes) {
+            return Some(failed(e));
+        }
         match session.handle_input(bytes) {
             Ok(results) => self.handle_results(session, results).await,
             Err(e) => Some(failed(e)),
@@ -500,11 +660,18 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
         let responses = session.accept_request(request_id).map_err(failed)?;
         let (handle, stop) = SessionHandle::new();
         let id = handle.id();
+        let (packets, receiver) = session::channel(&config.limits);
         self.publishing = Some(Publishing {
             id,
             stop,
             demuxer: FlvDemuxer::new(),
+            packets,
         });
+        // Authorized: frames may be as large as the limits allow, and the connection no longer
+        // counts against the unauthorized ones.
+        self.guard
+            .authorized(config.limits.max_frame_bytes + FLV_TAG_OVERHEAD);
+        self.unauthorized = None;
         tracing::info!(remote = %self.remote, session = id.0, "rtmp publish started");
         self.emit(IngestEvent::Started {
             handle,
@@ -512,6 +679,7 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
             grant,
             remote_addr: self.remote,
             protocol: IngestProtocol::Rtmp,
+            packets: receiver,
         })
         .await?;
         Ok(responses)
@@ -532,13 +700,17 @@ impl<'a, A: PublishAuthorizer> Connection<'a, A> {
         } else {
             p.demuxer.audio(timestamp, data)
         };
-        match demuxed {
-            Ok(Some(packet)) => {
-                let session_id = p.id;
-                self.emit(IngestEvent::Packet { session_id, packet }).await
-            }
-            Ok(None) => Ok(()),
-            Err(e) => Err(failed(e)),
+        let packet = match demuxed {
+            Ok(Some(packet)) => packet,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(failed(e)),
+        };
+        // Waits while the publish runs ahead of real time or its queue is full: TCP then
+        // pushes back on this encoder alone.
+        tokio::select! {
+            biased;
+            () = p.stop.notified() => Err(EndReason::Disconnected),
+            sent = p.packets.send(packet) => sent.map_err(|e| EndReason::Error(e.into())),
         }
     }
 

@@ -7,7 +7,8 @@
 //! [`PublishAuthorizer`] while the handshake waits, before the connection is accepted: a refused
 //! caller gets an SRT rejection code (SRT cannot carry a message) and the caller of this server
 //! sees no event at all. Accepted publishes produce the same [`IngestEvent`]s as RTMP:
-//! `Started`, then `Packet`s demuxed by [`TsDemuxer`], then exactly one `Ended`.
+//! `Started` (with the publish's own queue of packets demuxed by [`TsDemuxer`]), then exactly
+//! one `Ended`.
 //!
 //! What a client controls is bounded: connections, pending or accepted
 //! ([`SrtConfig::max_connections`]); the authorization wait; silence on an accepted connection;
@@ -15,9 +16,9 @@
 //! buffers ([`SrtConfig::demuxer`]).
 //!
 //! Back-pressure differs from RTMP's: srt-tokio's listener feeds every connection of the port
-//! from one task through bounded channels, so when the event receiver falls behind, all SRT
-//! publishers of this server slow down together (RTMP slows only the one TCP connection), and
-//! SRT drops what arrives too late, as it would on a slow network.
+//! from one task through bounded channels. A publish whose own queue is full stops reading its
+//! connection; srt-tokio then drops what arrives too late for it (as on a slow network) rather
+//! than waiting, and the publish ends if its queue stays full (see [`session`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,9 +32,10 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
+use super::session::{self, PacketSender};
 use super::{
-    EndReason, IngestEvent, IngestProtocol, PublishAuthorizer, PublishRequest, SessionHandle,
-    SessionId,
+    EndReason, IngestEvent, IngestLimits, IngestProtocol, LogLimiter, PublishAuthorizer,
+    PublishRequest, SessionHandle,
 };
 use crate::mpegts::{TsDemuxError, TsDemuxer, TsDemuxerLimits};
 
@@ -51,10 +53,13 @@ pub struct SrtConfig {
     pub max_connections: usize,
     /// Longest stream key accepted, in bytes.
     pub max_stream_key_len: usize,
-    /// Capacity of the event channel.
+    /// Capacity of the channel of [`IngestEvent`]s (starts and ends; packets travel on each
+    /// publish's own queue).
     pub event_capacity: usize,
     /// Bounds on each publisher's MPEG-TS demuxer.
     pub demuxer: TsDemuxerLimits,
+    /// What every accepted publish is held to.
+    pub limits: IngestLimits,
 }
 
 impl Default for SrtConfig {
@@ -67,6 +72,7 @@ impl Default for SrtConfig {
             max_stream_key_len: 256,
             event_capacity: 1024,
             demuxer: TsDemuxerLimits::default(),
+            limits: IngestLimits::default(),
         }
     }
 }
@@ -76,6 +82,9 @@ impl Default for SrtConfig {
 const UDP_RECEIVE_BUFFER: u64 = 4 * 1024 * 1024;
 /// How long closing an SRT connection may take (it sends a shutdown to the caller).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Refused callers are logged at this rate at most: garbage datagrams and bad stream ids are
+/// free to send.
+static REFUSALS: LogLimiter = LogLimiter::new(20, Duration::from_secs(10));
 /// Longest wait in [`SrtServer::close`] for the UDP port to become free.
 const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -303,7 +312,9 @@ async fn accept_loop<A: PublishAuthorizer>(
                         });
                     }
                     Err(_) => {
-                        tracing::warn!(%remote, "srt connection limit reached; rejecting");
+                        if let Some(suppressed) = REFUSALS.allow() {
+                            tracing::warn!(%remote, suppressed, "srt connection limit reached; rejecting");
+                        }
                         // Answered from a task: the listener may be busy delivering packets.
                         connections.spawn(reject(request, ServerRejectReason::Overload));
                     }
@@ -329,7 +340,9 @@ async fn serve<A: PublishAuthorizer>(request: ConnectionRequest, shared: &Shared
     let stream_key = match stream_key_from_stream_id(stream_id, config.max_stream_key_len) {
         Ok(key) => key,
         Err(error) => {
-            tracing::info!(%remote, %error, "srt publish refused");
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(%remote, %error, suppressed, "srt publish refused");
+            }
             let reason = match error {
                 StreamIdError::NotPublish(_) | StreamIdError::NotStream(_) => {
                     ServerRejectReason::BadMode
@@ -352,7 +365,9 @@ async fn serve<A: PublishAuthorizer>(request: ConnectionRequest, shared: &Shared
     {
         Ok(Ok(grant)) => grant,
         Ok(Err(refusal)) => {
-            tracing::info!(%remote, reason = %refusal.reason, "srt publish refused");
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(%remote, reason = %refusal.reason, suppressed, "srt publish refused");
+            }
             return reject(request, ServerRejectReason::Forbidden).await;
         }
         Err(_) => {
@@ -369,6 +384,7 @@ async fn serve<A: PublishAuthorizer>(request: ConnectionRequest, shared: &Shared
     };
     let (handle, stop) = SessionHandle::new();
     let session_id = handle.id();
+    let (mut packets, receiver) = session::channel(&config.limits);
     tracing::info!(%remote, session = session_id.0, "srt publish started");
     let started = IngestEvent::Started {
         handle,
@@ -376,11 +392,13 @@ async fn serve<A: PublishAuthorizer>(request: ConnectionRequest, shared: &Shared
         grant,
         remote_addr: remote,
         protocol: IngestProtocol::Srt,
+        packets: receiver,
     };
     let reason = match emit(shared, &stop, started).await {
-        Ok(()) => receive(&mut socket, shared, &stop, session_id).await,
+        Ok(()) => receive(&mut socket, shared, &stop, &mut packets).await,
         Err(reason) => reason,
     };
+    drop(packets);
     // Tells the caller (a shutdown packet) instead of leaving it to time out.
     let _ = timeout(CLOSE_TIMEOUT, socket.close()).await;
     tracing::info!(%remote, session = session_id.0, ?reason, "srt publish ended");
@@ -390,12 +408,12 @@ async fn serve<A: PublishAuthorizer>(request: ConnectionRequest, shared: &Shared
         .await;
 }
 
-/// Demuxes the connection's MPEG-TS into packet events until it ends.
+/// Demuxes the connection's MPEG-TS onto the publish's queue until it ends.
 async fn receive<A>(
     socket: &mut SrtSocket,
     shared: &Shared<A>,
     stop: &Notify,
-    session_id: SessionId,
+    queue: &mut PacketSender,
 ) -> EndReason {
     let idle = shared.config.idle_timeout;
     let mut demuxer = TsDemuxer::with_limits(shared.config.demuxer.clone());
@@ -422,10 +440,14 @@ async fn receive<A>(
             return failed(error);
         }
         for packet in packets.drain(..) {
-            if let Err(reason) =
-                emit(shared, stop, IngestEvent::Packet { session_id, packet }).await
-            {
-                return reason;
+            // Waits while the publish runs ahead of real time or its queue is full.
+            let sent = tokio::select! {
+                biased;
+                () = stop.notified() => return EndReason::Disconnected,
+                sent = queue.send(packet) => sent,
+            };
+            if let Err(error) = sent {
+                return EndReason::Error(error.into());
             }
         }
         if ended {

@@ -72,13 +72,18 @@ pub async fn collect(
                 stream_key,
                 grant,
                 protocol: got,
+                mut packets,
                 ..
             } => {
                 assert_eq!(grant.stream_id, "stream-1");
                 assert_eq!(got, protocol);
                 out.key = Some(stream_key);
+                // The publish's own queue ends when the publish does.
+                while let Ok(Some(packet)) = tokio::time::timeout_at(deadline, packets.recv()).await
+                {
+                    out.packets.push(packet);
+                }
             }
-            IngestEvent::Packet { packet, .. } => out.packets.push(packet),
             IngestEvent::Ended { reason, .. } => {
                 out.ended = Some(reason);
                 break;

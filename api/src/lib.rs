@@ -2,7 +2,7 @@
 //!
 //! Rooms of the house:
 //! - `app`: shared state, the router, starting and stopping a server;
-//! - `config`, `db`, `clock`, `ids`, `error`: foundations;
+//! - `config`, `db`, `clock`, `ids`, `error`, `logging`: foundations;
 //! - `auth`, `tenancy`: API keys, users and projects;
 //! - `http`: JSON bodies, list paging, CORS and metrics shared by every resource;
 //! - `streams`, `sessions`, `assets`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
@@ -23,6 +23,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod live;
+pub mod logging;
 pub mod multistream;
 pub mod openapi;
 pub mod playback;

@@ -124,21 +124,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STUDIO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_json);
+    studio_api::logging::init(args.log_json);
     let mut config = args.store.load()?;
     if let Some(addr) = args.http_addr {
         config.http_addr = addr;

@@ -3,6 +3,7 @@
 mod clients;
 mod conventions;
 mod ingest;
+mod ingest_limits;
 mod live;
 mod multistream;
 mod network;

@@ -4,6 +4,7 @@
 //! PostgreSQL comes from `STUDIO_TEST_POSTGRES_URL` (a superuser URL of a throwaway server; the
 //! README's test command starts one). Each test gets its own database in it.
 
+pub mod publisher;
 pub mod receiver;
 
 use std::path::PathBuf;

@@ -68,7 +68,7 @@ for backend in sqlite postgres; do
   if [[ $backend == postgres ]]; then url="$(start_postgres)"; else url="sqlite://$data/studio.db"; fi
   port="$(free_port)"
   key="$("$studio" api-key create --name bench --database-url "$url" --data-dir "$data" | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')"
-  STUDIO_LOG=warn "$studio" serve --database-url "$url" --data-dir "$data" --http-addr "127.0.0.1:$port" --rtmp-addr 127.0.0.1:0 &
+  STUDIO_LOG=warn "$studio" serve --database-url "$url" --data-dir "$data" --http-addr "127.0.0.1:$port" --rtmp-addr 127.0.0.1:0 --srt-addr 127.0.0.1:0 &
   pids+=($!)
   base="http://127.0.0.1:$port/api"
   for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done

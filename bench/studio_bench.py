@@ -35,8 +35,11 @@ def server(data_dir):
     URL, RTMP port, API key, server process) and stops the server afterwards."""
     key = json.loads(subprocess.check_output([STUDIO, "api-key", "create", "--name", "bench", "--data-dir", data_dir]))["key"]
     http, rtmp = free_port(), free_port()
-    process = subprocess.Popen([STUDIO, "serve", "--data-dir", data_dir, "--http-addr", f"127.0.0.1:{http}", "--rtmp-addr", f"127.0.0.1:{rtmp}"],
-                               env={**os.environ, "STUDIO_LOG": "warn"})
+    # Every listener on a port of its own, so a server already running here is no obstacle.
+    process = subprocess.Popen([STUDIO, "serve", "--data-dir", data_dir, "--http-addr", f"127.0.0.1:{http}", "--rtmp-addr", f"127.0.0.1:{rtmp}",
+                                "--srt-addr", "127.0.0.1:0"],
+                               # Every benchmark publisher connects from 127.0.0.1, many at once.
+                               env={**os.environ, "STUDIO_LOG": "warn", "STUDIO_INGEST__MAX_UNAUTHORIZED_PER_ADDRESS": "100000"})
     base = f"http://127.0.0.1:{http}"
     try:
         for _ in range(100):

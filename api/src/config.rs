@@ -83,7 +83,7 @@ impl Default for IngestConfig {
             queue_stall_timeout_secs: 10,
             max_connections: 1024,
             max_unauthorized: 256,
-            max_unauthorized_per_address: 8,
+            max_unauthorized_per_address: 16,
         }
     }
 }

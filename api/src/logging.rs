@@ -34,7 +34,11 @@ pub fn init(json: bool) {
         output.boxed()
     };
     tracing_subscriber::registry()
-        .with(output.with_filter(RateLimitNoisy::default()).with_filter(filter))
+        .with(
+            output
+                .with_filter(RateLimitNoisy::default())
+                .with_filter(filter),
+        )
         .init();
 }
 

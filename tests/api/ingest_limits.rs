@@ -78,7 +78,9 @@ async fn a_burst_neither_runs_ahead_of_real_time_nor_stalls_other_streams(backen
     .await;
     assert!(live.is_some(), "the calm stream plays");
 
-    let bursty = app.create_stream(json!({"name": "bursty", "profiles": []})).await;
+    let bursty = app
+        .create_stream(json!({"name": "bursty", "profiles": []}))
+        .await;
     let frames = H264Frames::get().await;
     let mut burst = RtmpPublisher::publish(app.config.rtmp_addr, stream_key(&bursty))
         .await
@@ -125,9 +127,15 @@ async fn a_burst_neither_runs_ahead_of_real_time_nor_stalls_other_streams(backen
         .windows(2)
         .map(|w| w[1].0.duration_since(w[0].0))
         .collect();
-    assert!(calm_progress.len() >= 2, "the calm stream advanced: {calm_progress:?}");
+    assert!(
+        calm_progress.len() >= 2,
+        "the calm stream advanced: {calm_progress:?}"
+    );
     let worst = gaps.iter().max().copied().unwrap_or_default();
-    assert!(worst < Duration::from_millis(3_500), "the calm stream stalled for {worst:?}");
+    assert!(
+        worst < Duration::from_millis(3_500),
+        "the calm stream stalled for {worst:?}"
+    );
     let _ = encoder.kill().await;
 }
 
@@ -136,7 +144,9 @@ async fn a_burst_neither_runs_ahead_of_real_time_nor_stalls_other_streams(backen
 /// segment, and 459 MiB of RSS for one publisher.
 async fn frames_too_large_for_a_segment_end_only_that_publish(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let stream = app.create_stream(json!({"name": "huge", "profiles": []})).await;
+    let stream = app
+        .create_stream(json!({"name": "huge", "profiles": []}))
+        .await;
     let frames = H264Frames::get().await;
     let mut publisher = RtmpPublisher::publish(app.config.rtmp_addr, stream_key(&stream))
         .await
@@ -167,7 +177,11 @@ async fn frames_too_large_for_a_segment_end_only_that_publish(backend: Backend) 
     let dir = app.config.data_dir.join("media/hls");
     for entry in walk(&dir) {
         let size = std::fs::metadata(&entry).unwrap().len();
-        assert!(size <= 40 * 1024 * 1024, "{} is {size} bytes", entry.display());
+        assert!(
+            size <= 40 * 1024 * 1024,
+            "{} is {size} bytes",
+            entry.display()
+        );
     }
     let stream_id = stream["id"].as_str().unwrap();
     let idle = eventually(Duration::from_secs(5), || async {
@@ -178,13 +192,17 @@ async fn frames_too_large_for_a_segment_end_only_that_publish(backend: Backend) 
     assert!(idle.is_some(), "the stream is idle again");
 
     // The node still ingests.
-    let other = app.create_stream(json!({"name": "fine", "profiles": []})).await;
+    let other = app
+        .create_stream(json!({"name": "fine", "profiles": []}))
+        .await;
     let mut fine = RtmpPublisher::publish(app.config.rtmp_addr, stream_key(&other))
         .await
         .unwrap();
     fine.video(frames.config.clone(), 0).await.unwrap();
     for i in 0..3 {
-        fine.video(frames.keyframe.clone(), i * 2_000).await.unwrap();
+        fine.video(frames.keyframe.clone(), i * 2_000)
+            .await
+            .unwrap();
     }
     let other_id = other["id"].as_str().unwrap().to_string();
     let active = eventually(Duration::from_secs(10), || async {
@@ -216,7 +234,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// segment counts only once stored, and a publish whose segments cannot be stored is ended.
 async fn a_stream_whose_segments_cannot_be_stored_is_not_live(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let stream = app.create_stream(json!({"name": "nowhere", "profiles": []})).await;
+    let stream = app
+        .create_stream(json!({"name": "nowhere", "profiles": []}))
+        .await;
     // Root ignores permissions: a file where the store needs a directory stops every write.
     let hls = app.config.data_dir.join("media/hls");
     let _ = std::fs::remove_dir_all(&hls);
@@ -238,7 +258,10 @@ async fn a_stream_whose_segments_cannot_be_stored_is_not_live(backend: Backend) 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(!ever_active, "a stream whose segments are not stored was reported live");
+    assert!(
+        !ever_active,
+        "a stream whose segments are not stored was reported live"
+    );
     let status = exited.expect("the publisher is disconnected well before its 20 s end");
     assert!(!status.success());
     // Sessions without a segment are not listed (as in Studio); none has one.

@@ -9,8 +9,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
-    PublishRequestType,
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
 use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -136,11 +135,9 @@ impl RtmpPublisher {
 
     /// Sends one FLV video tag body stamped `timestamp_ms`.
     pub async fn video(&mut self, tag: Bytes, timestamp_ms: u32) -> anyhow::Result<()> {
-        let packet = self.session.publish_video_data(
-            tag,
-            RtmpTimestamp::new(timestamp_ms),
-            false,
-        )?;
+        let packet =
+            self.session
+                .publish_video_data(tag, RtmpTimestamp::new(timestamp_ms), false)?;
         self.send_results(vec![packet]).await
     }
 
@@ -185,8 +182,8 @@ impl RtmpPublisher {
     async fn wait_for(&mut self, want: impl Fn(&ClientSessionEvent) -> bool) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = tokio::time::timeout(Duration::from_secs(10), self.socket.read(&mut buf))
-                .await??;
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), self.socket.read(&mut buf)).await??;
             anyhow::ensure!(n > 0, "the server closed the connection");
             let events = self.handle(&buf[..n]).await?;
             if let Some(event) = events.iter().find(|e| !want(e) && is_refusal(e)) {

@@ -106,7 +106,7 @@ impl Default for RtmpConfig {
             authorize_timeout: Duration::from_secs(5),
             max_connections: 1024,
             max_unauthorized: 256,
-            max_unauthorized_per_address: 8,
+            max_unauthorized_per_address: 16,
             max_unauthorized_message: 8 * 1024,
             max_stream_key_len: 256,
             event_capacity: 1024,

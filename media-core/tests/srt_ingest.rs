@@ -18,20 +18,28 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 const GOOD_KEY: &str = "abcd-efgh-ijkl-mnop";
+/// Also granted (as the same stream): a second publisher for tests that need two.
+const OTHER_KEY: &str = "qrst-uvwx-yzab-cdef";
 
 /// Starts a server on an ephemeral loopback port that grants `GOOD_KEY` only, counting calls.
 async fn start_server() -> (SrtServer, mpsc::Receiver<IngestEvent>, Arc<AtomicUsize>) {
+    start_server_with(SrtConfig::default()).await
+}
+
+async fn start_server_with(
+    config: SrtConfig,
+) -> (SrtServer, mpsc::Receiver<IngestEvent>, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let config = SrtConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        ..SrtConfig::default()
+        ..config
     };
     let (server, events) = SrtServer::bind(config, move |req: PublishRequest| {
         counter.fetch_add(1, Ordering::SeqCst);
         async move {
             assert_eq!(req.protocol, IngestProtocol::Srt);
-            if req.stream_key == GOOD_KEY {
+            if req.stream_key == GOOD_KEY || req.stream_key == OTHER_KEY {
                 Ok(PublishGrant {
                     stream_id: "stream-1".into(),
                 })
@@ -222,4 +230,68 @@ async fn closing_the_server_frees_its_port() {
     })
     .await;
     assert!(again.is_ok(), "{:?}", again.err());
+}
+
+/// srt-tokio feeds every connection of a port from one task, which waits on a connection that is
+/// not read. A publish whose consumer stopped taking packets used to stop reading its socket, and
+/// with it every SRT publisher of the server stalled. Now only the stuck publish suffers: its
+/// packets are dropped, then it is ended, while the other keeps flowing in real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_publish_does_not_stall_the_others() {
+    let config = SrtConfig {
+        limits: studio_media_core::ingest::IngestLimits {
+            queue_packets: 16,
+            queue_stall_timeout: Duration::from_secs(7),
+            ..Default::default()
+        },
+        ..SrtConfig::default()
+    };
+    let (server, mut events, _) = start_server_with(config).await;
+    let mut stuck_encoder = publish(&url(&server, GOOD_KEY), 14);
+    let (stuck, _stuck_packets) = match timeout(Duration::from_secs(15), events.recv()).await {
+        Ok(Some(IngestEvent::Started {
+            handle, packets, ..
+        })) => (handle, packets),
+        other => panic!("expected Started, got {other:?}"),
+    };
+    // `_stuck_packets` is never read from.
+    let _flowing_encoder = publish(&url(&server, OTHER_KEY), 14);
+    let mut flowing = match timeout(Duration::from_secs(15), events.recv()).await {
+        Ok(Some(IngestEvent::Started { packets, .. })) => packets,
+        other => panic!("expected Started, got {other:?}"),
+    };
+    let started = Instant::now();
+    let (mut first, mut last) = (None, 0);
+    let mut previous = Instant::now();
+    let mut worst_gap = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(8) {
+        match timeout(Duration::from_secs(5), flowing.recv()).await {
+            Ok(Some(packet)) => {
+                first.get_or_insert(packet.dts_ms);
+                last = packet.dts_ms;
+                worst_gap = worst_gap.max(previous.elapsed());
+                previous = Instant::now();
+            }
+            other => panic!(
+                "the other publish stalled: {other:?} after {:?}",
+                started.elapsed()
+            ),
+        }
+    }
+    let media = last - first.unwrap_or(last);
+    println!("worst gap between packets of the flowing publish: {worst_gap:?}");
+    assert!(media >= 6_000, "{media} ms of media in 8 s");
+    assert!(
+        worst_gap < Duration::from_millis(1_500),
+        "the flowing publish stalled for {worst_gap:?}"
+    );
+    match timeout(Duration::from_secs(5), events.recv()).await {
+        Ok(Some(IngestEvent::Ended { session_id, reason })) => {
+            assert_eq!(session_id, stuck.id());
+            assert_eq!(reason.kind(), "queue_stalled", "{reason:?}");
+        }
+        other => panic!("expected the stuck publish to end, got {other:?}"),
+    }
+    let _ = stuck_encoder.kill().await;
+    server.close().await;
 }

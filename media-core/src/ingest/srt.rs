@@ -22,9 +22,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::{ByteCount, SocketOptions};
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket, bind_socket};
@@ -32,12 +33,13 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
-use super::session::{self, PacketSender};
+use super::session::{self, PacketSender, SessionLimitError};
 use super::{
     EndReason, IngestEvent, IngestLimits, IngestProtocol, LogLimiter, PublishAuthorizer,
     PublishRequest, SessionHandle,
 };
 use crate::mpegts::{TsDemuxError, TsDemuxer, TsDemuxerLimits};
+use crate::packet::Packet;
 
 /// Where and how the SRT server listens, and the limits it puts on clients.
 #[derive(Debug, Clone)]
@@ -409,22 +411,64 @@ async fn serve<A: PublishAuthorizer>(request: ConnectionRequest, shared: &Shared
 }
 
 /// Demuxes the connection's MPEG-TS onto the publish's queue until it ends.
+///
+/// srt-tokio feeds every connection of the port from one task and waits when a connection is
+/// not read: a publish that stopped reading (paced, or behind) would stall every SRT publisher of
+/// the server. So the socket is read without pause, into a backlog bounded in packets and bytes,
+/// and the backlog is forwarded (paced, charged) to the publish's queue alongside. What does not
+/// fit in the backlog is dropped, as SRT drops what arrives too late; a backlog that stays full
+/// for the queue's stall timeout ends the publish.
 async fn receive<A>(
     socket: &mut SrtSocket,
     shared: &Shared<A>,
     stop: &Notify,
     queue: &mut PacketSender,
 ) -> EndReason {
-    let idle = shared.config.idle_timeout;
-    let mut demuxer = TsDemuxer::with_limits(shared.config.demuxer.clone());
+    let limits = &shared.config.limits;
+    let (backlog, mut forwarding) = mpsc::channel::<Packet>(limits.queue_packets.max(1));
+    let backlog_bytes = AtomicUsize::new(0);
+    let forward = async {
+        while let Some(packet) = forwarding.recv().await {
+            backlog_bytes.fetch_sub(packet.data.len(), Ordering::Relaxed);
+            queue.send(packet).await?;
+        }
+        Ok::<(), SessionLimitError>(())
+    };
+    let read = read_socket(socket, shared, backlog, &backlog_bytes);
+    // Forwarding ends early only with an error: the backlog stays open while the socket is read.
+    let forward = forward.fuse();
+    tokio::pin!(forward, read);
+    let reason = tokio::select! {
+        biased;
+        () = stop.notified() => return EndReason::Disconnected,
+        Err(error) = &mut forward => return EndReason::Error(error.into()),
+        reason = &mut read => reason,
+    };
+    // The connection is over (the backlog's sender with it): forward what is left.
+    tokio::select! {
+        biased;
+        () = stop.notified() => EndReason::Disconnected,
+        forwarded = forward => match forwarded {
+            Err(error) => EndReason::Error(error.into()),
+            Ok(()) => reason,
+        },
+    }
+}
+
+/// Reads and demuxes the socket into `backlog` until the connection ends.
+async fn read_socket<A>(
+    socket: &mut SrtSocket,
+    shared: &Shared<A>,
+    backlog: mpsc::Sender<Packet>,
+    backlog_bytes: &AtomicUsize,
+) -> EndReason {
+    let config = &shared.config;
+    let idle = config.idle_timeout;
+    let mut demuxer = TsDemuxer::with_limits(config.demuxer.clone());
     let mut packets = Vec::new();
+    let mut full_since: Option<tokio::time::Instant> = None;
     loop {
-        let received = tokio::select! {
-            biased;
-            () = stop.notified() => return EndReason::Disconnected,
-            received = timeout(idle, socket.next()) => received,
-        };
-        let ended = match received {
+        let ended = match timeout(idle, socket.next()).await {
             Err(_) => return failed(SrtError::IdleTimeout(idle)),
             // srt-tokio reports neither errors nor why a connection ended: the caller shut
             // down, or it went silent past SRT's peer idle timeout.
@@ -440,14 +484,22 @@ async fn receive<A>(
             return failed(error);
         }
         for packet in packets.drain(..) {
-            // Waits while the publish runs ahead of real time or its queue is full.
-            let sent = tokio::select! {
-                biased;
-                () = stop.notified() => return EndReason::Disconnected,
-                sent = queue.send(packet) => sent,
-            };
-            if let Err(error) = sent {
-                return EndReason::Error(error.into());
+            let size = packet.data.len();
+            let fits =
+                backlog_bytes.load(Ordering::Relaxed) + size <= config.limits.max_publish_bytes;
+            if fits && backlog.try_send(packet).is_ok() {
+                backlog_bytes.fetch_add(size, Ordering::Relaxed);
+                full_since = None;
+                continue;
+            }
+            let since = *full_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= config.limits.queue_stall_timeout {
+                return EndReason::Error(
+                    SessionLimitError::QueueStalled(config.limits.queue_stall_timeout).into(),
+                );
+            }
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::warn!(suppressed, "srt publish behind; dropping a packet");
             }
         }
         if ended {

@@ -1520,42 +1520,69 @@ async fn restricted_cors_keys_call_only_what_a_page_needs(backend: Backend) {
         "another tenant's stream",
     );
 
-    // Server-side (no Origin) the same key may do everything a key can.
-    let list = app.call(Some(&web_key), Method::GET, "/stream", None).await;
-    assert_eq!(list.status, 200, "{}", list.text);
-    assert_eq!(ids(&list.json), vec![stream_id.clone()]);
-    assert_eq!(
-        app.call(Some(&web_key), Method::GET, "/webhook", None)
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        app.call(
-            Some(&web_key),
+    // Without an Origin the key is just as restricted: it is published in a page, so anyone can
+    // send it from a script that sets no Origin. Only the CORS response headers differ.
+    let signing_keys_before = app.get("/access-control/signing-key").await.json;
+    for (method, path, body) in [
+        (Method::GET, "/stream".to_string(), None),
+        (Method::GET, "/webhook".to_string(), None),
+        (Method::GET, format!("/webhook/{}", id(&hook.json)), None),
+        (
+            Method::POST,
+            "/access-control/signing-key".to_string(),
+            Some(json!({})),
+        ),
+        (
             Method::DELETE,
-            &format!("/stream/{stream_id}/terminate"),
-            None
-        )
-        .await
-        .status,
-        204
-    );
+            format!("/stream/{stream_id}/terminate"),
+            None,
+        ),
+        (Method::DELETE, format!("/stream/{stream_id}"), None),
+    ] {
+        let reply = app.call(Some(&web_key), method.clone(), &path, body).await;
+        assert_eq!(
+            reply.status, 403,
+            "without Origin: {method} {path}: {}",
+            reply.text
+        );
+        assert!(
+            reply.errors().iter().any(|e| e == restricted),
+            "{method} {path}: {:?}",
+            reply.errors()
+        );
+        assert!(
+            reply.header("access-control-allow-origin").is_none(),
+            "no Origin, no CORS headers: {method} {path}"
+        );
+    }
     assert_eq!(
-        app.call(
+        app.get("/access-control/signing-key").await.json,
+        signing_keys_before,
+        "no signing key was created"
+    );
+    let kept = app.get(&format!("/stream/{stream_id}")).await;
+    assert_eq!(kept.status, 200, "the stream is still there: {}", kept.text);
+    assert!(kept.json["lastTerminatedAt"].is_null(), "{}", kept.text);
+    // What a page may do, it may do without an Origin too.
+    let got = app
+        .call(
             Some(&web_key),
-            Method::DELETE,
+            Method::GET,
             &format!("/stream/{stream_id}"),
-            None
+            None,
         )
-        .await
-        .status,
-        204
-    );
-    assert_not_found(
-        &app.get(&format!("/stream/{stream_id}")).await,
-        "the deleted stream",
-    );
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert!(got.header("access-control-allow-origin").is_none());
+    let created = app
+        .call(
+            Some(&web_key),
+            Method::POST,
+            "/stream",
+            Some(json!({"name": "from-a-script"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
 }
 
 async fn playback_info_is_public_from_any_origin(backend: Backend) {

@@ -153,6 +153,9 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::from_fn(http::guard::reject_nul_in_uri))
+        .layer(axum::middleware::from_fn(
+            http::guard::reject_repeated_authorization,
+        ))
         .layer(axum::middleware::from_fn(http::cors::cors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

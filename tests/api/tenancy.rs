@@ -18,6 +18,7 @@ on_both_databases!(
     browsers_need_a_cors_key_for_their_origin,
     restricted_cors_keys_call_only_what_a_page_needs,
     playback_info_is_public_from_any_origin,
+    a_deleted_projects_content_no_longer_plays,
 );
 
 fn id(v: &Value) -> String {
@@ -1674,5 +1675,95 @@ async fn playback_info_is_public_from_any_origin(backend: Backend) {
     assert_not_found(
         &app.call(None, Method::GET, &path, None).await,
         "a deleted stream's playback id",
+    );
+}
+
+/// After an admin deletes a project, nothing of it plays: its recording's HLS and MP4, playback
+/// info by the asset's playback id and by the session id, and its stream.
+async fn a_deleted_projects_content_no_longer_plays(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let beta = app.other_project("beta").await;
+    let as_beta = |method: Method, path: String| call_as(&app, &beta.key, method, path, None);
+    let created = call_as(
+        &app,
+        &beta.key,
+        Method::POST,
+        "/stream".into(),
+        Some(json!({"name": "recorded", "record": true})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let stream = created.json;
+    let mut ffmpeg = crate::live::publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 3);
+    assert!(
+        ffmpeg.wait().await.unwrap().success(),
+        "the publisher streamed to the end"
+    );
+    let asset = eventually(Duration::from_secs(30), || async {
+        let sessions = as_beta(Method::GET, format!("/stream/{}/sessions", id(&stream))).await;
+        let session = sessions.json.as_array()?.first()?.clone();
+        let asset = as_beta(Method::GET, format!("/asset/{}", id(&session))).await;
+        (asset.json["status"]["phase"] == "ready").then_some(asset.json)
+    })
+    .await
+    .expect("the recording becomes a ready asset");
+    let session_id = id(&asset);
+    let asset_pid = asset["playbackId"].as_str().unwrap().to_string();
+    let stream_pid = stream["playbackId"].as_str().unwrap().to_string();
+    let public_urls = [
+        asset["playbackUrl"].as_str().unwrap().to_string(),
+        format!("{}/hls/{asset_pid}/source/index.m3u8", app.base),
+        format!("{}/hls/{asset_pid}/source/0.ts", app.base),
+        asset["downloadUrl"].as_str().unwrap().to_string(),
+        app.url(&format!("/playback/{asset_pid}")),
+        app.url(&format!("/playback/{session_id}")),
+        app.url(&format!("/playback/{stream_pid}")),
+    ];
+    let get = |url: String| {
+        let http = app.http.clone();
+        async move { Reply::from(http.get(url).send().await.unwrap()).await }
+    };
+    for url in &public_urls {
+        let reply = get(url.clone()).await;
+        assert_eq!(
+            reply.status, 200,
+            "before the deletion, {url}: {}",
+            reply.text
+        );
+    }
+
+    let deleted = app
+        .call(
+            Some(&app.admin_key),
+            Method::DELETE,
+            &format!("/project/{}", beta.project_id),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    for url in &public_urls {
+        assert_not_found(
+            &get(url.clone()).await,
+            &format!("after the deletion, {url}"),
+        );
+    }
+    let ranged = app
+        .http
+        .get(asset["downloadUrl"].as_str().unwrap())
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ranged.status(),
+        404,
+        "a byte range of the deleted project's MP4"
+    );
+    // The project's key went with it.
+    assert_eq!(
+        as_beta(Method::GET, format!("/asset/{session_id}"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
     );
 }

@@ -3,6 +3,7 @@
 mod clients;
 mod conventions;
 mod edge;
+mod failures;
 mod ingest;
 mod live;
 mod multistream;

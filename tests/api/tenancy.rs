@@ -19,6 +19,7 @@ on_both_databases!(
     restricted_cors_keys_call_only_what_a_page_needs,
     playback_info_is_public_from_any_origin,
     a_deleted_projects_content_no_longer_plays,
+    admin_keys_made_by_the_cli_manage_every_project,
 );
 
 fn id(v: &Value) -> String {
@@ -1762,6 +1763,126 @@ async fn a_deleted_projects_content_no_longer_plays(backend: Backend) {
     // The project's key went with it.
     assert_eq!(
         as_beta(Method::GET, format!("/asset/{session_id}"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A key as `studio api-key create --project NAME [--admin]` makes it: every such key belongs to
+/// the one local user.
+async fn cli_key(app: &TestApp, project: &str, admin: bool) -> (String, String) {
+    let db = app.server.as_ref().unwrap().state.db().clone();
+    let mut tx = db.begin().await.unwrap();
+    let user_id = accounts::ensure_user(&mut tx, accounts::LOCAL_USER)
+        .await
+        .unwrap();
+    let project = accounts::ensure_project(&mut tx, &user_id, project)
+        .await
+        .unwrap();
+    let key = accounts::create_key(&mut tx, &user_id, &project.id, "cli", admin, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (key.key.unwrap(), project.id)
+}
+
+/// Admin is the operator's role, as in Livepeer Studio: an `--admin` key made for project beta
+/// manages alpha's projects and keys too (the CLI makes every key for one local user). A key
+/// without `--admin` manages nothing, not even its own project.
+async fn admin_keys_made_by_the_cli_manage_every_project(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alpha_key, alpha) = cli_key(&app, "alpha", false).await;
+    let (beta_admin, beta) = cli_key(&app, "beta", true).await;
+    let (beta_key, _) = cli_key(&app, "beta", false).await;
+    let as_admin = |method: Method, path: String, body: Option<Value>| {
+        call_as(&app, &beta_admin, method, path, body)
+    };
+
+    // A key without --admin, of either project: 403 on every management route.
+    for key in [&alpha_key, &beta_key] {
+        for (method, path, body) in [
+            (Method::GET, "/project".to_string(), None),
+            (Method::GET, format!("/project/{alpha}"), None),
+            (
+                Method::POST,
+                "/project".to_string(),
+                Some(json!({"name": "x"})),
+            ),
+            (
+                Method::PATCH,
+                format!("/project/{alpha}"),
+                Some(json!({"name": "x"})),
+            ),
+            (Method::DELETE, format!("/project/{alpha}"), None),
+            (Method::GET, "/api-token".to_string(), None),
+            (
+                Method::POST,
+                "/api-token".to_string(),
+                Some(json!({"name": "x", "projectId": alpha})),
+            ),
+        ] {
+            call_as(&app, key, method.clone(), path.clone(), body)
+                .await
+                .assert_error(403, "admin API key");
+        }
+    }
+
+    // Beta's admin key sees and manages alpha.
+    let projects = as_admin(Method::GET, "/project".into(), None).await;
+    assert_eq!(projects.status, 200, "{}", projects.text);
+    let listed = ids(&projects.json);
+    assert!(
+        listed.contains(&alpha) && listed.contains(&beta),
+        "{listed:?}"
+    );
+    let renamed = as_admin(
+        Method::PATCH,
+        format!("/project/{alpha}"),
+        Some(json!({"name": "alpha-renamed"})),
+    )
+    .await;
+    assert_eq!(renamed.status, 204, "{}", renamed.text);
+    let keys = as_admin(Method::GET, "/api-token".into(), None).await;
+    let alpha_key_id = keys
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["projectId"] == alpha.as_str())
+        .map(id)
+        .expect("alpha's key is listed");
+    let planted = as_admin(
+        Method::POST,
+        "/api-token".into(),
+        Some(json!({"name": "made for alpha", "projectId": alpha})),
+    )
+    .await;
+    assert_eq!(planted.status, 201, "{}", planted.text);
+    let new_key = planted.json["key"].as_str().unwrap().to_string();
+    let stream = call_as(
+        &app,
+        &new_key,
+        Method::POST,
+        "/stream".into(),
+        Some(json!({"name": "in alpha"})),
+    )
+    .await;
+    assert_eq!(stream.status, 201, "{}", stream.text);
+    assert_eq!(stream.json["projectId"], alpha.as_str());
+
+    let revoked = as_admin(Method::DELETE, format!("/api-token/{alpha_key_id}"), None).await;
+    assert_eq!(revoked.status, 204, "{}", revoked.text);
+    assert_eq!(
+        call_as(&app, &alpha_key, Method::GET, "/stream".into(), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let deleted = as_admin(Method::DELETE, format!("/project/{alpha}"), None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(
+        call_as(&app, &new_key, Method::GET, "/stream".into(), None)
             .await
             .status,
         StatusCode::UNAUTHORIZED

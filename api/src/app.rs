@@ -182,6 +182,9 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::from_fn(http::guard::reject_nul_in_uri))
+        .layer(axum::middleware::from_fn(
+            http::guard::reject_repeated_authorization,
+        ))
         .layer(axum::middleware::from_fn(http::cors::cors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -277,14 +280,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     ));
     let (rtmp_addr, srt_addr) = (ingest.rtmp_addr(), ingest.srt_addr());
     let app = router(state.clone());
-    let mut http_shutdown = shutdown_rx;
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    // No request outlives the request timeout; draining longer would wait for nothing.
+    let drain = state.config().request_timeout();
+    let http = tokio::spawn(http::server::serve(listener, app, shutdown_rx, drain));
     tracing::info!(%addr, %rtmp_addr, %srt_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
     Ok(RunningServer {
         addr,

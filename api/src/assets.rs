@@ -124,8 +124,44 @@ pub struct AssetStatus {
     /// 0 to 1 while processing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    // Why the asset failed, recorded with its whole cause (for the logs and the database);
+    // clients see it through `user_facing_error`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_user_facing_error"
+    )]
     pub error_message: Option<String>,
+}
+
+/// Shown instead of a recorded failure that names files of this server.
+pub const INTERNAL_FAILURE: &str = "the asset could not be processed because of an internal error";
+
+/// What a client is told of a failure: the recorded message when it says nothing of the server's
+/// insides, else [`INTERNAL_FAILURE`]. Failures are recorded with their whole cause (which, for
+/// a scratch file or a full disk, names paths of the server), and the cause is logged where it
+/// happens; this is where it meets clients, API responses and webhooks alike.
+pub fn user_facing_error(recorded: &str) -> &str {
+    if recorded.split_whitespace().any(is_path) {
+        INTERNAL_FAILURE
+    } else {
+        recorded
+    }
+}
+
+/// A word of an error message that is a filesystem path (`/var/lib/studio/tmp/x`, `./data/x`,
+/// `data/tmp`, `C:\x`), not a URL.
+fn is_path(word: &str) -> bool {
+    (word.contains('/') || word.contains('\\')) && !word.contains("://")
+}
+
+fn serialize_user_facing_error<S: serde::Serializer>(
+    message: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    message
+        .as_deref()
+        .map(user_facing_error)
+        .serialize(serializer)
 }
 
 /// Where an asset is in its life (Studio's closed list).
@@ -271,5 +307,56 @@ impl Asset {
             }
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_that_name_server_files_are_not_shown() {
+        for recorded in [
+            "creating /var/lib/studio/tmp/recording-abc: File exists (os error 17)",
+            "creating ./data/tmp/recording-abc: No space left on device (os error 28)",
+            "opening data/tmp/recording-abc/source.ts: Permission denied (os error 13)",
+            r"creating C:\studio\tmp\recording-abc: Access is denied.",
+            "writing \"/srv/media/hls/abc/0.ts\" failed",
+        ] {
+            assert_eq!(user_facing_error(recorded), INTERNAL_FAILURE, "{recorded}");
+        }
+    }
+
+    #[test]
+    fn other_failures_are_shown_as_recorded() {
+        for recorded in [
+            "none of the session's segments could be read from the media store",
+            "ffmpeg: Invalid data found when processing input",
+            "fetching https://example.com/video.mp4 failed: 404 Not Found",
+        ] {
+            assert_eq!(user_facing_error(recorded), recorded);
+        }
+    }
+
+    #[test]
+    fn responses_carry_the_user_facing_message() {
+        let status = AssetStatus {
+            phase: AssetPhase::Failed,
+            updated_at: 1,
+            progress: None,
+            error_message: Some("creating /tmp/x/recording-1: File exists (os error 17)".into()),
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["errorMessage"], INTERNAL_FAILURE);
+        let none = AssetStatus {
+            error_message: None,
+            ..status
+        };
+        assert!(
+            serde_json::to_value(&none)
+                .unwrap()
+                .get("errorMessage")
+                .is_none()
+        );
     }
 }

@@ -207,17 +207,17 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// Browsers send `Origin`; a key used from a page must allow that origin, and a restricted CORS key
-/// may only call the operations in [`CORS_RESTRICTED_OPERATIONS`].
+/// A key used from a page (the request has an `Origin`) must allow that origin. A restricted CORS
+/// key may only call the operations in [`CORS_RESTRICTED_OPERATIONS`], with or without `Origin`:
+/// such a key is published in a web page, so anyone can send it from a script without one.
 fn check_browser_use(parts: &Parts, access: &KeyAccess) -> Result<(), ApiError> {
-    let Some(origin) = parts
+    let origin = parts
         .headers
         .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
-        return Ok(());
-    };
-    if !access.allows_origin(origin) {
+        .and_then(|o| o.to_str().ok());
+    if let Some(origin) = origin
+        && !access.allows_origin(origin)
+    {
         let origin: String = origin.chars().take(200).collect();
         return Err(ApiError::Forbidden(format!(
             "credential disallows CORS access from origin {origin}: add it to the key's access.cors.allowedOrigins"

@@ -90,7 +90,8 @@ struct ApiKeyCreateArgs {
     /// The project the key works in; created when missing.
     #[arg(long, default_value = accounts::DEFAULT_PROJECT)]
     project: String,
-    /// An admin key: manages projects and API keys.
+    /// An operator key: also manages projects and API keys, of every project on the server
+    /// (whatever --project says).
     #[arg(long)]
     admin: bool,
 }

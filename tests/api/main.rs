@@ -2,6 +2,8 @@
 
 mod clients;
 mod conventions;
+mod edge;
+mod failures;
 mod ingest;
 mod ingest_limits;
 mod live;

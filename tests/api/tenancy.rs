@@ -18,6 +18,8 @@ on_both_databases!(
     browsers_need_a_cors_key_for_their_origin,
     restricted_cors_keys_call_only_what_a_page_needs,
     playback_info_is_public_from_any_origin,
+    a_deleted_projects_content_no_longer_plays,
+    admin_keys_made_by_the_cli_manage_every_project,
 );
 
 fn id(v: &Value) -> String {
@@ -1520,42 +1522,69 @@ async fn restricted_cors_keys_call_only_what_a_page_needs(backend: Backend) {
         "another tenant's stream",
     );
 
-    // Server-side (no Origin) the same key may do everything a key can.
-    let list = app.call(Some(&web_key), Method::GET, "/stream", None).await;
-    assert_eq!(list.status, 200, "{}", list.text);
-    assert_eq!(ids(&list.json), vec![stream_id.clone()]);
-    assert_eq!(
-        app.call(Some(&web_key), Method::GET, "/webhook", None)
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        app.call(
-            Some(&web_key),
+    // Without an Origin the key is just as restricted: it is published in a page, so anyone can
+    // send it from a script that sets no Origin. Only the CORS response headers differ.
+    let signing_keys_before = app.get("/access-control/signing-key").await.json;
+    for (method, path, body) in [
+        (Method::GET, "/stream".to_string(), None),
+        (Method::GET, "/webhook".to_string(), None),
+        (Method::GET, format!("/webhook/{}", id(&hook.json)), None),
+        (
+            Method::POST,
+            "/access-control/signing-key".to_string(),
+            Some(json!({})),
+        ),
+        (
             Method::DELETE,
-            &format!("/stream/{stream_id}/terminate"),
-            None
-        )
-        .await
-        .status,
-        204
-    );
+            format!("/stream/{stream_id}/terminate"),
+            None,
+        ),
+        (Method::DELETE, format!("/stream/{stream_id}"), None),
+    ] {
+        let reply = app.call(Some(&web_key), method.clone(), &path, body).await;
+        assert_eq!(
+            reply.status, 403,
+            "without Origin: {method} {path}: {}",
+            reply.text
+        );
+        assert!(
+            reply.errors().iter().any(|e| e == restricted),
+            "{method} {path}: {:?}",
+            reply.errors()
+        );
+        assert!(
+            reply.header("access-control-allow-origin").is_none(),
+            "no Origin, no CORS headers: {method} {path}"
+        );
+    }
     assert_eq!(
-        app.call(
+        app.get("/access-control/signing-key").await.json,
+        signing_keys_before,
+        "no signing key was created"
+    );
+    let kept = app.get(&format!("/stream/{stream_id}")).await;
+    assert_eq!(kept.status, 200, "the stream is still there: {}", kept.text);
+    assert!(kept.json["lastTerminatedAt"].is_null(), "{}", kept.text);
+    // What a page may do, it may do without an Origin too.
+    let got = app
+        .call(
             Some(&web_key),
-            Method::DELETE,
+            Method::GET,
             &format!("/stream/{stream_id}"),
-            None
+            None,
         )
-        .await
-        .status,
-        204
-    );
-    assert_not_found(
-        &app.get(&format!("/stream/{stream_id}")).await,
-        "the deleted stream",
-    );
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert!(got.header("access-control-allow-origin").is_none());
+    let created = app
+        .call(
+            Some(&web_key),
+            Method::POST,
+            "/stream",
+            Some(json!({"name": "from-a-script"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
 }
 
 async fn playback_info_is_public_from_any_origin(backend: Backend) {
@@ -1647,5 +1676,215 @@ async fn playback_info_is_public_from_any_origin(backend: Backend) {
     assert_not_found(
         &app.call(None, Method::GET, &path, None).await,
         "a deleted stream's playback id",
+    );
+}
+
+/// After an admin deletes a project, nothing of it plays: its recording's HLS and MP4, playback
+/// info by the asset's playback id and by the session id, and its stream.
+async fn a_deleted_projects_content_no_longer_plays(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let beta = app.other_project("beta").await;
+    let as_beta = |method: Method, path: String| call_as(&app, &beta.key, method, path, None);
+    let created = call_as(
+        &app,
+        &beta.key,
+        Method::POST,
+        "/stream".into(),
+        Some(json!({"name": "recorded", "record": true})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let stream = created.json;
+    let mut ffmpeg = crate::live::publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 3);
+    assert!(
+        ffmpeg.wait().await.unwrap().success(),
+        "the publisher streamed to the end"
+    );
+    let asset = eventually(Duration::from_secs(30), || async {
+        let sessions = as_beta(Method::GET, format!("/stream/{}/sessions", id(&stream))).await;
+        let session = sessions.json.as_array()?.first()?.clone();
+        let asset = as_beta(Method::GET, format!("/asset/{}", id(&session))).await;
+        (asset.json["status"]["phase"] == "ready").then_some(asset.json)
+    })
+    .await
+    .expect("the recording becomes a ready asset");
+    let session_id = id(&asset);
+    let asset_pid = asset["playbackId"].as_str().unwrap().to_string();
+    let stream_pid = stream["playbackId"].as_str().unwrap().to_string();
+    let public_urls = [
+        asset["playbackUrl"].as_str().unwrap().to_string(),
+        format!("{}/hls/{asset_pid}/source/index.m3u8", app.base),
+        format!("{}/hls/{asset_pid}/source/0.ts", app.base),
+        asset["downloadUrl"].as_str().unwrap().to_string(),
+        app.url(&format!("/playback/{asset_pid}")),
+        app.url(&format!("/playback/{session_id}")),
+        app.url(&format!("/playback/{stream_pid}")),
+    ];
+    let get = |url: String| {
+        let http = app.http.clone();
+        async move { Reply::from(http.get(url).send().await.unwrap()).await }
+    };
+    for url in &public_urls {
+        let reply = get(url.clone()).await;
+        assert_eq!(
+            reply.status, 200,
+            "before the deletion, {url}: {}",
+            reply.text
+        );
+    }
+
+    let deleted = app
+        .call(
+            Some(&app.admin_key),
+            Method::DELETE,
+            &format!("/project/{}", beta.project_id),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    for url in &public_urls {
+        assert_not_found(
+            &get(url.clone()).await,
+            &format!("after the deletion, {url}"),
+        );
+    }
+    let ranged = app
+        .http
+        .get(asset["downloadUrl"].as_str().unwrap())
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ranged.status(),
+        404,
+        "a byte range of the deleted project's MP4"
+    );
+    // The project's key went with it.
+    assert_eq!(
+        as_beta(Method::GET, format!("/asset/{session_id}"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A key as `studio api-key create --project NAME [--admin]` makes it: every such key belongs to
+/// the one local user.
+async fn cli_key(app: &TestApp, project: &str, admin: bool) -> (String, String) {
+    let db = app.server.as_ref().unwrap().state.db().clone();
+    let mut tx = db.begin().await.unwrap();
+    let user_id = accounts::ensure_user(&mut tx, accounts::LOCAL_USER)
+        .await
+        .unwrap();
+    let project = accounts::ensure_project(&mut tx, &user_id, project)
+        .await
+        .unwrap();
+    let key = accounts::create_key(&mut tx, &user_id, &project.id, "cli", admin, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (key.key.unwrap(), project.id)
+}
+
+/// Admin is the operator's role, as in Livepeer Studio: an `--admin` key made for project beta
+/// manages alpha's projects and keys too (the CLI makes every key for one local user). A key
+/// without `--admin` manages nothing, not even its own project.
+async fn admin_keys_made_by_the_cli_manage_every_project(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alpha_key, alpha) = cli_key(&app, "alpha", false).await;
+    let (beta_admin, beta) = cli_key(&app, "beta", true).await;
+    let (beta_key, _) = cli_key(&app, "beta", false).await;
+    let as_admin = |method: Method, path: String, body: Option<Value>| {
+        call_as(&app, &beta_admin, method, path, body)
+    };
+
+    // A key without --admin, of either project: 403 on every management route.
+    for key in [&alpha_key, &beta_key] {
+        for (method, path, body) in [
+            (Method::GET, "/project".to_string(), None),
+            (Method::GET, format!("/project/{alpha}"), None),
+            (
+                Method::POST,
+                "/project".to_string(),
+                Some(json!({"name": "x"})),
+            ),
+            (
+                Method::PATCH,
+                format!("/project/{alpha}"),
+                Some(json!({"name": "x"})),
+            ),
+            (Method::DELETE, format!("/project/{alpha}"), None),
+            (Method::GET, "/api-token".to_string(), None),
+            (
+                Method::POST,
+                "/api-token".to_string(),
+                Some(json!({"name": "x", "projectId": alpha})),
+            ),
+        ] {
+            call_as(&app, key, method.clone(), path.clone(), body)
+                .await
+                .assert_error(403, "admin API key");
+        }
+    }
+
+    // Beta's admin key sees and manages alpha.
+    let projects = as_admin(Method::GET, "/project".into(), None).await;
+    assert_eq!(projects.status, 200, "{}", projects.text);
+    let listed = ids(&projects.json);
+    assert!(
+        listed.contains(&alpha) && listed.contains(&beta),
+        "{listed:?}"
+    );
+    let renamed = as_admin(
+        Method::PATCH,
+        format!("/project/{alpha}"),
+        Some(json!({"name": "alpha-renamed"})),
+    )
+    .await;
+    assert_eq!(renamed.status, 204, "{}", renamed.text);
+    let keys = as_admin(Method::GET, "/api-token".into(), None).await;
+    let alpha_key_id = keys
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["projectId"] == alpha.as_str())
+        .map(id)
+        .expect("alpha's key is listed");
+    let planted = as_admin(
+        Method::POST,
+        "/api-token".into(),
+        Some(json!({"name": "made for alpha", "projectId": alpha})),
+    )
+    .await;
+    assert_eq!(planted.status, 201, "{}", planted.text);
+    let new_key = planted.json["key"].as_str().unwrap().to_string();
+    let stream = call_as(
+        &app,
+        &new_key,
+        Method::POST,
+        "/stream".into(),
+        Some(json!({"name": "in alpha"})),
+    )
+    .await;
+    assert_eq!(stream.status, 201, "{}", stream.text);
+    assert_eq!(stream.json["projectId"], alpha.as_str());
+
+    let revoked = as_admin(Method::DELETE, format!("/api-token/{alpha_key_id}"), None).await;
+    assert_eq!(revoked.status, 204, "{}", revoked.text);
+    assert_eq!(
+        call_as(&app, &alpha_key, Method::GET, "/stream".into(), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let deleted = as_admin(Method::DELETE, format!("/project/{alpha}"), None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(
+        call_as(&app, &new_key, Method::GET, "/stream".into(), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
     );
 }

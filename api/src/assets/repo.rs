@@ -199,9 +199,15 @@ pub async fn recordings_of(
         .collect::<Result<Vec<_>, sqlx::Error>>()?)
 }
 
+/// Public playback reaches only assets of projects that still exist: a deleted project's
+/// content is gone with it.
+const OF_A_LIVE_PROJECT: &str = "project_id IN (SELECT id FROM projects WHERE deleted = 0)";
+
 /// The asset with `playback_id`, in any project (playback is addressed by playback id alone).
 pub async fn find_by_playback_id(db: &Database, playback_id: &str) -> ApiResult<Option<Asset>> {
-    let sql = format!("SELECT {COLUMNS} FROM assets WHERE playback_id = $1 AND deleted = 0");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM assets WHERE playback_id = $1 AND deleted = 0 AND {OF_A_LIVE_PROJECT}"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(playback_id)
         .fetch_optional(db.reader())
@@ -212,7 +218,8 @@ pub async fn find_by_playback_id(db: &Database, playback_id: &str) -> ApiResult<
 /// The recording of session `session_id`, in any project (public playback by session id).
 pub async fn find_recording(db: &Database, session_id: &str) -> ApiResult<Option<Asset>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM assets WHERE id = $1 AND source_type = 'recording' AND deleted = 0"
+        "SELECT {COLUMNS} FROM assets WHERE id = $1 AND source_type = 'recording' AND deleted = 0 \
+         AND {OF_A_LIVE_PROJECT}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(session_id)

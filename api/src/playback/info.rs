@@ -61,6 +61,7 @@ pub struct PlaybackSource {
 }
 
 /// Human-readable source names (Studio's closed list).
+// This server serves HLS and MP4 so far; the others are Studio's, for the issues that add them.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub enum SourceName {
     #[serde(rename = "HLS (TS)")]
@@ -138,26 +139,17 @@ async fn get_playback_info(
     if stream.suspended {
         return Err(not_found());
     }
-    let source = vec![
-        PlaybackSource {
-            hrn: SourceName::Hls,
-            kind: SourceType::Hls,
-            url: format!("{base}/hls/{}/index.m3u8", stream.playback_id),
-            size: None,
-            width: None,
-            height: None,
-            bitrate: None,
-        },
-        PlaybackSource {
-            hrn: SourceName::WebRtc,
-            kind: SourceType::WebRtc,
-            url: format!("{base}/webrtc/{}", stream.playback_id),
-            size: None,
-            width: None,
-            height: None,
-            bitrate: None,
-        },
-    ];
+    // Only what this server serves: players try sources in order (Livepeer's web player tries
+    // WebRTC first), so a source that is not served stalls them. WebRTC (WHEP) comes with its issue.
+    let source = vec![PlaybackSource {
+        hrn: SourceName::Hls,
+        kind: SourceType::Hls,
+        url: format!("{base}/hls/{}/index.m3u8", stream.playback_id),
+        size: None,
+        width: None,
+        height: None,
+        bitrate: None,
+    }];
     Ok(Json(PlaybackInfo {
         kind: PlaybackType::Live,
         meta: PlaybackMeta {

@@ -201,8 +201,12 @@ where
     E: From<JobError> + Send + 'static,
 {
     let control = JobControl::new(kind, budget);
-    let _cancel_when_dropped = CancelOnDrop(control.clone());
     let started = Instant::now();
+    let mut caller = Caller {
+        control: control.clone(),
+        started,
+        answered: false,
+    };
     let thread_control = control.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _running = RunningGauge::enter(kind);
@@ -234,22 +238,16 @@ where
                 "the runtime is shutting down".into()
             },
         })),
-        Err(_) => {
-            control.cancel();
-            Err(Stopped::Job(control.deadline_exceeded()))
-        }
+        // The thread sees the deadline at its next check too.
+        Err(_) => Err(Stopped::Job(control.deadline_exceeded())),
     };
-    let result = match &outcome {
+    caller.answer(match &outcome {
         Ok(_) => "ok",
         Err(Stopped::Failed(_)) => "failed",
         Err(Stopped::Job(JobError::DeadlineExceeded { .. })) => "deadline_exceeded",
         Err(Stopped::Job(JobError::Cancelled { .. })) => "cancelled",
         Err(Stopped::Job(JobError::WorkerFailed { .. })) => "worker_failed",
-    };
-    metrics::counter!("studio_ffmpeg_jobs_total", "kind" => kind.as_str(), "result" => result)
-        .increment(1);
-    metrics::histogram!("studio_ffmpeg_job_seconds", "kind" => kind.as_str())
-        .record(started.elapsed().as_secs_f64());
+    });
     outcome.map_err(|stopped| match stopped {
         Stopped::Job(err) => E::from(err),
         Stopped::Failed(err) => err,
@@ -262,12 +260,31 @@ enum Stopped<E> {
     Failed(E),
 }
 
-/// Cancels the job when the caller's future goes away, so its thread stops too.
-struct CancelOnDrop(JobControl);
+/// The caller's side of a job: records how it ended, and cancels it when the caller's future
+/// goes away unanswered, so that its thread stops too.
+struct Caller {
+    control: JobControl,
+    started: Instant,
+    answered: bool,
+}
 
-impl Drop for CancelOnDrop {
+impl Caller {
+    fn answer(&mut self, result: &'static str) {
+        self.answered = true;
+        let kind = self.control.kind().as_str();
+        metrics::counter!("studio_ffmpeg_jobs_total", "kind" => kind, "result" => result)
+            .increment(1);
+        metrics::histogram!("studio_ffmpeg_job_seconds", "kind" => kind)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Caller {
     fn drop(&mut self) {
-        self.0.cancel();
+        if !self.answered {
+            self.control.cancel();
+            self.answer("cancelled");
+        }
     }
 }
 

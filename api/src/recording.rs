@@ -13,7 +13,7 @@
 //! sees the session end.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -349,12 +349,8 @@ async fn package(
         anyhow::bail!("none of the session's segments could be read from the media store");
     }
     let mp4_path = work.0.join("recording.mp4");
-    let info = {
-        let (ts_path, mp4_path) = (ts_path.clone(), mp4_path.clone());
-        tokio::task::spawn_blocking(move || remux_and_probe(&ts_path, &mp4_path))
-            .await
-            .context("the remux task panicked")??
-    };
+    let media = std::time::Duration::try_from_secs_f64(total_s).unwrap_or_default();
+    let info = mp4::remux_and_probe(ts_path.clone(), mp4_path.clone(), media).await?;
     let _ = tokio::fs::remove_file(&ts_path).await;
     let mp4_size = tokio::fs::metadata(&mp4_path).await?.len();
     let video = info.tracks.iter().find(|t| t.kind == TrackKind::Video);
@@ -407,11 +403,6 @@ async fn package(
         mp4_size,
         files,
     })
-}
-
-fn remux_and_probe(ts: &Path, mp4: &Path) -> Result<MediaInfo, mp4::Mp4Error> {
-    mp4::remux_ts_to_mp4(ts, mp4)?;
-    mp4::probe(mp4)
 }
 
 /// The master playlist entry of a recording, from its first segment (bandwidths come at the end).

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use studio_media_core::ffmpeg_job::{DeadlinePolicy, JobControl, JobKind};
 use studio_media_core::flv::demux_file;
 use studio_media_core::hls::ts::TsMuxer;
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
@@ -132,7 +133,12 @@ fn in_process(segments: &[Segment], renditions: &[Rendition], dir: &Path) -> Dur
     let started = Instant::now();
     let mut muxers: Vec<TsMuxer> = renditions.iter().map(|_| TsMuxer::new()).collect();
     for segment in segments {
-        let outputs = transcode_segment(H264Encoder::X264, segment, renditions).unwrap();
+        let media = Duration::from_millis(segment.duration_ms as u64);
+        let job = JobControl::new(
+            JobKind::Transcode,
+            DeadlinePolicy::SEGMENT_TRANSCODE.for_media(media),
+        );
+        let outputs = transcode_segment(H264Encoder::X264, segment, renditions, &job).unwrap();
         for ((rendition, muxer), output) in renditions.iter().zip(&mut muxers).zip(&outputs) {
             std::fs::write(
                 dir.join(format!("ours_{}_{}.ts", rendition.name(), segment.sequence)),

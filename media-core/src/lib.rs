@@ -4,8 +4,10 @@
 //! caller-supplied callback ([`ingest`]), FLV and MPEG-TS demuxing into timestamped H.264/AAC
 //! packets ([`flv`], [`mpegts`], [`packet`]), and a keyframe-aligned segmenter ([`segment`]). Segments
 //! become HLS output through [`hls`]: MPEG-TS segments and media/master playlists.
-//! Recordings become progressive-download MP4 files through [`mp4`].
+//! Recordings become progressive-download MP4 files through [`mp4`]. Every piece of FFmpeg work
+//! runs through [`ffmpeg_job`]: a blocking thread, a deadline, cancellation and metrics.
 
+pub mod ffmpeg_job;
 pub mod flv;
 pub mod h264;
 pub mod hls;

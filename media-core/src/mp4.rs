@@ -2,12 +2,16 @@
 //! index first (`faststart`), and probing a media file for the facts an asset advertises.
 //!
 //! Both run FFmpeg's own demuxers and muxers (through ffmpeg-next), copying packets without
-//! re-encoding. They block: call them from a blocking thread.
+//! re-encoding. They block and stop when their [`JobControl`] says so; [`remux_and_probe`] runs
+//! both as [`ffmpeg_job`]s under their deadlines.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ffmpeg::{Dictionary, Packet, Rational, Rescale, codec, encoder, format, media};
 use ffmpeg_next as ffmpeg;
+
+use crate::ffmpeg_job::{self, DeadlinePolicy, JobControl, JobError, JobKind};
 
 /// Why a remux or probe failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +22,9 @@ pub enum Mp4Error {
     /// The input holds neither audio nor video.
     #[error("the input has no audio or video stream")]
     NoMedia,
+    /// The job ran out of time or was cancelled.
+    #[error(transparent)]
+    Job(#[from] JobError),
 }
 
 /// What a media file holds.
@@ -68,9 +75,16 @@ fn init() -> Result<(), Mp4Error> {
 /// first so players can start before the download ends. Timestamps are shifted to start at 0
 /// (an HLS session starts wherever the encoder's clock was); ADTS audio is turned into the
 /// raw AAC MP4 wants by the bitstream filter FFmpeg's MP4 muxer inserts itself.
-pub fn remux_ts_to_mp4(input: &Path, output: &Path) -> Result<(), Mp4Error> {
+///
+/// Stops with [`Mp4Error::Job`] when `job` says so: reads are interrupted, and the job is
+/// checked between packets (an endless input keeps delivering them).
+pub fn remux_ts_to_mp4(input: &Path, output: &Path, job: &JobControl) -> Result<(), Mp4Error> {
+    remux(input, output, job).map_err(|err| job.explain(err))
+}
+
+fn remux(input: &Path, output: &Path, job: &JobControl) -> Result<(), Mp4Error> {
     init()?;
-    let mut ictx = format::input(&input)?;
+    let mut ictx = ffmpeg_job::open_input(input, job)?;
     let mut octx = format::output_as(&output, "mp4")?;
     // Input stream index -> (output index, input time base).
     let mut mapping: Vec<Option<(usize, Rational)>> = vec![None; ictx.nb_streams() as usize];
@@ -99,6 +113,7 @@ pub fn remux_ts_to_mp4(input: &Path, output: &Path) -> Result<(), Mp4Error> {
     let start_us = start_us.unwrap_or(0);
     let mut packet = Packet::empty();
     loop {
+        job.check()?;
         match packet.read(&mut ictx) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
@@ -119,6 +134,29 @@ pub fn remux_ts_to_mp4(input: &Path, output: &Path) -> Result<(), Mp4Error> {
     }
     octx.write_trailer()?;
     Ok(())
+}
+
+/// Remuxes the MPEG-TS file `input` (holding `media` of media) into the MP4 file `output`, then
+/// probes the MP4, each as an [`ffmpeg_job`] on a blocking thread under its deadline
+/// ([`DeadlinePolicy::REMUX`] for the media's duration, then [`DeadlinePolicy::PROBE`]).
+pub async fn remux_and_probe(
+    input: PathBuf,
+    output: PathBuf,
+    media: Duration,
+) -> Result<MediaInfo, Mp4Error> {
+    let written = output.clone();
+    ffmpeg_job::run(
+        JobKind::Remux,
+        DeadlinePolicy::REMUX.for_media(media),
+        move |job| remux_ts_to_mp4(&input, &output, job),
+    )
+    .await?;
+    ffmpeg_job::run(
+        JobKind::Probe,
+        DeadlinePolicy::PROBE.for_media(media),
+        move |job| probe(&written, job),
+    )
+    .await
 }
 
 /// The output parameters of an audio or video input stream (`None` for other streams): codec,
@@ -158,10 +196,15 @@ fn tagless_parameters(ist: &ffmpeg::Stream) -> Result<Option<codec::Parameters>,
     }
 }
 
-/// Reads the container and track facts of the media file at `path`.
-pub fn probe(path: &Path) -> Result<MediaInfo, Mp4Error> {
+/// Reads the container and track facts of the media file at `path`; its reads stop when `job`
+/// says so.
+pub fn probe(path: &Path, job: &JobControl) -> Result<MediaInfo, Mp4Error> {
+    probe_facts(path, job).map_err(|err| job.explain(err))
+}
+
+fn probe_facts(path: &Path, job: &JobControl) -> Result<MediaInfo, Mp4Error> {
     init()?;
-    let ictx = format::input(&path)?;
+    let ictx = ffmpeg_job::open_input(path, job)?;
     let container = ictx
         .format()
         .name()

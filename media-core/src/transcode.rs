@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 pub use plan::{FrameRate, Gop, H264Profile, Rendition, RenditionProfile, plan_renditions};
 
+use crate::ffmpeg_job::JobError;
 use crate::segment::Segment;
 
 /// One segment to transcode.
@@ -74,6 +75,9 @@ pub enum TranscodeError {
     /// The transcoder is shutting down or its worker went away.
     #[error("the transcoder is not available: {0}")]
     Unavailable(String),
+    /// The segment was not done by its deadline, or its caller cancelled it.
+    #[error(transparent)]
+    Job(#[from] JobError),
 }
 
 impl TranscodeError {

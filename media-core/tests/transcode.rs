@@ -7,17 +7,21 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use studio_media_core::ffmpeg_job::{DeadlinePolicy, JobControl, JobError, JobKind};
 use studio_media_core::flv::{AvcConfig, demux_file};
 use studio_media_core::hls::avc_codec_string;
 use studio_media_core::hls::ts::TsMuxer;
-use studio_media_core::segment::Segment;
+use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::transcode::local::{
     EncoderPreference, H264Encoder, LocalTranscoder, probe_encoder, transcode_segment,
 };
 use studio_media_core::transcode::{
-    FrameRate, Gop, H264Profile, RenditionProfile, TranscodeJob, Transcoder, plan_renditions,
+    FrameRate, Gop, H264Profile, Rendition, RenditionProfile, TranscodeError, TranscodeJob,
+    Transcoder, plan_renditions,
 };
 use studio_media_core::{PacketKind, Track};
 use support::TempDir;
@@ -128,8 +132,9 @@ fn a_720p_source_becomes_the_planned_ladder() {
     let mut muxers: Vec<TsMuxer> = renditions.iter().map(|_| TsMuxer::new()).collect();
     let mut files: Vec<Vec<u8>> = vec![Vec::new(); renditions.len()];
     for segment in &source {
+        let job = JobControl::new(JobKind::Transcode, Duration::from_secs(60));
         let outputs =
-            transcode_segment(H264Encoder::X264, segment, &renditions).expect("transcodes");
+            transcode_segment(H264Encoder::X264, segment, &renditions, &job).expect("transcodes");
         assert_eq!(outputs.len(), renditions.len());
         for (i, (rendition, output)) in renditions.iter().zip(&outputs).enumerate() {
             assert_eq!(
@@ -290,5 +295,115 @@ fn the_probe_falls_back_to_libx264_without_a_usable_nvenc() {
     assert_eq!(
         probe_encoder(EncoderPreference::X264).unwrap().encoder,
         H264Encoder::X264
+    );
+}
+
+/// Three renditions as large as the 720p source: seconds of encoding for every second of media.
+fn heavy_ladder() -> Vec<Rendition> {
+    let ladder: Vec<RenditionProfile> = (0..3)
+        .map(|i| profile(&format!("720p{i}"), 1280, 720, 3_000_000))
+        .collect();
+    plan_renditions(1280, 720, 30.0, &ladder)
+}
+
+fn is_deadline(result: &Result<Vec<Segment>, TranscodeError>) -> bool {
+    matches!(
+        result,
+        Err(TranscodeError::Job(JobError::DeadlineExceeded {
+            what: JobKind::Transcode,
+            ..
+        }))
+    )
+}
+
+#[test]
+fn a_segment_past_its_deadline_stops_between_frames() {
+    let dir = TempDir::new("deadline");
+    let source = segments(&source_flv(dir.path(), 2));
+    let job = JobControl::new(JobKind::Transcode, Duration::from_millis(200));
+    let started = Instant::now();
+    let result = transcode_segment(H264Encoder::X264, &source[0], &heavy_ladder(), &job);
+    // Called directly, on this thread: only the checks between frames can stop it.
+    assert!(is_deadline(&result), "{:?}", result.map(|r| r.len()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped {:?} after starting",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcoder_job_stopped_early_gives_its_worker_back() {
+    let dir = TempDir::new("worker");
+    let flv = source_flv(dir.path(), 6);
+    // One 6 s segment, which takes the heavy ladder many seconds.
+    let mut segmenter = Segmenter::new(SegmenterConfig {
+        target: Duration::from_secs(6),
+        ..SegmenterConfig::default()
+    });
+    for packet in demux_file(&flv).unwrap() {
+        segmenter.push(packet).unwrap();
+    }
+    let long: Arc<Segment> = segmenter.finish().expect("one segment").into();
+    assert!(long.duration_ms >= 5_900, "{}", long.duration_ms);
+    let heavy = TranscodeJob {
+        stream: "s".into(),
+        segment: long.clone(),
+        renditions: heavy_ladder().into(),
+    };
+    // A job refused at once, but only once it holds the worker: how long it waits is how long
+    // the worker stays taken.
+    let mut no_video = (*long).clone();
+    no_video.video_config = None;
+    let probe_worker = TranscodeJob {
+        stream: "s".into(),
+        segment: no_video.into(),
+        renditions: Vec::new().into(),
+    };
+    let worker_wait = |transcoder: Arc<LocalTranscoder>, job: TranscodeJob| async move {
+        let started = Instant::now();
+        let refused = tokio::time::timeout(Duration::from_secs(30), transcoder.transcode(job))
+            .await
+            .expect("the worker comes back");
+        assert!(
+            matches!(refused, Err(TranscodeError::Source(_))),
+            "{refused:?}"
+        );
+        started.elapsed()
+    };
+
+    // Past its deadline: 300 ms for any segment, on the only worker.
+    let tight = Arc::new(
+        LocalTranscoder::new(H264Encoder::X264, 1)
+            .unwrap()
+            .with_deadlines(DeadlinePolicy {
+                floor: Duration::from_millis(300),
+                per_media_second: Duration::ZERO,
+            }),
+    );
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(30), tight.transcode(heavy.clone()))
+        .await
+        .expect("the job answers by its deadline");
+    assert!(is_deadline(&result), "{:?}", result.map(|r| r.len()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let waited = worker_wait(tight, probe_worker.clone()).await;
+    assert!(
+        waited < Duration::from_secs(3),
+        "the worker was taken {waited:?} more"
+    );
+
+    // Cancelled: its caller stops waiting after 300 ms.
+    let patient = Arc::new(LocalTranscoder::new(H264Encoder::X264, 1).unwrap());
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), patient.transcode(heavy)).await;
+    assert!(gave_up.is_err());
+    let waited = worker_wait(patient, probe_worker).await;
+    assert!(
+        waited < Duration::from_secs(3),
+        "the worker was taken {waited:?} more"
     );
 }

@@ -1,6 +1,8 @@
 //! Webhooks: the resource, and delivery through the outbox to real HTTP receivers on loopback.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -16,6 +18,7 @@ on_both_databases!(
     private_destinations_are_refused_unless_allowed,
     resend_sends_the_logged_event_again,
     retention_removes_finished_work_but_keeps_pending_retries,
+    silent_endpoints_of_one_project_do_not_delay_another,
 );
 
 async fn create_webhook(app: &TestApp, url: &str, events: &[&str], extra: Value) -> Value {
@@ -419,4 +422,177 @@ async fn retention_removes_finished_work_but_keeps_pending_retries(backend: Back
         1,
         "the event of a pending retry is kept"
     );
+}
+
+/// An endpoint that accepts connections and never answers, as a black-holed host does. Counts
+/// the connections open at once.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    open: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    async fn start() -> BlackHole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counted, highest) = (open.clone(), peak.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (counted, highest) = (counted.clone(), highest.clone());
+                tokio::spawn(async move {
+                    let now_open = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                    highest.fetch_max(now_open, Ordering::SeqCst);
+                    // Swallow the request; answer nothing until the sender gives up.
+                    let _ = tokio::io::copy(&mut socket, &mut tokio::io::sink()).await;
+                    counted.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        BlackHole {
+            addr,
+            open,
+            peak,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn silent_endpoints_of_one_project_do_not_delay_another(backend: Backend) {
+    let concurrency = 8;
+    let timeout = Duration::from_secs(3);
+    let app = TestApp::spawn_with(backend, |c| {
+        c.webhooks.concurrency = concurrency;
+        c.webhooks.timeout_ms = timeout.as_millis() as u64;
+    })
+    .await;
+    // Project A (the app's): five times as many silent webhooks as there are delivery slots.
+    let hole = BlackHole::start().await;
+    for _ in 0..5 * concurrency {
+        create_webhook(&app, &hole.url(), &["stream.started"], json!({})).await;
+    }
+    // Project B, another tenant, with one healthy receiver.
+    let b = app.other_tenant("tenant-b").await;
+    let b_admin = {
+        let db = app.server.as_ref().unwrap().state.db().clone();
+        let mut tx = db.begin().await.unwrap();
+        let key = studio_api::tenancy::accounts::create_key(
+            &mut tx,
+            &b.user_id,
+            &b.project_id,
+            "admin",
+            true,
+            None,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        key.key.unwrap()
+    };
+    let receiver = Receiver::start().await;
+    let hook = app
+        .call(
+            Some(&b.key),
+            Method::POST,
+            "/webhook",
+            Some(json!({"name": "b", "url": receiver.url(), "events": ["stream.started"]})),
+        )
+        .await;
+    assert_eq!(hook.status, 200, "{}", hook.text);
+    let b_stream = app
+        .call(
+            Some(&b.key),
+            Method::POST,
+            "/stream",
+            Some(json!({"name": "b"})),
+        )
+        .await;
+    assert_eq!(b_stream.status, 201, "{}", b_stream.text);
+
+    // A's event goes first and its deliveries hang in the black hole...
+    let a_stream = app.create_stream(json!({"name": "a"})).await;
+    set_active(&app, a_stream["id"].as_str().unwrap(), true).await;
+    eventually(Duration::from_secs(10), || async {
+        (hole.open.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await
+    .expect("A's deliveries reach the black hole");
+
+    // ...and B's event is delivered at once, not after A's backlog of timeouts.
+    let emitted = Instant::now();
+    let started = app
+        .call(
+            Some(&b_admin),
+            Method::PUT,
+            &format!(
+                "/stream/{}/setactive",
+                b_stream.json["id"].as_str().unwrap()
+            ),
+            Some(json!({"active": true})),
+        )
+        .await;
+    assert_eq!(started.status, 204, "{}", started.text);
+    let got = receiver.wait_for(1, Duration::from_secs(60)).await;
+    let waited = got[0].at.saturating_duration_since(emitted);
+    assert!(
+        waited < timeout / 2,
+        "B's event waited {waited:?} behind A's silent endpoints (delivery timeout {timeout:?})"
+    );
+    assert_eq!(got[0].json()["event"], "stream.started");
+    let peak = hole.peak.load(Ordering::SeqCst);
+    assert!(
+        (1..concurrency).contains(&peak),
+        "A had {peak} deliveries in flight at once: some, never every slot"
+    );
+}
+
+/// Two nodes share one PostgreSQL database and claim deliveries at the same time: the fair
+/// claim still hands each delivery to one node only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_postgres_deliver_each_event_once() {
+    let app = TestApp::spawn_with(Backend::Postgres, |c| c.webhooks.concurrency = 4).await;
+    let mut config = app.config.clone();
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
+    config.srt_addr = "127.0.0.1:0".parse().unwrap();
+    let second_node = studio_api::app::start(config)
+        .await
+        .expect("a second node starts");
+    let receiver = Receiver::start().await;
+    let mut hooks = Vec::new();
+    for _ in 0..12 {
+        let hook = create_webhook(&app, &receiver.url(), &["stream.started"], json!({})).await;
+        hooks.push(hook["id"].as_str().unwrap().to_string());
+    }
+    let stream = app.create_stream(json!({"name": "cam"})).await;
+    set_active(&app, stream["id"].as_str().unwrap(), true).await;
+    // Both nodes poll; the second one learns of the event that way.
+    receiver
+        .wait_for(hooks.len(), Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut delivered_to: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["webhookId"].as_str().unwrap().to_string())
+        .collect();
+    delivered_to.sort();
+    hooks.sort();
+    assert_eq!(
+        delivered_to, hooks,
+        "every webhook gets the event exactly once"
+    );
+    second_node.stop().await.unwrap();
 }

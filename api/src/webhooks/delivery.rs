@@ -9,6 +9,10 @@
 //!
 //! Leases make the claim safe across several nodes sharing PostgreSQL: a node that dies mid-attempt
 //! leaves a lease that expires, and the delivery is tried again (at-least-once).
+//!
+//! Claiming is fair across projects, so that one tenant's endpoints that never answer cannot
+//! hold every delivery slot for a timeout after timeout: projects take turns (see
+//! [`claim_due`]) and none has more than [`project_share`] deliveries in flight.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +40,16 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often old rows are removed.
 const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
+/// One project may use this fraction of the delivery slots: `concurrency / PROJECT_SHARE_DIVISOR`.
+const PROJECT_SHARE_DIVISOR: usize = 4;
+
+/// The most deliveries one project may have in flight at once, across all nodes: a quarter of
+/// a node's delivery slots (`webhooks.concurrency`), at least one. A project whose endpoints
+/// never answer holds at most this many slots, each for up to one delivery timeout, and the
+/// rest stay free for every other project.
+fn project_share(concurrency: usize) -> i64 {
+    (concurrency / PROJECT_SHARE_DIVISOR).max(1) as i64
+}
 
 /// An event as stored in the outbox.
 #[derive(Debug, Clone)]
@@ -325,6 +339,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(sender.config.concurrency));
+    let per_project = project_share(sender.config.concurrency);
     let mut in_flight = tokio::task::JoinSet::new();
     let mut last_cleanup: Option<Instant> = None;
     loop {
@@ -340,7 +355,8 @@ pub async fn run(
         if let Err(err) = fan_out(&db).await {
             tracing::error!(error = %err, "webhook fan-out failed");
         }
-        match claim_due(&db, &sender, permits.available_permits() as i64).await {
+        let free = permits.available_permits() as i64;
+        match claim_due(&db, &sender, free, per_project).await {
             Ok(claimed) => {
                 for delivery in claimed {
                     let permit = permits
@@ -360,10 +376,13 @@ pub async fn run(
             Err(err) => tracing::error!(error = %err, "claiming webhook deliveries failed"),
         }
         while in_flight.try_join_next().is_some() {}
+        // Due deliveries left unclaimed wait for a free slot or for their project's turn: a
+        // delivery of this node ending frees both; other nodes' are seen at the next poll.
         let next_due = next_due_in(&db).await.unwrap_or(IDLE_POLL).min(IDLE_POLL);
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(next_due) => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -453,8 +472,20 @@ struct Delivery {
     attempts: i64,
 }
 
-/// Leases up to `max` due deliveries.
-async fn claim_due(db: &Database, sender: &Sender, max: i64) -> Result<Vec<Delivery>, sqlx::Error> {
+/// Leases up to `max` due deliveries, fairly across projects.
+///
+/// Projects take turns: each project's due deliveries are numbered in order of due time, and
+/// the claim takes every project's first, then every project's second, and so on, so a project
+/// with a thousand due deliveries does not go before one with a single later one. A project
+/// with `per_project` deliveries in flight (leased and not finished, on any node) gets no more
+/// until one ends. Under concurrent claims from several nodes the outer lease check keeps every
+/// delivery claimed once; the share can then be exceeded briefly, never the exclusivity.
+async fn claim_due(
+    db: &Database,
+    sender: &Sender,
+    max: i64,
+    per_project: i64,
+) -> Result<Vec<Delivery>, sqlx::Error> {
     if max <= 0 {
         return Ok(Vec::new());
     }
@@ -462,14 +493,26 @@ async fn claim_due(db: &Database, sender: &Sender, max: i64) -> Result<Vec<Deliv
     let lease_until = now + sender.config.timeout_ms as i64 + 30_000;
     let rows = sqlx::query(
         "UPDATE webhook_deliveries SET lease_until = $1 \
-         WHERE id IN (SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $2 AND lease_until <= $3 \
-                      ORDER BY next_attempt_at LIMIT $4) \
-         AND lease_until <= $5 \
+         WHERE id IN ( \
+             SELECT id FROM ( \
+                 SELECT d.id, d.next_attempt_at, COALESCE(busy.in_flight, 0) AS in_flight, \
+                        ROW_NUMBER() OVER (PARTITION BY d.project_id ORDER BY d.next_attempt_at, d.id) AS turn \
+                 FROM webhook_deliveries d \
+                 LEFT JOIN (SELECT project_id, COUNT(*) AS in_flight FROM webhook_deliveries \
+                            WHERE state = 'pending' AND lease_until > $2 GROUP BY project_id) busy \
+                        ON busy.project_id = d.project_id \
+                 WHERE d.state = 'pending' AND d.next_attempt_at <= $3 AND d.lease_until <= $4 \
+             ) due \
+             WHERE due.turn + due.in_flight <= $5 \
+             ORDER BY due.turn, due.next_attempt_at, due.id LIMIT $6) \
+         AND lease_until <= $7 \
          RETURNING id, event_id, webhook_id, project_id, attempts",
     )
     .bind(lease_until)
     .bind(now)
     .bind(now)
+    .bind(now)
+    .bind(per_project)
     .bind(max)
     .bind(now)
     .fetch_all(db.writer())
@@ -487,15 +530,19 @@ async fn claim_due(db: &Database, sender: &Sender, max: i64) -> Result<Vec<Deliv
         .collect()
 }
 
-/// How long until the next pending delivery is due, if any.
+/// How long until the next pending delivery that is not yet due becomes due, if any. Those due
+/// already are either in flight or waiting for a slot, which the worker learns of otherwise.
 async fn next_due_in(db: &Database) -> Option<Duration> {
-    let row =
-        sqlx::query("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'")
-            .fetch_one(db.writer())
-            .await
-            .ok()?;
+    let now = now_ms();
+    let row = sqlx::query(
+        "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at > $1",
+    )
+    .bind(now)
+    .fetch_one(db.writer())
+    .await
+    .ok()?;
     let at: Option<i64> = row.try_get(0).ok()?;
-    at.map(|at| Duration::from_millis((at - now_ms()).max(10) as u64))
+    at.map(|at| Duration::from_millis((at - now).max(10) as u64))
 }
 
 async fn deliver(db: &Database, sender: &Sender, delivery: &Delivery) -> Result<(), sqlx::Error> {

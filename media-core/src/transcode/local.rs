@@ -5,9 +5,14 @@
 //! can really be opened (a GPU without NVENC, such as an H100, fails that and falls back),
 //! libx264 otherwise. Each segment gets fresh encoders, so every output segment starts with an
 //! IDR picture and decodes on its own.
+//!
+//! Every segment is an [`ffmpeg_job`] with a deadline proportional to its duration
+//! ([`DeadlinePolicy::SEGMENT_TRANSCODE`]); the decoder and every encoder check it between
+//! frames, so a segment that cannot be done in time gives its worker back.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ffmpeg::codec::{self, threading};
@@ -20,6 +25,7 @@ use tokio::sync::Semaphore;
 
 use super::plan::{Gop, H264Profile, Rendition};
 use super::{TranscodeError, TranscodeFuture, TranscodeJob, TranscodeOutput, Transcoder};
+use crate::ffmpeg_job::{self, DeadlinePolicy, JobControl, JobKind};
 use crate::flv::AvcConfig;
 use crate::h264::{access_unit_from_annex_b, avc_decoder_config};
 use crate::hls::ts::annex_b;
@@ -144,6 +150,7 @@ fn probe_rendition() -> Rendition {
 pub struct LocalTranscoder {
     encoder: H264Encoder,
     permits: Arc<Semaphore>,
+    deadlines: DeadlinePolicy,
 }
 
 impl LocalTranscoder {
@@ -154,7 +161,15 @@ impl LocalTranscoder {
         Ok(LocalTranscoder {
             encoder,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            deadlines: DeadlinePolicy::SEGMENT_TRANSCODE,
         })
+    }
+
+    /// Gives each segment the deadline `deadlines` sets for its duration, instead of
+    /// [`DeadlinePolicy::SEGMENT_TRANSCODE`].
+    pub fn with_deadlines(mut self, deadlines: DeadlinePolicy) -> Self {
+        self.deadlines = deadlines;
+        self
     }
 
     /// The encoder in use.
@@ -171,26 +186,42 @@ impl Transcoder for LocalTranscoder {
     fn transcode(&self, job: TranscodeJob) -> TranscodeFuture {
         let permits = self.permits.clone();
         let encoder = self.encoder;
+        let media = Duration::from_millis(job.segment.duration_ms.max(0) as u64);
+        let budget = self.deadlines.for_media(media);
         Box::pin(async move {
-            let _permit = permits
+            let permit = permits
                 .acquire_owned()
                 .await
                 .map_err(|_| TranscodeError::Unavailable("shutting down".into()))?;
-            tokio::task::spawn_blocking(move || {
-                transcode_segment(encoder, &job.segment, &job.renditions)
+            // The deadline starts with the work, not with the wait for a permit. The permit
+            // stays with the thread: a job stopped at its deadline frees it once its threads
+            // have stopped, so a core is never counted free while one still works.
+            ffmpeg_job::run(JobKind::Transcode, budget, move |control| {
+                let _permit = permit;
+                transcode_segment(encoder, &job.segment, &job.renditions, control)
             })
             .await
-            .map_err(|e| TranscodeError::Unavailable(format!("the transcode worker failed: {e}")))?
         })
     }
 }
 
 /// Transcodes one segment synchronously: decode once, and feed every decoded frame to one
-/// encoding thread per rendition.
+/// encoding thread per rendition. Every thread checks `job` between frames and stops with
+/// [`TranscodeError::Job`] when it says so.
 pub fn transcode_segment(
     encoder: H264Encoder,
     segment: &Segment,
     renditions: &[Rendition],
+    job: &JobControl,
+) -> Result<TranscodeOutput, TranscodeError> {
+    transcode_frames(encoder, segment, renditions, job).map_err(|err| job.explain(err))
+}
+
+fn transcode_frames(
+    encoder: H264Encoder,
+    segment: &Segment,
+    renditions: &[Rendition],
+    job: &JobControl,
 ) -> Result<TranscodeOutput, TranscodeError> {
     init_ffmpeg()?;
     let config = segment
@@ -219,10 +250,18 @@ pub fn transcode_segment(
             queues.push(frames);
             let start_ms = segment.start_ms;
             workers.push(scope.spawn(move || {
-                encode_rendition(encoder, rendition, source_rate, start_ms, end_ms, receiver)
+                encode_rendition(
+                    encoder,
+                    rendition,
+                    source_rate,
+                    start_ms,
+                    end_ms,
+                    receiver,
+                    job,
+                )
             }));
         }
-        let decoded = decode(&config, &video, |frame| {
+        let decoded = decode(&config, &video, job, |frame| {
             let frame = Arc::new(frame);
             for queue in &queues {
                 // A worker that failed has dropped its receiver; its error is reported below.
@@ -257,6 +296,7 @@ fn source_frame_rate(fps: f64) -> Rational {
 fn decode(
     config: &AvcConfig,
     packets: &[&Packet],
+    job: &JobControl,
     mut each: impl FnMut(VideoFrame),
 ) -> Result<(), TranscodeError> {
     let codec = codec::decoder::find(codec::Id::H264)
@@ -278,6 +318,7 @@ fn decode(
         }
     };
     for packet in packets {
+        job.check()?;
         let data = annex_b(packet, config).map_err(|e| TranscodeError::Source(e.to_string()))?;
         let mut input = ffmpeg::Packet::copy(&data);
         input.set_pts(Some(packet.pts_ms));
@@ -309,6 +350,7 @@ fn encode_rendition(
     start_ms: i64,
     end_ms: i64,
     frames: Receiver<Arc<VideoFrame>>,
+    job: &JobControl,
 ) -> Result<Encoded, TranscodeError> {
     let rate = rendition.profile.fps.map_or(source_rate, |f| {
         Rational::new(f.num as i32, f.den.max(1) as i32)
@@ -325,18 +367,19 @@ fn encode_rendition(
     let mut held: Option<VideoFrame> = None;
 
     for frame in frames {
+        job.check()?;
         let scaled = scale(&mut scaler, &frame, rendition)?;
         let pts = frame.timestamp().or(frame.pts()).unwrap_or(start_ms);
         let Some(grid) = grid else {
             let mut scaled = scaled;
             scaled.set_pts(Some(pts));
-            send(&mut encoder, &scaled, &mut output)?;
+            send(&mut encoder, &scaled, &mut output, job)?;
             continue;
         };
         if let Some(previous) = held.as_mut() {
             while grid.time_ms(slot) < pts as f64 && grid.time_ms(slot) < end_ms as f64 {
                 previous.set_pts(Some(grid.time_ms(slot).round() as i64));
-                send(&mut encoder, previous, &mut output)?;
+                send(&mut encoder, previous, &mut output, job)?;
                 slot += 1;
             }
         }
@@ -345,10 +388,12 @@ fn encode_rendition(
     if let (Some(grid), Some(last)) = (grid, held.as_mut()) {
         while grid.time_ms(slot) < end_ms as f64 {
             last.set_pts(Some(grid.time_ms(slot).round() as i64));
-            send(&mut encoder, last, &mut output)?;
+            send(&mut encoder, last, &mut output, job)?;
             slot += 1;
         }
     }
+    // Flushing runs the encoder's whole lookahead: not worth starting for a stopped job.
+    job.check()?;
     encoder
         .send_eof()
         .map_err(|e| TranscodeError::codec("encoding", e))?;
@@ -413,11 +458,15 @@ fn scale(
     Ok(scaled)
 }
 
+/// Encodes one frame. Checks `job` first: one source frame may become many encoded ones when a
+/// rendition fills the slots of its own frame rate.
 fn send(
     encoder: &mut ffmpeg::encoder::Video,
     frame: &VideoFrame,
     output: &mut EncodedStream,
+    job: &JobControl,
 ) -> Result<(), TranscodeError> {
+    job.check()?;
     encoder
         .send_frame(frame)
         .map_err(|e| TranscodeError::codec("encoding", e))?;

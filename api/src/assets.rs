@@ -301,10 +301,8 @@ impl Asset {
                     .map(|f| format!("{base}/{}", f.path))
             })
             .flatten();
-        if !details {
-            if let Some(spec) = &mut self.video_spec {
-                spec.tracks = None;
-            }
+        if !details && let Some(spec) = &mut self.video_spec {
+            spec.tracks = None;
         }
         self
     }

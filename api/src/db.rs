@@ -59,12 +59,12 @@ impl Database {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let path = sqlite_path(url);
-            if let Some(parent) = std::path::Path::new(&path).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).with_context(|| {
-                        format!("creating the database directory {}", parent.display())
-                    })?;
-                }
+            if let Some(parent) = std::path::Path::new(&path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("creating the database directory {}", parent.display())
+                })?;
             }
             let url = format!("sqlite://{path}?mode=rwc");
             let options = |max: u32| {

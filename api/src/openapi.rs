@@ -133,11 +133,9 @@ fn rewrite_refs(value: &mut serde_json::Value) {
                     if let Some(name) = v
                         .as_str()
                         .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                        && let Some(studio) = studio_name(name)
                     {
-                        if let Some(studio) = studio_name(name) {
-                            *v =
-                                serde_json::Value::String(format!("#/components/schemas/{studio}"));
-                        }
+                        *v = serde_json::Value::String(format!("#/components/schemas/{studio}"));
                     }
                 } else {
                     rewrite_refs(v);

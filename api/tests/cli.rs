@@ -89,7 +89,8 @@ fn api_key_create_prints_one_json_line_and_the_key_works() {
             .output()
         {
             status = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
-            if status != 0 && status != 000 {
+            // curl writes 000 while nothing answers.
+            if status != 0 {
                 break;
             }
         }

@@ -119,16 +119,15 @@ impl KeyCache {
 /// Tells every node that keys were revoked: this one at once, the others through PostgreSQL.
 pub async fn announce_revocation(cache: &KeyCache, db: &Database) {
     cache.invalidate_all();
-    if db.backend() == Backend::Postgres {
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+    if db.backend() == Backend::Postgres
+        && let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
             .execute(db.writer())
             .await
-        {
-            // Other nodes clear their caches when their listeners reconnect; until then theirs
-            // may serve the key for at most the TTL.
-            tracing::error!(error = %err, "announcing an API key revocation failed");
-        }
+    {
+        // Other nodes clear their caches when their listeners reconnect; until then theirs
+        // may serve the key for at most the TTL.
+        tracing::error!(error = %err, "announcing an API key revocation failed");
     }
 }
 

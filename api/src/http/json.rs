@@ -145,6 +145,27 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// Query parameters deserialized into `T`; a malformed query string is a 422 with a JSON body.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Query(q.0))
+            .map_err(|rejection| {
+                ApiError::invalid(format!(
+                    "the query string is not valid: {}",
+                    rejection.body_text()
+                ))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,26 +221,5 @@ mod tests {
             message("  "),
             "the request body is empty: send a JSON object"
         );
-    }
-}
-
-/// Query parameters deserialized into `T`; a malformed query string is a 422 with a JSON body.
-pub struct Query<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|q| Query(q.0))
-            .map_err(|rejection| {
-                ApiError::invalid(format!(
-                    "the query string is not valid: {}",
-                    rejection.body_text()
-                ))
-            })
     }
 }

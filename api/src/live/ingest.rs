@@ -30,7 +30,7 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::events::{self, EventType, NewEvent};
 use crate::sessions;
-use crate::sessions::repo::SegmentKind;
+use crate::sessions::repo::{SegmentKind, SegmentStats};
 use crate::streams;
 
 /// A stream with a live publisher whose last segment is older than this is taken as abandoned
@@ -488,16 +488,13 @@ async fn record(
         return Ok(());
     }
     let now = now_ms();
-    let duration_s = segment.duration_ms.max(0) as f64 / 1000.0;
     let mut tx = state.db().begin().await?;
     sessions::repo::add_segment(
         &mut tx,
-        SegmentKind::Source,
         &session.project_id,
         &session.id,
         &session.stream_id,
-        duration_s,
-        segment.size_bytes as i64,
+        SegmentStats::new(SegmentKind::Source, segment.duration_ms, segment.size_bytes),
         now,
     )
     .await?;
@@ -505,24 +502,22 @@ async fn record(
     if !*went_live
         && streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, true, now)
             .await?
-    {
-        if let Some(stream) =
+        && let Some(stream) =
             streams::repo::get(&mut *tx, &session.project_id, &session.stream_id).await?
-        {
-            events::emit(
-                &mut tx,
-                NewEvent {
-                    project_id: &stream.project_id,
-                    user_id: &stream.user_id,
-                    event: EventType::StreamStarted,
-                    stream: Some(&stream),
-                    payload: None,
-                },
-                now,
-            )
-            .await?;
-            started = true;
-        }
+    {
+        events::emit(
+            &mut tx,
+            NewEvent {
+                project_id: &stream.project_id,
+                user_id: &stream.user_id,
+                event: EventType::StreamStarted,
+                stream: Some(&stream),
+                payload: None,
+            },
+            now,
+        )
+        .await?;
+        started = true;
     }
     tx.commit().await?;
     *went_live = true;
@@ -540,24 +535,22 @@ async fn close(state: &AppState, session: &OpenSession) -> anyhow::Result<()> {
     let mut idle = false;
     if streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, false, now)
         .await?
-    {
-        if let Some(stream) =
+        && let Some(stream) =
             streams::repo::get(&mut *tx, &session.project_id, &session.stream_id).await?
-        {
-            events::emit(
-                &mut tx,
-                NewEvent {
-                    project_id: &stream.project_id,
-                    user_id: &stream.user_id,
-                    event: EventType::StreamIdle,
-                    stream: Some(&stream),
-                    payload: None,
-                },
-                now,
-            )
-            .await?;
-            idle = true;
-        }
+    {
+        events::emit(
+            &mut tx,
+            NewEvent {
+                project_id: &stream.project_id,
+                user_id: &stream.user_id,
+                event: EventType::StreamIdle,
+                stream: Some(&stream),
+                payload: None,
+            },
+            now,
+        )
+        .await?;
+        idle = true;
     }
     tx.commit().await?;
     if idle {

@@ -22,7 +22,7 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::config::{Config, EncoderSetting, TranscodeConfig, TranscoderSetting};
 use crate::sessions;
-use crate::sessions::repo::SegmentKind;
+use crate::sessions::repo::{SegmentKind, SegmentStats};
 
 /// Source segments waiting for the transcoder, per session (about 4 s of media).
 const QUEUE: usize = 2;
@@ -209,16 +209,13 @@ async fn count(
     segment: &Segment,
     bytes: usize,
 ) -> anyhow::Result<()> {
-    let duration_s = segment.duration_ms.max(0) as f64 / 1000.0;
     let mut tx = state.db().begin().await?;
     sessions::repo::add_segment(
         &mut tx,
-        SegmentKind::Transcoded,
         &session.project_id,
         &session.id,
         &session.stream_id,
-        duration_s,
-        bytes as i64,
+        SegmentStats::new(SegmentKind::Transcoded, segment.duration_ms, bytes as u64),
         now_ms(),
     )
     .await?;

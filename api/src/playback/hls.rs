@@ -172,10 +172,10 @@ async fn serve_mp4(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)) {
-            headers.insert(header::CONTENT_RANGE, value);
-        }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, value);
     }
     Ok(response)
 }

@@ -110,18 +110,39 @@ pub enum SegmentKind {
     Transcoded,
 }
 
+/// One segment, as the statistics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentStats {
+    pub kind: SegmentKind,
+    pub duration_s: f64,
+    pub bytes: i64,
+}
+
+impl SegmentStats {
+    pub fn new(kind: SegmentKind, duration_ms: i64, bytes: u64) -> SegmentStats {
+        SegmentStats {
+            kind,
+            duration_s: duration_ms.max(0) as f64 / 1000.0,
+            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 /// Adds one segment to the statistics of a session and of its stream, and moves their
 /// `lastSeen`.
 pub async fn add_segment(
     tx: &mut Tx,
-    kind: SegmentKind,
     project_id: &str,
     session_id: &str,
     stream_id: &str,
-    duration_s: f64,
-    bytes: i64,
+    segment: SegmentStats,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let SegmentStats {
+        kind,
+        duration_s,
+        bytes,
+    } = segment;
     let set = match kind {
         SegmentKind::Source => {
             "source_segments = source_segments + 1, source_segments_duration = source_segments_duration + $1, \

@@ -310,15 +310,15 @@ pub fn validate_playback_policy(problems: &mut Problems, policy: &PlaybackPolicy
             }
         }
     }
-    if let Some(interval) = policy.refresh_interval {
-        if !(0.0..=86_400.0 * 7.0).contains(&interval) {
-            problems.add("playbackPolicy.refreshInterval must be between 0 and 604800 seconds");
-        }
+    if let Some(interval) = policy.refresh_interval
+        && !(0.0..=86_400.0 * 7.0).contains(&interval)
+    {
+        problems.add("playbackPolicy.refreshInterval must be between 0 and 604800 seconds");
     }
-    if let Some(context) = &policy.webhook_context {
-        if serde_json::to_string(context).map(|s| s.len()).unwrap_or(0) > 4096 {
-            problems.add("playbackPolicy.webhookContext must be at most 4096 characters of JSON");
-        }
+    if let Some(context) = &policy.webhook_context
+        && serde_json::to_string(context).map(|s| s.len()).unwrap_or(0) > 4096
+    {
+        problems.add("playbackPolicy.webhookContext must be at most 4096 characters of JSON");
     }
     if let Some(origins) = &policy.allowed_origins {
         if origins.len() > 100 {
@@ -445,10 +445,10 @@ pub fn validate_new_stream(
         validate_playback_policy(&mut problems, policy);
     }
     validate_ffmpeg_profiles(&mut problems, "profiles", profiles);
-    if let Some(spec) = &payload.recording_spec {
-        if let Some(profiles) = &spec.profiles {
-            validate_transcode_profiles(&mut problems, "recordingSpec.profiles", profiles);
-        }
+    if let Some(spec) = &payload.recording_spec
+        && let Some(profiles) = &spec.profiles
+    {
+        validate_transcode_profiles(&mut problems, "recordingSpec.profiles", profiles);
     }
     if let Some(multistream) = &payload.multistream {
         validate_multistream(&mut problems, multistream, profiles);

@@ -279,10 +279,10 @@ async fn update_stream(
     if let Some(profiles) = &new_profiles {
         validate_ffmpeg_profiles(&mut problems, "profiles", profiles);
     }
-    if let Some(Some(spec)) = &patch.recording_spec {
-        if let Some(profiles) = &spec.profiles {
-            validate_transcode_profiles(&mut problems, "recordingSpec.profiles", profiles);
-        }
+    if let Some(Some(spec)) = &patch.recording_spec
+        && let Some(profiles) = &spec.profiles
+    {
+        validate_transcode_profiles(&mut problems, "recordingSpec.profiles", profiles);
     }
     if let Some(creator) = &patch.creator_id {
         validate_creator_id(&mut problems, creator);

@@ -108,11 +108,10 @@ async fn load_project(state: &AppState, user_id: &str, id: &str) -> ApiResult<Pr
         .bind(id)
         .fetch_optional(state.db().reader())
         .await?;
-    Ok(row
-        .as_ref()
+    row.as_ref()
         .map(accounts::project_from_row)
         .transpose()?
-        .ok_or_else(ApiError::not_found)?)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Get a project.

@@ -168,17 +168,17 @@ pub fn validate(
     if let Some(name) = name {
         problems.text_len("name", name, 1, 500);
     }
-    if let Some(url) = url {
-        if url.len() > MAX_URL_LEN || !is_url_with_scheme(url, &["http", "https"]) {
-            problems.add(format!(
-                "url must be an http:// or https:// URL of at most {MAX_URL_LEN} characters"
-            ));
-        }
+    if let Some(url) = url
+        && (url.len() > MAX_URL_LEN || !is_url_with_scheme(url, &["http", "https"]))
+    {
+        problems.add(format!(
+            "url must be an http:// or https:// URL of at most {MAX_URL_LEN} characters"
+        ));
     }
-    if let Some(events) = events {
-        if events.len() > crate::events::ALL_NAMES.len() {
-            problems.add("events has more entries than there are events");
-        }
+    if let Some(events) = events
+        && events.len() > crate::events::ALL_NAMES.len()
+    {
+        problems.add("events has more entries than there are events");
     }
     if let Some(secret) = secret {
         problems.text_len("sharedSecret", secret, 1, MAX_SECRET_LEN);

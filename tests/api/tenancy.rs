@@ -20,6 +20,7 @@ on_both_databases!(
     playback_info_is_public_from_any_origin,
     a_deleted_projects_content_no_longer_plays,
     admin_keys_made_by_the_cli_manage_every_project,
+    deleting_a_project_cuts_its_publishers,
 );
 
 fn id(v: &Value) -> String {
@@ -1887,4 +1888,53 @@ async fn admin_keys_made_by_the_cli_manage_every_project(backend: Backend) {
             .status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A deleted project's live streams go off the air: their publishers are disconnected, and the
+/// stream is no longer live.
+async fn deleting_a_project_cuts_its_publishers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let beta = app.other_project("beta").await;
+    let created = call_as(
+        &app,
+        &beta.key,
+        Method::POST,
+        "/stream".into(),
+        Some(json!({"name": "on air", "profiles": []})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let stream = created.json;
+    let stream_id = id(&stream);
+    let mut ffmpeg =
+        crate::live::publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 30);
+    let live = eventually(Duration::from_secs(15), || async {
+        let s = call_as(&app, &beta.key, Method::GET, format!("/stream/{stream_id}"), None).await;
+        (s.json["isActive"] == true).then_some(())
+    })
+    .await;
+    assert!(live.is_some(), "the stream goes live");
+
+    let deleted = app
+        .call(
+            Some(&app.admin_key),
+            Method::DELETE,
+            &format!("/project/{}", beta.project_id),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let exited = tokio::time::timeout(Duration::from_secs(5), ffmpeg.wait()).await;
+    let status = exited
+        .expect("the publisher is disconnected within seconds")
+        .unwrap();
+    assert!(!status.success());
+    let playback = stream["playbackId"].as_str().unwrap();
+    let played = app
+        .http
+        .get(format!("{}/hls/{playback}/index.m3u8", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(played.status(), 404);
 }

@@ -180,6 +180,15 @@ async fn delete_project(
         return Err(ApiError::not_found());
     }
     crate::auth::cache::announce_revocation(state.key_cache(), state.db()).await;
+    // Nothing of a deleted project stays on the air: its publishers on this node are cut.
+    let streams: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM streams WHERE project_id = $1 AND deleted = 0")
+            .bind(&id)
+            .fetch_all(state.db().reader())
+            .await?;
+    for stream in &streams {
+        state.live().disconnect(stream);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,5 +325,14 @@ async fn delete_key(
         return Err(ApiError::not_found());
     }
     crate::auth::cache::announce_revocation(state.key_cache(), state.db()).await;
+    // Nothing of a deleted project stays on the air: its publishers on this node are cut.
+    let streams: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM streams WHERE project_id = $1 AND deleted = 0")
+            .bind(&id)
+            .fetch_all(state.db().reader())
+            .await?;
+    for stream in &streams {
+        state.live().disconnect(stream);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

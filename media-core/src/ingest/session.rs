@@ -212,8 +212,8 @@ pub(crate) struct PacketSender {
 }
 
 impl PacketSender {
-    /// Paces, charges and queues one packet. Cancel-safe as far as callers need: dropping the
-    /// future loses at most this packet, and its charge is returned.
+    /// Paces, queues and charges one packet. Cancel-safe: dropping the future loses this packet
+    /// only, and charges nothing.
     pub(crate) async fn send(&mut self, packet: Packet) -> Result<(), SessionLimitError> {
         let size = packet.data.len();
         if size > self.max_frame_bytes {
@@ -225,18 +225,12 @@ impl PacketSender {
         if let Some(until) = self.pacer.hold_until(packet.dts_ms) {
             tokio::time::sleep_until(until).await;
         }
-        self.memory.charge(size)?;
         let permit = match tokio::time::timeout(self.stall_timeout, self.sender.reserve()).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => {
-                self.memory.release(size);
-                return Err(SessionLimitError::ReceiverGone);
-            }
-            Err(_) => {
-                self.memory.release(size);
-                return Err(SessionLimitError::QueueStalled(self.stall_timeout));
-            }
+            Ok(Err(_)) => return Err(SessionLimitError::ReceiverGone),
+            Err(_) => return Err(SessionLimitError::QueueStalled(self.stall_timeout)),
         };
+        self.memory.charge(size)?;
         permit.send(packet);
         Ok(())
     }

@@ -303,7 +303,8 @@ impl Config {
             || url.starts_with("postgresql:"))
         {
             anyhow::bail!(
-                "database_url must start with sqlite://, postgres:// or postgresql://, got {url:?}"
+                "database_url must start with sqlite://, postgres:// or postgresql://, got {:?}",
+                crate::db::redact_url(&url)
             );
         }
         if let Some(public) = &self.public_url {

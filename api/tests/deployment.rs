@@ -1,9 +1,10 @@
 //! The `studio` binary as deployments run it: configured from the environment of a Kubernetes
-//! pod.
+//! pod, failing to start with the cause and without credentials.
 
 mod support;
 
 use std::collections::BTreeMap;
+use std::process::Command;
 
 use support::{Studio, studio, temp_dir};
 
@@ -100,4 +101,67 @@ async fn every_variable_help_names_and_kubernetes_service_links_are_accepted() {
     );
     drop(taken);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A refused PostgreSQL connection is reported as such (not only as a pool timeout), and no
+/// message repeats the password of the database URL.
+#[test]
+fn a_refused_database_connection_says_so_without_the_password() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://studio:Pa55-w0rd-xyz@127.0.0.1:{closed}/studio");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_studio"))
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let serve = run(&[
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--rtmp-addr",
+        "127.0.0.1:0",
+        "--srt-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+    ]);
+    assert!(
+        serve.to_lowercase().contains("connection refused"),
+        "the cause is kept: {serve}"
+    );
+    assert!(
+        serve.contains(&format!("postgres://studio:***@127.0.0.1:{closed}/studio")),
+        "{serve}"
+    );
+    let create_key = run(&["api-key", "create", "--name", "k", "--database-url", &url]);
+    assert!(
+        create_key.to_lowercase().contains("connection refused"),
+        "{create_key}"
+    );
+    let unsupported = run(&[
+        "api-key",
+        "create",
+        "--name",
+        "k",
+        "--database-url",
+        "mysql://studio:Pa55-w0rd-xyz@db/studio",
+    ]);
+    assert!(
+        unsupported.contains("database_url must start with"),
+        "{unsupported}"
+    );
+    for output in [serve, create_key, unsupported] {
+        assert!(!output.contains("Pa55-w0rd-xyz"), "{output}");
+    }
 }

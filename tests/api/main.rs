@@ -2,6 +2,7 @@
 
 mod clients;
 mod conventions;
+mod health;
 mod ingest;
 mod live;
 mod multistream;

@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "assets",
         sql: include_str!("../../migrations/0003_assets.sql"),
     },
+    Migration {
+        version: 4,
+        name: "recordings",
+        sql: include_str!("../../migrations/0004_recordings.sql"),
+    },
 ];
 
 impl Database {

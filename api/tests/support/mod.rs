@@ -127,7 +127,7 @@ impl Studio {
 }
 
 /// The value of the field `name` in a log line (`name=value`).
-fn field(line: &str, name: &str) -> String {
+pub fn field(line: &str, name: &str) -> String {
     let start = line
         .split(' ')
         .find_map(|part| part.strip_prefix(&format!("{name}=")))

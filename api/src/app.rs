@@ -46,6 +46,7 @@ struct Inner {
     recorder: crate::recording::Recorder,
     ingest_limits: IngestLimits,
     tasks: TaskTracker,
+    store_probe: crate::health::StoreProbe,
     metrics: PrometheusHandle,
 }
 
@@ -70,6 +71,7 @@ impl AppState {
             live: Arc::new(Registry::default()),
             media_store,
             recorder: Default::default(),
+            store_probe: Default::default(),
             db,
             public_url,
             webhook_wake: Arc::new(Notify::new()),
@@ -190,20 +192,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Database reachability.
+/// Health: the database answers and the media store takes a write.
 #[utoipa::path(get, path = "/healthz", tag = "system", operation_id = "healthz", security(()),
-    responses((status = 200, description = "The server and its database answer"), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "The server answers, and so do its database and its media store"), (status = 503, body = ErrorBody)))]
 async fn healthz(State(state): State<AppState>) -> axum::response::Response {
-    if state.db().ping().await {
+    let (database, store) = tokio::join!(
+        state.db().ping(),
+        state.0.store_probe.store_writable(state.media_store())
+    );
+    let mut errors = Vec::new();
+    if !database {
+        errors.push("the database does not answer".to_string());
+    }
+    if !store {
+        errors.push("the media store cannot be written".to_string());
+    }
+    if errors.is_empty() {
         Json(serde_json::json!({"ok": true})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(ErrorBody {
-                errors: vec!["the database does not answer".into()],
-            }),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { errors })).into_response()
     }
 }
 

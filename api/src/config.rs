@@ -1,9 +1,13 @@
 //! The one typed configuration tree.
 //!
 //! Layers, lowest first: defaults in code, the TOML file named by `--config`, environment variables
-//! (`STUDIO_...`), then command-line flags. Environment and flags are read by clap (each flag names
-//! its variable), so a flag always wins over its variable and both win over the file.
+//! (`STUDIO_...`), then command-line flags. [`Config::load`] is the one reader of the environment;
+//! the command line applies its flags on top of what it returns.
 
+mod sources;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -120,7 +124,6 @@ pub struct NetworkConfig {
     pub mode: NetworkMode,
     /// Orchestrators to use (`host:port` or `https://host:port`); a comma-separated list in
     /// `STUDIO_NETWORK__ORCHESTRATORS`. Takes precedence over the webhook and the chain.
-    #[serde(deserialize_with = "list")]
     pub orchestrators: Vec<String>,
     /// A URL answering `[{"address": "https://host:port", "score": 1.0}]`.
     pub orchestrator_webhook: Option<String>,
@@ -149,38 +152,9 @@ pub enum NetworkMode {
     Onchain,
 }
 
-/// A list given as a TOML array or as one comma-separated string (environment variables).
-fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match Either::deserialize(d)? {
-        Either::List(items) => items,
-        Either::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-    })
-}
-
-/// A secret, kept out of `Debug` output. A password of digits only arrives from the environment as
-/// a number and is taken as its text.
+/// A secret, kept out of `Debug` output.
 fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        Text(String),
-        Number(i64),
-    }
-    Ok(Option::<Either>::deserialize(d)?.map(|v| match v {
-        Either::Text(text) => SecretString::from(text),
-        Either::Number(n) => SecretString::from(n.to_string()),
-    }))
+    Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -221,44 +195,12 @@ pub struct WebhookConfig {
     pub concurrency: usize,
 }
 
-/// `STUDIO_*` variables that are read elsewhere, not settings.
+/// `STUDIO_*` variables that are not settings, skipped without a warning: the config file's name
+/// and the log format (read by the command line), the log filter (read by the logger), and the
+/// test tools' variables (`STUDIO_TEST_*`, ...).
 const NOT_SETTINGS: &[&str] = &[
     "CONFIG", "LOG", "LOG_JSON", "PYTHON", "CACHE", "API_URL", "API_KEY",
 ];
-
-/// A variable's text as the TOML value it most likely means.
-fn scalar(text: &str) -> toml::Value {
-    if let Ok(i) = text.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    match text {
-        "true" => toml::Value::Boolean(true),
-        "false" => toml::Value::Boolean(false),
-        _ => toml::Value::String(text.to_string()),
-    }
-}
-
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
-    match path {
-        [] => {}
-        [last] => {
-            table.insert(last.clone(), value);
-        }
-        [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            set_path(
-                entry.as_table_mut().expect("made a table above"),
-                rest,
-                value,
-            );
-        }
-    }
-}
 
 impl Default for Config {
     fn default() -> Self {
@@ -296,16 +238,34 @@ impl Default for WebhookConfig {
 }
 
 impl Config {
-    /// Defaults, then the TOML file at `file` (if any), then `STUDIO_*` variables from `env`.
+    /// Defaults, then the TOML file at `file` (if any), then `STUDIO_*` variables from `env`;
+    /// variables that name no setting are ignored with one warning naming them (not their
+    /// values, which may be secrets).
     ///
     /// A variable names a key by its path: `STUDIO_HTTP_ADDR` is `http_addr`,
-    /// `STUDIO_WEBHOOKS__TIMEOUT_MS` is `timeout_ms` in `[webhooks]`. Variables that are not
-    /// settings (`STUDIO_CONFIG`, `STUDIO_LOG`, ...) are skipped.
+    /// `STUDIO_WEBHOOKS__TIMEOUT_MS` is `timeout_ms` in `[webhooks]`. Its text is read as the
+    /// type of that key, and a value the key cannot take is an error naming the variable.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
-        let mut table = match file {
+        let (config, ignored) = Config::from_sources(file, env)?;
+        if !ignored.is_empty() {
+            tracing::warn!(
+                variables = %ignored.join(", "),
+                "ignoring STUDIO_* environment variables that name no setting"
+            );
+        }
+        Ok(config)
+    }
+
+    /// [`Config::load`] without the warning: the configuration, and the names of the
+    /// variables that were ignored, sorted.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<(Config, Vec<String>)> {
+        let table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
@@ -314,6 +274,10 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let mut root = sources::Node::from_file(table);
+        let mut ignored = Vec::new();
+        // Which variable set which key, to name it in errors.
+        let mut origins = HashMap::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("STUDIO_") else {
                 continue;
@@ -326,12 +290,36 @@ impl Config {
                 .split("__")
                 .map(str::to_string)
                 .collect();
-            set_path(&mut table, &path, scalar(&value));
+            if path.iter().any(String::is_empty) {
+                ignored.push(name);
+                continue;
+            }
+            root.set(&path, &name, &value);
+            origins.insert(path.join("."), name);
         }
-        let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
-            anyhow::anyhow!("invalid configuration (file or STUDIO_* variables): {e}")
+        let ignored = RefCell::new(ignored);
+        let layer = sources::Layer {
+            node: root,
+            ignored: &ignored,
+        };
+        let config: Config = serde_path_to_error::deserialize(layer).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.inner();
+            match origins.get(&path) {
+                Some(var) => anyhow::anyhow!("invalid value of {var} (setting {path}): {inner}"),
+                None => match file {
+                    Some(file) => anyhow::anyhow!(
+                        "invalid configuration in {}: {path}: {inner}",
+                        file.display()
+                    ),
+                    None => anyhow::anyhow!("invalid configuration: {path}: {inner}"),
+                },
+            }
         })?;
-        Ok(config)
+        let mut ignored = ignored.into_inner();
+        ignored.sort();
+        ignored.dedup();
+        Ok((config, ignored))
     }
 
     /// The database URL in effect.
@@ -367,7 +355,8 @@ impl Config {
             || url.starts_with("postgresql:"))
         {
             anyhow::bail!(
-                "database_url must start with sqlite://, postgres:// or postgresql://, got {url:?}"
+                "database_url must start with sqlite://, postgres:// or postgresql://, got {:?}",
+                crate::db::redact_url(&url)
             );
         }
         if let Some(public) = &self.public_url {
@@ -475,10 +464,12 @@ mod tests {
         assert_eq!(config.http_addr.port(), 9000);
         assert_eq!(config.webhooks.timeout_ms, 250);
         assert_eq!(config.public_url(), "https://v.example");
-        let bad = Config::load(None, vars(&[("STUDIO_WEBHOOKS__TIMEOUT", "5")])).unwrap_err();
+        // Unknown keys in the file are still refused: a typo there is ours to fix.
+        std::fs::write(&file, "[webhooks]\ntimeout = 100\n").unwrap();
+        let typo = Config::load(Some(&file), []).unwrap_err();
         assert!(
-            format!("{bad:#}").contains("unknown field `timeout`"),
-            "{bad:#}"
+            format!("{typo:#}").contains("unknown field `timeout`"),
+            "{typo:#}"
         );
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -532,5 +523,122 @@ mod tests {
         let nowhere =
             Config::load(None, vars(&[("STUDIO_TRANSCODE__TRANSCODER", "network")])).unwrap();
         assert!(format!("{:#}", nowhere.validate().unwrap_err()).contains("network.orchestrators"));
+    }
+
+    /// What Kubernetes injects into every pod when a Service named `studio` exists.
+    const KUBERNETES: &[(&str, &str)] = &[
+        ("STUDIO_SERVICE_HOST", "10.96.0.12"),
+        ("STUDIO_SERVICE_PORT", "8080"),
+        ("STUDIO_SERVICE_PORT_HTTP", "8080"),
+        ("STUDIO_PORT", "tcp://10.96.0.12:8080"),
+        ("STUDIO_PORT_8080_TCP", "tcp://10.96.0.12:8080"),
+        ("STUDIO_PORT_8080_TCP_PROTO", "tcp"),
+        ("STUDIO_PORT_8080_TCP_PORT", "8080"),
+        ("STUDIO_PORT_8080_TCP_ADDR", "10.96.0.12"),
+    ];
+
+    #[test]
+    fn variables_that_name_no_setting_are_ignored_and_reported_by_name() {
+        let mut env = KUBERNETES.to_vec();
+        env.extend([
+            ("STUDIO_WEBHOOKS__TIMEOUT", "5"),
+            ("STUDIO_ALLOW_PRIVATE_DESTINATIONS", "true"),
+            ("STUDIO_NETWORK__ETH_PASSWORD", "hunter2"),
+            ("STUDIO_TEST_POSTGRES_URL", "postgres://x"),
+            ("STUDIO_LOG", "debug"),
+        ]);
+        let (config, ignored) = Config::from_sources(None, vars(&env)).unwrap();
+        config.validate().unwrap();
+        let mut expected: Vec<&str> = KUBERNETES.iter().map(|(name, _)| *name).collect();
+        expected.extend([
+            "STUDIO_WEBHOOKS__TIMEOUT",
+            "STUDIO_ALLOW_PRIVATE_DESTINATIONS",
+            "STUDIO_NETWORK__ETH_PASSWORD",
+        ]);
+        expected.sort();
+        assert_eq!(ignored, expected);
+        assert_eq!(config.http_addr, Config::default().http_addr);
+        assert!(!config.webhooks.allow_private_destinations);
+    }
+
+    #[test]
+    fn variables_are_read_as_the_type_of_their_setting() {
+        let (config, ignored) = Config::from_sources(
+            None,
+            vars(&[
+                ("STUDIO_DATA_DIR", "2024"),
+                ("STUDIO_PUBLIC_URL", "https://video.example"),
+                (
+                    "STUDIO_DATABASE_URL",
+                    "postgres://studio:123@db:5432/studio",
+                ),
+                ("STUDIO_DATABASE_MAX_CONNECTIONS", "4"),
+                ("STUDIO_STREAM_IDLE_AFTER_SECS", " 60 "),
+                ("STUDIO_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS", "1"),
+                ("STUDIO_TRANSCODE__TRANSCODER", "auto"),
+                ("STUDIO_NETWORK__ORCHESTRATORS", "9000"),
+                ("STUDIO_NETWORK__ORCHESTRATOR_WEBHOOK", ""),
+                ("STUDIO_NETWORK__ETH_KEYSTORE_PASSWORD", "000123"),
+                (
+                    "STUDIO_NETWORK__ETH_PRIVATE_KEY",
+                    "12345678901234567890123456789",
+                ),
+                ("STUDIO_NETWORK__ETH_CONTROLLER", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(config.data_dir, PathBuf::from("2024"));
+        assert_eq!(config.public_url(), "https://video.example");
+        assert_eq!(
+            config.database_url(),
+            "postgres://studio:123@db:5432/studio"
+        );
+        assert_eq!(config.database_max_connections, 4);
+        assert_eq!(config.stream_idle_after_secs, 60);
+        assert!(config.webhooks.allow_private_destinations);
+        assert_eq!(config.network.orchestrators, ["9000"]);
+        assert_eq!(config.network.orchestrator_webhook, None, "empty is unset");
+        let n = &config.network;
+        assert_eq!(n.eth_keystore_password.as_ref().unwrap().expose(), "000123");
+        assert_eq!(
+            n.eth_private_key.as_ref().unwrap().expose(),
+            "12345678901234567890123456789"
+        );
+        assert_eq!(n.eth_controller.as_deref(), Some("true"));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_value_its_setting_cannot_take_is_an_error_naming_the_variable() {
+        for (name, value, setting) in [
+            (
+                "STUDIO_WEBHOOKS__TIMEOUT_MS",
+                "soon-ish",
+                "webhooks.timeout_ms",
+            ),
+            ("STUDIO_HTTP_ADDR", "nowhere-at-all", "http_addr"),
+            (
+                "STUDIO_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS",
+                "maybe-so",
+                "webhooks.allow_private_destinations",
+            ),
+            (
+                "STUDIO_DATABASE_MAX_CONNECTIONS",
+                "-1",
+                "database_max_connections",
+            ),
+            ("STUDIO_TRANSCODE__ENCODER", "vp9", "transcode.encoder"),
+        ] {
+            let err = Config::load(None, vars(&[(name, value)])).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(
+                text.contains(name) && text.contains(setting),
+                "{name}: {text}"
+            );
+            if value.contains('-') {
+                assert!(!text.contains(value), "the value is not repeated: {text}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 /// Which engine sits behind the pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "assets",
         sql: include_str!("../../migrations/0003_assets.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "recordings",
+        sql: include_str!("../../migrations/0004_recordings.sql"),
     },
 ];
 
@@ -101,12 +106,25 @@ impl Database {
                 backend: Backend::Sqlite,
             })
         } else {
-            let pool = AnyPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await
-                .context("connecting to PostgreSQL")?;
+            // The pool retries a refused connection until its deadline and then reports only
+            // "pool timed out"; one connection of our own first keeps the cause.
+            let connected = match first_connection(url).await {
+                Ok(()) => {
+                    AnyPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect(url)
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            let pool = connected.map_err(|err| {
+                anyhow::anyhow!(
+                    "connecting to PostgreSQL at {}: {}",
+                    redact_url(url),
+                    scrub_credentials(&err.to_string(), url)
+                )
+            })?;
             Ok(Database {
                 read: pool.clone(),
                 write: pool,
@@ -190,6 +208,130 @@ impl Database {
     }
 }
 
+/// How long start-up waits for a PostgreSQL server that refuses connections: it may be starting
+/// at the same time (a compose file, a pod beside its database).
+const REFUSED_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Opens and closes one connection to `url`, retrying while the server refuses connections
+/// for up to [`REFUSED_PATIENCE`]; any other error is returned at once, as it is.
+async fn first_connection(url: &str) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + REFUSED_PATIENCE;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = tokio::time::timeout(
+            REFUSED_PATIENCE,
+            <AnyConnection as Connection>::connect(url),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(sqlx::Error::Io(err)))
+                if err.kind() == std::io::ErrorKind::ConnectionRefused
+                    && tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Ok(Err(err)) => return Err(err),
+            Err(_) => {
+                return Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", REFUSED_PATIENCE.as_secs()),
+                )));
+            }
+        }
+    }
+}
+
+/// `url` with its password (in the user info or a `password=` parameter) replaced by `***`:
+/// database URLs appear in messages, their credentials never do.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// `message` without the password of `url`, should a driver have repeated it.
+fn scrub_credentials(message: &str, url: &str) -> String {
+    let redacted = redact_url(url);
+    let mut message = message.replace(url, &redacted);
+    for secret in passwords_in(url) {
+        if secret.len() >= 3 {
+            message = message.replace(&secret, "***");
+        }
+    }
+    message
+}
+
+/// The passwords `url` carries, as written and percent-decoded.
+fn passwords_in(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(parsed) = url::Url::parse(url) {
+        if let Some(password) = parsed.password() {
+            found.push(password.to_string());
+            found.push(percent_decode(password));
+        }
+        for (key, value) in parsed.query_pairs() {
+            if key.eq_ignore_ascii_case("password") {
+                found.push(value.into_owned());
+            }
+        }
+    }
+    found
+}
+
+/// `text` with its `%XX` escapes decoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn sqlite_path(url: &str) -> String {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     rest.split('?').next().unwrap_or(rest).to_string()
@@ -243,5 +385,38 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
                     .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords_and_keep_the_rest() {
+        for (url, redacted) in [
+            (
+                "postgres://studio:s3cret@db:5432/studio",
+                "postgres://studio:***@db:5432/studio",
+            ),
+            (
+                "postgresql://u:p%40ss@db/x?sslmode=require",
+                "postgresql://u:***@db/x?sslmode=require",
+            ),
+            (
+                "postgres://db/x?user=u&password=s3cret",
+                "postgres://db/x?user=u&password=***",
+            ),
+            ("postgres://studio@db/studio", "postgres://studio@db/studio"),
+            ("sqlite:///var/lib/studio.db", "sqlite:///var/lib/studio.db"),
+            ("mysql://root:hunter2@[bad", "mysql://root:***@[bad"),
+        ] {
+            assert_eq!(redact_url(url), redacted);
+        }
+        let url = "postgres://u:p%40ss@db/x";
+        assert_eq!(
+            scrub_credentials(&format!("failed for {url}: bad password p@ss"), url),
+            "failed for postgres://u:***@db/x: bad password ***"
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! - `recording`: recorded sessions turned into assets (VOD playlist and MP4);
 //! - `events`: the outbox every webhook event goes through; `webhooks::delivery` sends them;
 //! - `profiles`: transcoding profiles shared by streams and (later) assets;
+//! - `health`: what `/api/healthz` checks;
 //! - `openapi`: the generated API document.
 
 pub mod app;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod http;
 pub mod ids;
 pub mod live;

@@ -6,6 +6,7 @@
 //! pass at most [`NOISY_BURST`] per [`NOISY_WINDOW`]; the next line let through says how many
 //! were left out.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use studio_media_core::ingest::LogLimiter;
@@ -27,7 +28,10 @@ const NOISY_TARGETS: &[&str] = &["srt_protocol", "srt_tokio"];
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_env("STUDIO_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only for a terminal: log collectors (journald, Kubernetes) store them as text.
+    let output = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let output = if json {
         output.json().boxed()
     } else {

@@ -37,16 +37,21 @@ enum Command {
 }
 
 /// Where the data lives; shared by every command that opens the database.
+///
+/// Flags are plain flags: settings come from the environment through `Config::load` alone (one
+/// reader, one set of rules), and a flag given overrides what it says. Only variables that are
+/// not settings are read here.
 #[derive(Args, Clone)]
 struct StoreArgs {
     /// A TOML config file (see README.md for the keys).
     #[arg(long, env = "STUDIO_CONFIG")]
     config: Option<PathBuf>,
-    /// Directory for the SQLite database and local media.
-    #[arg(long, env = "STUDIO_DATA_DIR")]
+    /// Directory for the SQLite database and local media (setting data_dir, or STUDIO_DATA_DIR).
+    #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
-    #[arg(long, env = "STUDIO_DATABASE_URL")]
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB` (setting database_url, or
+    /// STUDIO_DATABASE_URL).
+    #[arg(long)]
     database_url: Option<String>,
 }
 
@@ -54,23 +59,24 @@ struct StoreArgs {
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Address of the HTTP API.
-    #[arg(long, env = "STUDIO_HTTP_ADDR")]
+    /// Address of the HTTP API (setting http_addr, or STUDIO_HTTP_ADDR).
+    #[arg(long)]
     http_addr: Option<SocketAddr>,
-    /// Address of the RTMP ingest.
-    #[arg(long, env = "STUDIO_RTMP_ADDR")]
+    /// Address of the RTMP ingest (setting rtmp_addr, or STUDIO_RTMP_ADDR).
+    #[arg(long)]
     rtmp_addr: Option<SocketAddr>,
-    /// Address (UDP) of the SRT ingest.
-    #[arg(long, env = "STUDIO_SRT_ADDR")]
+    /// Address (UDP) of the SRT ingest (setting srt_addr, or STUDIO_SRT_ADDR).
+    #[arg(long)]
     srt_addr: Option<SocketAddr>,
-    /// Base URL used in URLs the API returns.
-    #[arg(long, env = "STUDIO_PUBLIC_URL")]
+    /// Base URL used in URLs the API returns (setting public_url, or STUDIO_PUBLIC_URL).
+    #[arg(long)]
     public_url: Option<String>,
-    /// Deliver webhooks to loopback and private addresses.
-    #[arg(long, env = "STUDIO_ALLOW_PRIVATE_DESTINATIONS")]
+    /// Deliver webhooks to loopback and private addresses (setting
+    /// webhooks.allow_private_destinations, or STUDIO_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS).
+    #[arg(long)]
     allow_private_destinations: bool,
     /// Log as JSON lines instead of text.
-    #[arg(long, env = "STUDIO_LOG_JSON")]
+    #[arg(long, env = "STUDIO_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
 }
 
@@ -97,7 +103,7 @@ struct ApiKeyCreateArgs {
 }
 
 impl StoreArgs {
-    /// Defaults, then the file, then these flags and variables.
+    /// Defaults, then the file, then the environment, then these flags.
     fn load(&self) -> anyhow::Result<Config> {
         let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
         if let Some(dir) = &self.data_dir {
@@ -160,6 +166,8 @@ async fn shutdown_signal() {
 }
 
 async fn create_api_key(args: ApiKeyCreateArgs) -> anyhow::Result<()> {
+    // Warnings go to stderr; stdout carries the one JSON line.
+    studio_api::logging::init(false);
     let config = args.store.load()?;
     config.validate()?;
     let db = Database::connect(&config.database_url(), 2).await?;

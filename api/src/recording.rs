@@ -7,10 +7,16 @@
 //! under the asset's playback id with a VOD playlist, remuxed into one MP4, probed, and the asset
 //! turns `ready` (`recording.ready`), or `failed` with its error (`asset.failed`).
 //!
+//! What a recording needs is written to the database as its segments arrive (one small insert
+//! per segment, see `repo`), so a node that dies loses no recording: [`recovery`] finishes on
+//! any node the sessions and assets a dead node left behind. The node making an asset holds its
+//! recording with a lease it renews while it works; another node takes over when it runs out.
+//!
 //! Processing never runs on the ingest path and touches the database only to change the asset's
-//! phase, so the SQLite writer is held for a few statements, not for the media work. Which
-//! segments a session stored is kept in memory on the node that ingests it, the only node that
-//! sees the session end.
+//! phase, so the SQLite writer is held for a few statements, not for the media work.
+
+pub mod recovery;
+mod repo;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,7 +45,7 @@ use crate::sessions::{self, Session};
 use crate::streams;
 
 /// Segments kept per recording: a day of 2 s segments. Later segments are not recorded.
-const MAX_SEGMENTS: usize = 43_200;
+const MAX_SEGMENTS: i64 = 43_200;
 /// Recordings processed at once on a node; more wait their turn.
 const CONCURRENT_PROCESSING: usize = 2;
 
@@ -61,15 +67,23 @@ impl Default for Recorder {
 enum Tracked {
     /// The session's stream does not record.
     NotRecorded,
-    Recording(Recording),
+    Recording(Progress),
 }
 
-/// What a recorded session stored so far.
+/// How far the recording of a live session got in the database.
+struct Progress {
+    /// The number the next segment is stored under.
+    next_seq: i64,
+    /// The recording's row exists; until then each segment tries to begin it.
+    begun: bool,
+    truncated: bool,
+}
+
+/// What a recorded session stored: what its asset is made from.
 struct Recording {
     segments: Vec<StoredSegment>,
     /// Codecs, picture size and frame rate, from the first segment.
     variant: Variant,
-    truncated: bool,
 }
 
 struct StoredSegment {
@@ -85,7 +99,8 @@ impl Recorder {
 }
 
 /// The live pipeline stored `segment` of session `session_id` under `key`. The first call for a
-/// session decides whether it records (`recording.started`).
+/// session decides whether it records (`recording.started`); a recorded segment is written to
+/// the database before this returns.
 pub async fn segment_stored(
     state: &AppState,
     project_id: &str,
@@ -98,68 +113,153 @@ pub async fn segment_stored(
         duration_s: segment.duration_ms.max(0) as f64 / 1000.0,
         discontinuity: segment.discontinuity,
     };
-    {
-        let mut sessions = state.recorder().sessions();
-        match sessions.get_mut(session_id) {
-            Some(Tracked::NotRecorded) => return,
-            Some(Tracked::Recording(recording)) => {
-                if recording.segments.len() < MAX_SEGMENTS {
-                    recording.segments.push(stored);
-                } else if !recording.truncated {
-                    recording.truncated = true;
-                    tracing::warn!(session = %session_id, "the recording reached {MAX_SEGMENTS} segments; later ones are not recorded");
-                }
-                return;
-            }
-            None => {}
-        }
-    }
-    // The first segment of the session: only one task per session calls this, so nothing else
-    // inserts the entry meanwhile.
-    let session = match sessions::repo::get(state.db(), project_id, session_id).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::error!(error = %err, session = %session_id, "reading a session to record failed");
-            return;
-        }
-    };
-    if !session.record {
-        state
-            .recorder()
-            .sessions()
-            .insert(session_id.to_string(), Tracked::NotRecorded);
-        return;
-    }
-    let recording = Recording {
-        segments: vec![stored],
-        variant: variant_of(segment),
-        truncated: false,
-    };
-    state
+    // Only one task per session calls this, so the entry does not change between the lock
+    // here and the one that records the outcome below.
+    let known = state
         .recorder()
         .sessions()
-        .insert(session_id.to_string(), Tracked::Recording(recording));
-    if let Err(err) = emit_started(state, session).await {
-        tracing::error!(error = format!("{err:#}"), session = %session_id, "emitting recording.started failed");
+        .get(session_id)
+        .map(|tracked| match tracked {
+            Tracked::NotRecorded => None,
+            Tracked::Recording(progress) => Some((progress.next_seq, progress.begun)),
+        });
+    let (seq, begun) = match known {
+        Some(None) => return,
+        Some(Some(position)) => position,
+        None => {
+            let session = match sessions::repo::get(state.db(), project_id, session_id).await {
+                Ok(Some(session)) => session,
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::error!(error = %err, session = %session_id, "reading a session to record failed");
+                    return;
+                }
+            };
+            if !session.record {
+                state
+                    .recorder()
+                    .sessions()
+                    .insert(session_id.to_string(), Tracked::NotRecorded);
+                return;
+            }
+            state.recorder().sessions().insert(
+                session_id.to_string(),
+                Tracked::Recording(Progress {
+                    next_seq: 0,
+                    begun: false,
+                    truncated: false,
+                }),
+            );
+            if let Err(err) = emit_started(state, session).await {
+                tracing::error!(error = format!("{err:#}"), session = %session_id, "emitting recording.started failed");
+            }
+            (0, false)
+        }
+    };
+    if seq >= MAX_SEGMENTS {
+        if let Some(Tracked::Recording(progress)) = state.recorder().sessions().get_mut(session_id)
+            && !progress.truncated
+        {
+            progress.truncated = true;
+            tracing::warn!(session = %session_id, "the recording reached {MAX_SEGMENTS} segments; later ones are not recorded");
+        }
+        return;
+    }
+    let written = if begun {
+        repo::add_segment(state.db(), project_id, session_id, seq, &stored).await
+    } else {
+        // The recording begins with the first segment the database takes.
+        repo::begin(
+            state.db(),
+            project_id,
+            session_id,
+            &variant_of(segment),
+            &stored,
+            now_ms(),
+        )
+        .await
+    };
+    match written {
+        Ok(()) => {
+            if let Some(Tracked::Recording(progress)) =
+                state.recorder().sessions().get_mut(session_id)
+            {
+                progress.next_seq = if begun { seq + 1 } else { 1 };
+                progress.begun = true;
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, session = %session_id, key = %stored.key, "keeping a recorded segment failed; the recording misses it")
+        }
     }
 }
 
 /// Session `session_id` ended: a recorded one becomes an asset, processed in the background.
 pub async fn session_ended(state: &AppState, project_id: &str, session_id: &str) {
-    let Some(Tracked::Recording(recording)) = state.recorder().sessions().remove(session_id) else {
+    let Some(Tracked::Recording(progress)) = state.recorder().sessions().remove(session_id) else {
         return;
     };
+    if !progress.begun {
+        tracing::warn!(session = %session_id, "no segment of the recorded session could be kept: no recording");
+        return;
+    }
+    let now = now_ms();
+    match repo::claim(
+        state.db(),
+        session_id,
+        repo::Claim::SessionEnded,
+        now,
+        now + lease_ms(state),
+    )
+    .await
+    {
+        Ok(true) => {}
+        // A node that took the session for abandoned is finishing it.
+        Ok(false) => return,
+        Err(err) => {
+            tracing::error!(error = %err, session = %session_id, "taking a recording to process failed; it is retried later");
+            return;
+        }
+    }
     match create_asset(state, project_id, session_id).await {
         Ok(Some(asset)) => {
-            state
-                .tasks()
-                .spawn(process(state.clone(), asset, recording));
+            state.tasks().spawn(process(state.clone(), asset));
         }
         Ok(None) => {}
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), session = %session_id, "creating a recording asset failed")
+            tracing::error!(error = format!("{err:#}"), session = %session_id, "creating a recording asset failed; it is retried later")
         }
+    }
+}
+
+/// How long a node holds a recording it processes without renewing its hold: the time after
+/// which a live stream without segments is taken as abandoned.
+fn lease_ms(state: &AppState) -> i64 {
+    (state.config().stream_idle_after_secs.max(1) * 1000) as i64
+}
+
+/// Renews this node's hold on a recording every third of the lease, until dropped.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Lease {
+    fn hold(state: &AppState, session_id: &str) -> Lease {
+        let (state, session_id) = (state.clone(), session_id.to_string());
+        Lease(tokio::spawn(async move {
+            let lease = lease_ms(&state);
+            let every = std::time::Duration::from_millis((lease / 3).max(500) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(err) = repo::renew(state.db(), &session_id, now_ms() + lease).await {
+                    tracing::warn!(error = %err, session = %session_id, "renewing the hold on a recording failed");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -253,12 +353,26 @@ async fn create_asset(
     Ok(Some(asset))
 }
 
-/// Turns the asset's segments into playable media and records the outcome.
-async fn process(state: AppState, asset: Asset, recording: Recording) {
+/// Turns the asset's segments into playable media and records the outcome. The recording is
+/// held while this runs (queued included); if the node stops first, another node, or this
+/// one once restarted, processes it again.
+async fn process(state: AppState, asset: Asset) {
+    let _lease = Lease::hold(&state, &asset.id);
     let Ok(_permit) = state.recorder().processing.acquire().await else {
         return;
     };
     let started = std::time::Instant::now();
+    let recording = match repo::load(state.db(), &asset.id).await {
+        Ok(Some((recording, _))) => recording,
+        Ok(None) => {
+            tracing::warn!(asset = %asset.id, "the recording of an asset being processed is gone");
+            return;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, asset = %asset.id, "reading a recording failed; it is retried later");
+            return;
+        }
+    };
     let outcome = package(&state, &asset, &recording).await;
     let result = match outcome {
         Ok(media) => finish_ready(&state, &asset, media).await,
@@ -272,7 +386,7 @@ async fn process(state: AppState, asset: Asset, recording: Recording) {
             tracing::info!(asset = %asset.id, elapsed_ms = started.elapsed().as_millis() as u64, "recording processed")
         }
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), asset = %asset.id, "recording the outcome of a recording failed")
+            tracing::error!(error = format!("{err:#}"), asset = %asset.id, "recording the outcome of a recording failed; it is retried later")
         }
     }
 }
@@ -507,6 +621,7 @@ async fn finish_ready(state: &AppState, asset: &Asset, media: Packaged) -> anyho
         )
         .await?;
     }
+    repo::forget(&mut tx, &asset.id).await?;
     tx.commit().await?;
     state.wake_webhooks();
     Ok(())
@@ -543,6 +658,7 @@ async fn finish_failed(state: &AppState, asset: &Asset, error: &str) -> anyhow::
         now,
     )
     .await?;
+    repo::forget(&mut tx, &asset.id).await?;
     tx.commit().await?;
     state.wake_webhooks();
     Ok(())

@@ -4,6 +4,7 @@ mod clients;
 mod conventions;
 mod edge;
 mod failures;
+mod health;
 mod ingest;
 mod ingest_limits;
 mod live;

@@ -377,3 +377,44 @@ async fn unrecorded_sessions_make_no_asset(backend: Backend) {
         404
     );
 }
+
+/// Two nodes on one PostgreSQL database: the second node, which finishes the work of dead
+/// nodes, leaves alone a recorded session live on the first, and its recording, made by the
+/// first, holds everything published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_leaves_a_live_recording_alone() {
+    let app = TestApp::spawn_with(Backend::Postgres, |c| c.stream_idle_after_secs = 4).await;
+    let mut config = app.config.clone();
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
+    config.srt_addr = "127.0.0.1:0".parse().unwrap();
+    let node_b = studio_api::app::start(config).await.expect("a second node");
+    let stream = app
+        .create_stream(json!({"name": "recorded", "record": true}))
+        .await;
+    let published_s = 12.0;
+    let mut ffmpeg = publish(
+        &app.rtmp_url(stream["streamKey"].as_str().unwrap()),
+        published_s as u32,
+    );
+    assert!(ffmpeg.wait().await.unwrap().success());
+    let stream_id = stream["id"].as_str().unwrap();
+    let session_id = eventually(Duration::from_secs(5), || async {
+        let sessions = app.get(&format!("/stream/{stream_id}/sessions")).await.json;
+        sessions[0]["id"].as_str().map(str::to_string)
+    })
+    .await
+    .expect("a session");
+    let asset = eventually(Duration::from_secs(30), || async {
+        let asset = app.get(&format!("/asset/{session_id}")).await.json;
+        (asset["status"]["phase"] == "ready").then_some(asset)
+    })
+    .await
+    .expect("the recording is ready");
+    let duration = ffprobe_duration(asset["downloadUrl"].as_str().unwrap()).await;
+    assert!(
+        (duration - published_s).abs() <= 0.5,
+        "the recording lasts {duration} s of {published_s} s published"
+    );
+    node_b.stop().await.unwrap();
+}

@@ -1906,10 +1906,16 @@ async fn deleting_a_project_cuts_its_publishers(backend: Backend) {
     assert_eq!(created.status, 201, "{}", created.text);
     let stream = created.json;
     let stream_id = id(&stream);
-    let mut ffmpeg =
-        crate::live::publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 30);
+    let mut ffmpeg = crate::live::publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 30);
     let live = eventually(Duration::from_secs(15), || async {
-        let s = call_as(&app, &beta.key, Method::GET, format!("/stream/{stream_id}"), None).await;
+        let s = call_as(
+            &app,
+            &beta.key,
+            Method::GET,
+            format!("/stream/{stream_id}"),
+            None,
+        )
+        .await;
         (s.json["isActive"] == true).then_some(())
     })
     .await;

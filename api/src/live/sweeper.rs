@@ -2,6 +2,9 @@
 //! is older than `stream_idle_after_secs`, and that has no publisher on this node, is made idle
 //! (with `stream.idle`) and its open session is closed. A live publisher refreshes `lastSeen`
 //! with every segment, and the segmenter never lets a segment run past 30 s.
+//!
+//! Every few passes it also runs `recording::recovery`, which finishes the sessions and
+//! recordings such a node left (the first pass comes right after start-up).
 
 use std::time::Duration;
 
@@ -16,9 +19,11 @@ use crate::streams;
 const EVERY: Duration = Duration::from_secs(1);
 /// Streams handled per pass.
 const BATCH: i64 = 100;
+/// Passes between two runs of the recovery of abandoned sessions and recordings.
+const RECOVER_EVERY: u64 = 5;
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    loop {
+    for pass in 0u64.. {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => return,
@@ -27,6 +32,14 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             tracing::error!(
                 error = format!("{err:#}"),
                 "sweeping abandoned live streams failed"
+            );
+        }
+        if pass % RECOVER_EVERY == 0
+            && let Err(err) = crate::recording::recovery::run(&state).await
+        {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "finishing sessions and recordings of stopped nodes failed"
             );
         }
     }

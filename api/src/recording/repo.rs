@@ -1,0 +1,333 @@
+//! Rows of recordings in progress (`recordings`, `recording_segments`): what a recording needs
+//! to be finished by any node, written as its segments arrive.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use studio_media_core::hls::playlist::Variant;
+
+use super::{Recording, StoredSegment};
+use crate::db::{self, Database, Tx};
+
+/// The recording's entry in its master playlist, as stored; bandwidths are measured when the
+/// recording is packaged.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredVariant {
+    resolution: Option<(u32, u32)>,
+    codecs: Vec<String>,
+    frame_rate: Option<f64>,
+}
+
+/// Begins the recording of session `session_id` with its first stored segment, in one
+/// transaction.
+pub(super) async fn begin(
+    db: &Database,
+    project_id: &str,
+    session_id: &str,
+    variant: &Variant,
+    first: &StoredSegment,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let variant = StoredVariant {
+        resolution: variant.resolution,
+        codecs: variant.codecs.clone(),
+        frame_rate: variant.frame_rate,
+    };
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO recordings (session_id, project_id, variant, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(session_id)
+    .bind(project_id)
+    .bind(db::to_json(&variant))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    insert_segment(&mut tx, project_id, session_id, 0, first).await?;
+    tx.commit().await
+}
+
+/// Adds segment number `seq` to the recording, unless the recording is gone (another node
+/// already finished it: the session was taken as abandoned).
+pub(super) async fn add_segment(
+    db: &Database,
+    project_id: &str,
+    session_id: &str,
+    seq: i64,
+    segment: &StoredSegment,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    insert_segment(&mut tx, project_id, session_id, seq, segment).await?;
+    tx.commit().await
+}
+
+async fn insert_segment(
+    tx: &mut Tx,
+    project_id: &str,
+    session_id: &str,
+    seq: i64,
+    segment: &StoredSegment,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO recording_segments (session_id, project_id, seq, object_key, duration, discontinuity) \
+         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM recordings WHERE session_id = $7)",
+    )
+    .bind(session_id)
+    .bind(project_id)
+    .bind(seq)
+    .bind(&segment.key)
+    .bind(segment.duration_s)
+    .bind(segment.discontinuity as i64)
+    .bind(session_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Who takes a recording to make its asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// The node whose session just ended: the recording must not be held by anyone yet.
+    SessionEnded,
+    /// A node finishing abandoned work: the recording may also be held by a node whose lease
+    /// ran out.
+    TakeOver,
+}
+
+/// Takes the recording of `session_id` until `lease_until` and counts the attempt; false when
+/// it is not there or someone else holds it.
+pub(super) async fn claim(
+    db: &Database,
+    session_id: &str,
+    claim: Claim,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool, sqlx::Error> {
+    let condition = match claim {
+        Claim::SessionEnded => "lease_until IS NULL",
+        Claim::TakeOver => "(lease_until IS NULL OR lease_until < $3)",
+    };
+    let sql = format!(
+        "UPDATE recordings SET lease_until = $1, attempts = attempts + 1 WHERE session_id = $2 AND {condition}"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(session_id);
+    if claim == Claim::TakeOver {
+        query = query.bind(now);
+    }
+    Ok(query.execute(db.writer()).await?.rows_affected() == 1)
+}
+
+/// Extends the hold of this node on the recording of `session_id`.
+pub(super) async fn renew(
+    db: &Database,
+    session_id: &str,
+    lease_until: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE recordings SET lease_until = $1 WHERE session_id = $2")
+        .bind(lease_until)
+        .bind(session_id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// The persisted recording of `session_id`: its variant and its segments in order, with how
+/// many times a node took it.
+pub(super) async fn load(
+    db: &Database,
+    session_id: &str,
+) -> Result<Option<(Recording, i64)>, sqlx::Error> {
+    let Some(row) = sqlx::query("SELECT variant, attempts FROM recordings WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_optional(db.reader())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let stored: StoredVariant =
+        db::get_json(&row, "variant")?.ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "variant".into(),
+            source: "NULL variant".into(),
+        })?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let segments = sqlx::query(
+        "SELECT object_key, duration, discontinuity FROM recording_segments WHERE session_id = $1 ORDER BY seq",
+    )
+    .bind(session_id)
+    .fetch_all(db.reader())
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(StoredSegment {
+            key: row.try_get("object_key")?,
+            duration_s: row.try_get("duration")?,
+            discontinuity: db::get_bool(row, "discontinuity")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let variant = Variant {
+        uri: "source/index.m3u8".into(),
+        bandwidth: 0,
+        average_bandwidth: None,
+        resolution: stored.resolution,
+        codecs: stored.codecs,
+        frame_rate: stored.frame_rate,
+    };
+    Ok(Some((Recording { segments, variant }, attempts)))
+}
+
+/// Removes the recording of `session_id`: its asset is finished.
+pub(super) async fn forget(tx: &mut Tx, session_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM recording_segments WHERE session_id = $1")
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM recordings WHERE session_id = $1")
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A recording left unfinished.
+#[derive(Debug)]
+pub(super) struct Unfinished {
+    pub project_id: String,
+    pub session_id: String,
+}
+
+/// Recordings nobody is finishing: of sessions that ended without their asset being made and
+/// that saw no segment since `cutoff`, or held by a node whose lease ran out before `now`.
+pub(super) async fn unfinished(
+    db: &Database,
+    cutoff: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Unfinished>, sqlx::Error> {
+    sqlx::query(
+        "SELECT r.project_id, r.session_id FROM recordings r JOIN sessions s ON s.id = r.session_id \
+         WHERE (r.lease_until IS NULL AND s.ended_at IS NOT NULL AND s.last_seen < $1) OR r.lease_until < $2 \
+         LIMIT $3",
+    )
+    .bind(cutoff)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Unfinished {
+            project_id: row.try_get("project_id")?,
+            session_id: row.try_get("session_id")?,
+        })
+    })
+    .collect()
+}
+
+/// Sessions still open that saw no segment, and began, before `cutoff`: their stream's node
+/// stopped feeding them. With their stream, to leave alone those live on this node.
+pub(super) async fn silent_open_sessions(
+    db: &Database,
+    cutoff: i64,
+    limit: i64,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT project_id, id, stream_id FROM sessions WHERE ended_at IS NULL AND last_seen < $1 AND created_at < $2 LIMIT $3",
+    )
+    .bind(cutoff)
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get("project_id")?,
+            row.try_get("id")?,
+            row.try_get("stream_id")?,
+        ))
+    })
+    .collect()
+}
+
+/// Ends session `session_id` if it is still open and silent since `cutoff`; true if it did.
+pub(super) async fn end_silent_session(
+    db: &Database,
+    project_id: &str,
+    session_id: &str,
+    cutoff: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE sessions SET ended_at = $1, ingest_rate = 0 WHERE project_id = $2 AND id = $3 AND ended_at IS NULL AND last_seen < $4",
+    )
+    .bind(now)
+    .bind(project_id)
+    .bind(session_id)
+    .bind(cutoff)
+    .execute(db.writer())
+    .await?;
+    Ok(ended.rows_affected() == 1)
+}
+
+/// Recording assets still `waiting` or `processing`, unchanged since `cutoff`, that have no
+/// recording in progress left to make them from (their node died before segments were kept).
+pub(super) async fn orphaned_assets(
+    db: &Database,
+    cutoff: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT project_id, id FROM assets a WHERE phase IN ('waiting', 'processing') AND updated_at < $1 \
+         AND source_type = 'recording' AND deleted = 0 \
+         AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.session_id = a.id) LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("project_id")?, row.try_get("id")?)))
+    .collect()
+}
+
+/// Where the asset of a recording stands, deleted ones included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AssetState {
+    Missing,
+    Unfinished,
+    Finished,
+    Deleted,
+}
+
+pub(super) async fn asset_state(
+    db: &Database,
+    project_id: &str,
+    id: &str,
+) -> Result<AssetState, sqlx::Error> {
+    let row = sqlx::query("SELECT phase, deleted FROM assets WHERE project_id = $1 AND id = $2")
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    let Some(row) = row else {
+        return Ok(AssetState::Missing);
+    };
+    if db::get_bool(&row, "deleted")? {
+        return Ok(AssetState::Deleted);
+    }
+    let phase: String = row.try_get("phase")?;
+    Ok(match phase.as_str() {
+        "waiting" | "processing" => AssetState::Unfinished,
+        _ => AssetState::Finished,
+    })
+}
+
+/// Forgets the recording of `session_id` outside any other change (its asset was finished or
+/// deleted meanwhile).
+pub(super) async fn discard(db: &Database, session_id: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    forget(&mut tx, session_id).await?;
+    tx.commit().await
+}

@@ -1,0 +1,339 @@
+//! Recordings survive `kill -9`: the real binary is killed while a recorded stream is being
+//! published, or right after the recording's asset was created, and started again on the same
+//! data; the recording ends `ready` with playable media, never stuck in `waiting`. On SQLite and
+//! on PostgreSQL (`STUDIO_TEST_POSTGRES_URL`).
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Studio, field, studio, temp_dir};
+use tokio::process::{Child, Command};
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_killed_mid_publish_is_finished_after_restart_on_sqlite() {
+    killed_mid_publish(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_killed_mid_publish_is_finished_after_restart_on_postgres() {
+    killed_mid_publish(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_killed_while_processing_is_finished_after_restart_on_sqlite() {
+    killed_while_processing(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_killed_while_processing_is_finished_after_restart_on_postgres() {
+    killed_while_processing(Backend::Postgres).await
+}
+
+/// `kill -9` while the encoder publishes: the session is ended and its recording made from the
+/// segments stored before the crash.
+async fn killed_mid_publish(backend: Backend) {
+    let node = Node::new(backend).await;
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let stream = api.create_recorded_stream().await;
+    let mut encoder = publish(&server, stream["streamKey"].as_str().unwrap(), 60);
+    let stream_id = stream["id"].as_str().unwrap();
+    let session = eventually(Duration::from_secs(30), || async {
+        let sessions = api.get(&format!("/stream/{stream_id}/sessions")).await;
+        let session = sessions.get(0)?;
+        (session["sourceSegments"].as_i64()? >= 3).then(|| session.clone())
+    })
+    .await
+    .expect("the publish reaches three segments");
+    let session_id = session["id"].as_str().unwrap().to_string();
+    let log = server.kill().await;
+    let _ = encoder.kill().await;
+    assert!(!log.contains("recording asset created"), "{log}");
+
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let recorded = api.recorded_duration_when_finished(&session_id).await;
+    let session = api.get(&format!("/session/{session_id}")).await;
+    let published = session["sourceSegmentsDuration"].as_f64().unwrap();
+    // The crash may fall between counting a segment and keeping it for the recording.
+    assert!(
+        recorded >= published - 2.5 && recorded <= published + 0.5,
+        "the recording lasts {recorded} s of {published} s published"
+    );
+    assert_eq!(
+        api.get(&format!("/stream/{stream_id}")).await["isActive"],
+        false
+    );
+    server.stop().await;
+    node.remove().await;
+}
+
+/// `kill -9` right after the session's recording asset was created: the asset is processed
+/// again after the restart.
+async fn killed_while_processing(backend: Backend) {
+    let node = Node::new(backend).await;
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let stream = api.create_recorded_stream().await;
+    let mut encoder = publish(&server, stream["streamKey"].as_str().unwrap(), 5);
+    assert!(encoder.wait().await.unwrap().success());
+    assert!(
+        server
+            .wait_for_log("recording asset created", Duration::from_secs(30))
+            .await,
+        "{}",
+        server.log()
+    );
+    let log = server.kill().await;
+    let created = log
+        .lines()
+        .find(|line| line.contains("recording asset created"))
+        .unwrap();
+    let asset_id = field(created, "asset");
+    assert_eq!(
+        node.asset_phase(&asset_id).await,
+        "waiting",
+        "killed before processing finished"
+    );
+
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let recorded = api.recorded_duration_when_finished(&asset_id).await;
+    assert!(
+        (recorded - 5.0).abs() <= 0.5,
+        "the recording lasts {recorded} s of 5 s"
+    );
+    server.stop().await;
+    node.remove().await;
+}
+
+/// A node's data (directory and database) and an API key, across restarts.
+struct Node {
+    dir: PathBuf,
+    database_url: String,
+    /// The throwaway PostgreSQL database, to drop at the end.
+    postgres: Option<(String, String)>,
+    key: String,
+}
+
+impl Node {
+    async fn new(backend: Backend) -> Node {
+        let dir = temp_dir();
+        let (database_url, postgres) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.join("studio.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let admin = std::env::var("STUDIO_TEST_POSTGRES_URL")
+                    .expect("STUDIO_TEST_POSTGRES_URL names a PostgreSQL server for tests");
+                let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+                execute(&admin, &format!("CREATE DATABASE {name}")).await;
+                let base = admin.rsplit_once('/').unwrap().0.to_string();
+                (format!("{base}/{name}"), Some((admin, name)))
+            }
+        };
+        let out = studio()
+            .args(["api-key", "create", "--name", "crash", "--data-dir"])
+            .arg(&dir)
+            .args(["--database-url", &database_url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        Node {
+            key: created["key"].as_str().unwrap().to_string(),
+            dir,
+            database_url,
+            postgres,
+        }
+    }
+
+    /// Starts `studio serve` on this node's data; a short idle bound, so that work a killed
+    /// server left is taken over within seconds.
+    async fn start(&self) -> Studio {
+        let mut command = studio();
+        command
+            .args(["serve", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--database-url", &self.database_url])
+            .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--rtmp-addr", "127.0.0.1:0", "--srt-addr", "127.0.0.1:0"])
+            .env("STUDIO_STREAM_IDLE_AFTER_SECS", "3")
+            .env("STUDIO_LOG", "info");
+        Studio::start(command).await
+    }
+
+    /// The phase of asset `id`, read from the database itself.
+    async fn asset_phase(&self, id: &str) -> String {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT phase FROM assets WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        row.get::<String, _>("phase")
+    }
+
+    async fn remove(self) {
+        if let Some((admin, name)) = &self.postgres {
+            execute(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The API of a running server, as one tenant.
+struct Api {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(server: &Studio, key: &str) -> Api {
+        Api {
+            base: format!("http://{}/api", server.http),
+            key: key.to_string(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let reply = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        reply.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn create_recorded_stream(&self) -> Value {
+        let reply = self
+            .http
+            .post(format!("{}/stream", self.base))
+            .bearer_auth(&self.key)
+            .json(&json!({"name": "recorded", "record": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+        reply.json().await.unwrap()
+    }
+
+    /// Waits until the recording of session `id` is finished, asserts that it is ready, and
+    /// returns the duration of its MP4 (which must decode without errors).
+    async fn recorded_duration_when_finished(&self, id: &str) -> f64 {
+        let session = eventually(Duration::from_secs(60), || async {
+            let session = self.get(&format!("/session/{id}")).await;
+            (session["recordingStatus"] != "waiting").then_some(session)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the recording of session {id} is still waiting"));
+        let asset = self.get(&format!("/asset/{id}")).await;
+        assert_eq!(session["recordingStatus"], "ready", "{session}\n{asset}");
+        assert_eq!(asset["status"]["phase"], "ready", "{asset}");
+        let mp4 = asset["downloadUrl"].as_str().unwrap();
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-i", mp4, "-f", "null", "-"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{mp4}: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        ffprobe_duration(mp4).await
+    }
+}
+
+/// Publishes `seconds` of test video and audio over RTMP, as an encoder would.
+fn publish(server: &Studio, stream_key: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30"])
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(format!("rtmp://{}/live/{stream_key}", server.rtmp))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running ffmpeg")
+}
+
+async fn ffprobe_duration(url: &str) -> f64 {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe {url}: {}", String::from_utf8_lossy(&probe.stderr)))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `timeout`.
+async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -455,6 +455,8 @@ mod tests {
             Some(&file),
             vars(&[
                 ("STUDIO_WEBHOOKS__TIMEOUT_MS", "250"),
+                ("STUDIO_INGEST__MAX_UNAUTHORIZED_PER_ADDRESS", "100000"),
+                ("STUDIO_SHUTDOWN_TIMEOUT_SECS", "5"),
                 ("STUDIO_PUBLIC_URL", "https://v.example"),
                 ("STUDIO_LOG", "debug"),
                 ("HOME", "/x"),
@@ -463,6 +465,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.http_addr.port(), 9000);
         assert_eq!(config.webhooks.timeout_ms, 250);
+        assert_eq!(config.ingest.max_unauthorized_per_address, 100_000);
+        assert_eq!(config.shutdown_timeout(), Duration::from_secs(5));
         assert_eq!(config.public_url(), "https://v.example");
         // Unknown keys in the file are still refused: a typo there is ours to fix.
         std::fs::write(&file, "[webhooks]\ntimeout = 100\n").unwrap();

@@ -39,6 +39,45 @@ async fn a_recording_killed_while_processing_is_finished_after_restart_on_postgr
     killed_while_processing(Backend::Postgres).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_publish_finishes_the_recording_before_exit_on_sqlite() {
+    sigterm_mid_publish(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_publish_finishes_the_recording_before_exit_on_postgres() {
+    sigterm_mid_publish(Backend::Postgres).await
+}
+
+/// SIGTERM while the encoder publishes (what Kubernetes sends before a pod goes): the server
+/// used to close its database under the live session, so the stream stayed live, the session
+/// open and the recording lost. Now, before the process exits, the session is ended, the stream
+/// is idle and the recording is ready, with nothing left for a restart to do.
+async fn sigterm_mid_publish(backend: Backend) {
+    let node = Node::new(backend).await;
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let stream = api.create_recorded_stream().await;
+    let _encoder = publish(&server, stream["streamKey"].as_str().unwrap(), 60);
+    let stream_id = stream["id"].as_str().unwrap().to_string();
+    let session = eventually(Duration::from_secs(30), || async {
+        let sessions = api.get(&format!("/stream/{stream_id}/sessions")).await;
+        let session = sessions.get(0)?;
+        (session["sourceSegments"].as_i64()? >= 3).then(|| session.clone())
+    })
+    .await
+    .expect("the publish reaches three segments");
+    let session_id = session["id"].as_str().unwrap().to_string();
+
+    let log = server.stop().await;
+    assert!(!log.contains("closed pool"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    // Read from the database the server left, before anything starts again.
+    assert_eq!(node.asset_phase(&session_id).await, "ready", "{log}");
+    assert_eq!(node.stream_active(&stream_id).await, 0, "{log}");
+    node.remove().await;
+}
+
 /// `kill -9` while the encoder publishes: the session is ended and its recording made from the
 /// segments stored before the crash.
 async fn killed_mid_publish(backend: Backend) {
@@ -191,6 +230,21 @@ impl Node {
             .await
             .unwrap();
         row.get::<String, _>("phase")
+    }
+
+    /// `is_active` of stream `id`, read from the database itself.
+    async fn stream_active(&self, id: &str) -> i64 {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT is_active FROM streams WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        row.get::<i64, _>("is_active")
     }
 
     async fn remove(self) {

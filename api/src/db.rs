@@ -297,7 +297,11 @@ fn passwords_in(url: &str) -> Vec<String> {
     if let Ok(parsed) = url::Url::parse(url) {
         if let Some(password) = parsed.password() {
             found.push(password.to_string());
-            found.push(percent_decode(password));
+            found.push(
+                percent_encoding::percent_decode_str(password)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            );
         }
         for (key, value) in parsed.query_pairs() {
             if key.eq_ignore_ascii_case("password") {
@@ -306,30 +310,6 @@ fn passwords_in(url: &str) -> Vec<String> {
         }
     }
     found
-}
-
-/// `text` with its `%XX` escapes decoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn sqlite_path(url: &str) -> String {

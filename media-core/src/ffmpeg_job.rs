@@ -44,6 +44,8 @@ pub enum JobKind {
     Remux,
     /// Reading a file's container and track facts.
     Probe,
+    /// Opening a test encoder to learn which H.264 encoder works (NVENC or libx264), at start-up.
+    EncoderProbe,
 }
 
 impl JobKind {
@@ -53,6 +55,7 @@ impl JobKind {
             JobKind::Transcode => "transcode",
             JobKind::Remux => "remux",
             JobKind::Probe => "probe",
+            JobKind::EncoderProbe => "encoder_probe",
         }
     }
 }
@@ -63,6 +66,7 @@ impl fmt::Display for JobKind {
             JobKind::Transcode => "transcoding the segment",
             JobKind::Remux => "remuxing to MP4",
             JobKind::Probe => "probing the media",
+            JobKind::EncoderProbe => "opening a test encoder",
         })
     }
 }

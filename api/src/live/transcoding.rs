@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use studio_media_core::ffmpeg_job::{self, JobKind};
 use studio_media_core::segment::Segment;
 use studio_media_core::transcode::local::{EncoderPreference, LocalTranscoder, probe_encoder};
 use studio_media_core::transcode::{Rendition, TranscodeJob, Transcoder};
@@ -88,27 +89,34 @@ impl TranscodePipeline {
 /// network with the bundled one behind it for the segments the network fails on.
 pub async fn transcoder(config: &Config) -> anyhow::Result<Arc<dyn Transcoder>> {
     match config.transcode.transcoder {
-        TranscoderSetting::Local => bundled_transcoder(&config.transcode),
+        TranscoderSetting::Local => bundled_transcoder(&config.transcode).await,
         TranscoderSetting::Network => Ok(Arc::new(super::network::gateway(&config.network).await?)),
         TranscoderSetting::Auto => {
             let network = Arc::new(super::network::gateway(&config.network).await?);
             Ok(Arc::new(WithFallback::new(
                 network,
-                bundled_transcoder(&config.transcode)?,
+                bundled_transcoder(&config.transcode).await?,
             )))
         }
     }
 }
 
+/// Longest the start-up encoder probe may take: a GPU driver that hangs must not keep the server
+/// from starting (or from saying why).
+const ENCODER_PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The bundled transcoder with the encoder the configuration asks for, probed once: the choice
 /// (and why NVENC was not taken) is logged.
-pub fn bundled_transcoder(config: &TranscodeConfig) -> anyhow::Result<Arc<dyn Transcoder>> {
+pub async fn bundled_transcoder(config: &TranscodeConfig) -> anyhow::Result<Arc<dyn Transcoder>> {
     let preference = match config.encoder {
         EncoderSetting::Auto => EncoderPreference::Auto,
         EncoderSetting::Nvenc => EncoderPreference::Nvenc,
         EncoderSetting::Libx264 => EncoderPreference::X264,
     };
-    let choice = probe_encoder(preference)?;
+    let choice = ffmpeg_job::run(JobKind::EncoderProbe, ENCODER_PROBE_DEADLINE, move |_| {
+        probe_encoder(preference)
+    })
+    .await?;
     let concurrency = match config.concurrency {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

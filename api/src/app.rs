@@ -45,6 +45,7 @@ struct Inner {
     transcoder: Arc<dyn Transcoder>,
     recorder: crate::recording::Recorder,
     ingest_limits: IngestLimits,
+    session_stats: crate::sessions::stats::SessionStats,
     tasks: TaskTracker,
     store_probe: crate::health::StoreProbe,
     metrics: PrometheusHandle,
@@ -64,6 +65,7 @@ impl AppState {
         let ingest_limits = ingest_limits(&config.ingest);
         Ok(AppState(Arc::new(Inner {
             ingest_limits,
+            session_stats: Default::default(),
             tasks: TaskTracker::new(),
             transcoder,
             config,
@@ -111,6 +113,11 @@ impl AppState {
     /// What every publish on this node is held to; one memory budget for RTMP and SRT.
     pub fn ingest_limits(&self) -> &IngestLimits {
         &self.0.ingest_limits
+    }
+
+    /// Segment statistics counted and not written yet (see `sessions::stats`).
+    pub fn session_stats(&self) -> &crate::sessions::stats::SessionStats {
+        &self.0.session_stats
     }
 
     /// Work that must finish before the server stops (live sessions, their renditions and
@@ -240,6 +247,7 @@ pub struct RunningServer {
     pub srt_addr: SocketAddr,
     ingest: crate::live::ingest::IngestServers,
     sweeper: tokio::task::JoinHandle<()>,
+    session_stats: tokio::task::JoinHandle<()>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -285,6 +293,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.clone(),
         shutdown_rx.clone(),
     ));
+    let session_stats = tokio::spawn(crate::sessions::stats::run(
+        state.clone(),
+        shutdown_rx.clone(),
+    ));
     let (rtmp_addr, srt_addr) = (ingest.rtmp_addr(), ingest.srt_addr());
     let app = router(state.clone());
     // No request outlives the request timeout; draining longer would wait for nothing.
@@ -297,6 +309,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         srt_addr,
         ingest,
         sweeper,
+        session_stats,
         state,
         shutdown,
         http,
@@ -329,6 +342,14 @@ impl RunningServer {
             );
         }
         self.sweeper.await?;
+        self.session_stats.await?;
+        // Renditions finished after their sessions ended may have counted segments since.
+        if let Err(err) = self.state.session_stats().flush(self.state.db()).await {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "writing the last session statistics failed"
+            );
+        }
         drain("HTTP", self.http, deadline).await;
         drain("webhook delivery", self.webhooks, deadline).await;
         if let Some(listener) = self.key_listener {

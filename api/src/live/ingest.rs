@@ -31,6 +31,7 @@ use crate::clock::now_ms;
 use crate::events::{self, EventType, NewEvent};
 use crate::sessions;
 use crate::sessions::repo::{SegmentKind, SegmentStats};
+use crate::sessions::stats::Counts;
 use crate::streams;
 
 /// A stream with a live publisher whose last segment is older than this is taken as abandoned
@@ -488,13 +489,27 @@ async fn record(
         return Ok(());
     }
     let now = now_ms();
+    let stats = SegmentStats::new(SegmentKind::Source, segment.duration_ms, segment.size_bytes);
+    if *went_live {
+        // Written with the node's next batch of statistics.
+        state.session_stats().add(
+            &session.project_id,
+            &session.id,
+            &session.stream_id,
+            stats,
+            now,
+        );
+        return Ok(());
+    }
+    // The first segment makes the stream live at once.
     let mut tx = state.db().begin().await?;
-    sessions::repo::add_segment(
+    sessions::repo::add_counts(
         &mut tx,
         &session.project_id,
         &session.id,
         &session.stream_id,
-        SegmentStats::new(SegmentKind::Source, segment.duration_ms, segment.size_bytes),
+        SegmentKind::Source,
+        &Counts::of(stats),
         now,
     )
     .await?;
@@ -531,6 +546,10 @@ async fn record(
 async fn close(state: &AppState, session: &OpenSession) -> anyhow::Result<()> {
     let now = now_ms();
     let mut tx = state.db().begin().await?;
+    // The statistics are complete when the session is seen to end.
+    if let Some(counted) = state.session_stats().take(&session.id) {
+        counted.write(&mut tx, &session.id).await?;
+    }
     sessions::repo::end(&mut tx, &session.project_id, &session.id, now).await?;
     let mut idle = false;
     if streams::repo::set_active(&mut tx, &session.project_id, &session.stream_id, false, now)

@@ -22,7 +22,6 @@ use super::hls_output::RenditionWriter;
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::config::{Config, EncoderSetting, TranscodeConfig, TranscoderSetting};
-use crate::sessions;
 use crate::sessions::repo::{SegmentKind, SegmentStats};
 
 /// Source segments waiting for the transcoder, per session (about 4 s of media).
@@ -193,12 +192,14 @@ async fn run(
                 }
             }
         }
-        if let Err(err) = count(&state, &session, &segment, bytes).await {
-            tracing::error!(
-                error = format!("{err:#}"),
-                "recording transcode statistics failed"
-            );
-        }
+        // Written with the node's next batch of statistics.
+        state.session_stats().add(
+            &session.project_id,
+            &session.id,
+            &session.stream_id,
+            SegmentStats::new(SegmentKind::Transcoded, segment.duration_ms, bytes as u64),
+            now_ms(),
+        );
     }
     transcoder.stream_ended(&stream);
     for writer in &mut writers {
@@ -209,24 +210,4 @@ async fn run(
             );
         }
     }
-}
-
-async fn count(
-    state: &AppState,
-    session: &SessionRef,
-    segment: &Segment,
-    bytes: usize,
-) -> anyhow::Result<()> {
-    let mut tx = state.db().begin().await?;
-    sessions::repo::add_segment(
-        &mut tx,
-        &session.project_id,
-        &session.id,
-        &session.stream_id,
-        SegmentStats::new(SegmentKind::Transcoded, segment.duration_ms, bytes as u64),
-        now_ms(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::Session;
+use super::stats::Counts;
 use crate::db::{self, Database, Tx};
 use crate::error::ApiResult;
 use crate::http::list::{FieldKind, ListRequest, ListSpec, PageInfo, Sql, field};
@@ -128,43 +129,41 @@ impl SegmentStats {
     }
 }
 
-/// Adds one segment to the statistics of a session and of its stream, and moves their
-/// `lastSeen`.
-pub async fn add_segment(
+/// Adds counted segments of one kind to the statistics of a session and of its stream, and
+/// moves their `lastSeen` forward (never back: batches may be written out of order).
+pub async fn add_counts(
     tx: &mut Tx,
     project_id: &str,
     session_id: &str,
     stream_id: &str,
-    segment: SegmentStats,
-    now: i64,
+    kind: SegmentKind,
+    counts: &Counts,
+    last_seen: i64,
 ) -> Result<(), sqlx::Error> {
-    let SegmentStats {
-        kind,
-        duration_s,
-        bytes,
-    } = segment;
+    if counts.segments == 0 {
+        return Ok(());
+    }
     let set = match kind {
         SegmentKind::Source => {
-            "source_segments = source_segments + 1, source_segments_duration = source_segments_duration + $1, \
-             source_bytes = source_bytes + $2, ingest_rate = $3, last_seen = $4"
+            "source_segments = source_segments + $1, source_segments_duration = source_segments_duration + $2, \
+             source_bytes = source_bytes + $3, ingest_rate = $4"
         }
         SegmentKind::Transcoded => {
-            "transcoded_segments = transcoded_segments + 1, transcoded_segments_duration = transcoded_segments_duration + $1, \
-             transcoded_bytes = transcoded_bytes + $2, outgoing_rate = $3, last_seen = $4"
+            "transcoded_segments = transcoded_segments + $1, transcoded_segments_duration = transcoded_segments_duration + $2, \
+             transcoded_bytes = transcoded_bytes + $3, outgoing_rate = $4"
         }
     };
-    let rate = if duration_s > 0.0 {
-        bytes as f64 / duration_s
-    } else {
-        0.0
-    };
     for (table, id) in [("sessions", session_id), ("streams", stream_id)] {
-        let sql = format!("UPDATE {table} SET {set} WHERE project_id = $5 AND id = $6");
+        let sql = format!(
+            "UPDATE {table} SET {set}, last_seen = CASE WHEN last_seen < $5 THEN $5 ELSE last_seen END \
+             WHERE project_id = $6 AND id = $7"
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(duration_s)
-            .bind(bytes)
-            .bind(rate)
-            .bind(now)
+            .bind(counts.segments)
+            .bind(counts.duration_s)
+            .bind(counts.bytes)
+            .bind(counts.last_rate)
+            .bind(last_seen)
             .bind(project_id)
             .bind(id)
             .execute(&mut **tx)

@@ -142,3 +142,58 @@ async fn revocations_reach_every_node() {
     assert_eq!(app.get("/stream").await.status, 200);
     node_b.stop().await.unwrap();
 }
+
+/// A stream published to node B and terminated, suspended or deleted through node A: B's
+/// publisher is cut within a pass of B's sweeper, as it would be on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_stream_on_one_node_cuts_its_publisher_on_another() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let mut config = app.config.clone();
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
+    config.srt_addr = "127.0.0.1:0".parse().unwrap();
+    let node_b = studio_api::app::start(config)
+        .await
+        .expect("a second node starts");
+    for (what, end) in [
+        ("terminate", (Method::DELETE, "/terminate", None)),
+        (
+            "suspend",
+            (Method::PATCH, "", Some(json!({"suspended": true}))),
+        ),
+        ("delete", (Method::DELETE, "", None)),
+    ] {
+        let stream = app
+            .create_stream(json!({"name": what, "profiles": []}))
+            .await;
+        let id = stream["id"].as_str().unwrap().to_string();
+        let url = format!(
+            "rtmp://{}/live/{}",
+            node_b.rtmp_addr,
+            stream["streamKey"].as_str().unwrap()
+        );
+        let mut encoder = crate::live::publish(&url, 60);
+        let live = studio_tests::eventually(Duration::from_secs(15), || async {
+            (app.get(&format!("/stream/{id}")).await.json["isActive"] == true).then_some(())
+        })
+        .await;
+        assert!(live.is_some(), "{what}: the stream goes live on node B");
+
+        let (method, suffix, body) = end;
+        let ended = app
+            .call(
+                Some(&app.key),
+                method,
+                &format!("/stream/{id}{suffix}"),
+                body,
+            )
+            .await;
+        assert_eq!(ended.status, 204, "{what}: {}", ended.text);
+        let exited = tokio::time::timeout(Duration::from_secs(5), encoder.wait()).await;
+        let status = exited
+            .unwrap_or_else(|_| panic!("{what} through node A did not cut node B's publisher"))
+            .unwrap();
+        assert!(!status.success(), "{what}");
+    }
+    node_b.stop().await.unwrap();
+}

@@ -198,6 +198,7 @@ async fn run_session(
         Publisher {
             handle: handle.clone(),
             ending: ending.clone(),
+            started_at: now_ms(),
         },
     ) {
         tracing::info!(stream = %stream_id, "a second publisher raced the first; disconnecting it");

@@ -14,6 +14,8 @@ pub struct Publisher {
     /// Set when the API ends the session: segments still in flight must not bring the stream back
     /// to life.
     pub ending: Arc<AtomicBool>,
+    /// When the publish began (ms): a terminate stamped later ends it.
+    pub started_at: i64,
 }
 
 #[derive(Default)]
@@ -68,6 +70,16 @@ impl Registry {
             .expect("the registry lock is never poisoned");
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
         map.entry(stream_id.to_string()).or_default().clone()
+    }
+
+    /// The streams with a publisher on this node, and when each publish began.
+    pub fn publishers(&self) -> Vec<(String, i64)> {
+        self.by_stream
+            .lock()
+            .expect("the registry lock is never poisoned")
+            .iter()
+            .map(|(stream, publisher)| (stream.clone(), publisher.started_at))
+            .collect()
     }
 
     /// Ends the publish of `stream_id`, if it has one on this node.

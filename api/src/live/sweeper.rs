@@ -3,6 +3,10 @@
 //! (with `stream.idle`) and its open session is closed. A live publisher refreshes `lastSeen`
 //! with every segment, and the segmenter never lets a segment run past 30 s.
 //!
+//! Each pass also ends this node's publishes that the API ended on another node: the node that
+//! answers a terminate, a suspend or a delete (of the stream or of its project) disconnects its
+//! own publishers at once; the others learn it from the stream's row within a pass.
+//!
 //! Every few passes it also runs `recording::recovery`, which finishes the sessions and
 //! recordings such a node left (the first pass comes right after start-up).
 
@@ -34,6 +38,12 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 "sweeping abandoned live streams failed"
             );
         }
+        if let Err(err) = end_publishes_ended_elsewhere(&state).await {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "checking this node's publishes against the database failed"
+            );
+        }
         if pass % RECOVER_EVERY == 0
             && let Err(err) = crate::recording::recovery::run(&state).await
         {
@@ -43,6 +53,47 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             );
         }
     }
+}
+
+/// Disconnects the local publishers whose stream was terminated after they began, suspended or
+/// deleted, or whose project was deleted, through any node.
+async fn end_publishes_ended_elsewhere(state: &AppState) -> anyhow::Result<()> {
+    let publishers = state.live().publishers();
+    for chunk in publishers.chunks(BATCH as usize) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        // Internal bookkeeping by stream id across projects, like the stream key lookup of ingest.
+        let sql = format!(
+            "SELECT s.id, s.deleted, s.suspended, s.last_terminated_at, p.deleted AS project_deleted \
+             FROM streams s JOIN projects p ON p.id = s.project_id WHERE s.id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (stream_id, _) in chunk {
+            query = query.bind(stream_id);
+        }
+        for row in query.fetch_all(state.db().reader()).await? {
+            let id: String = row.try_get("id")?;
+            let started_at = chunk
+                .iter()
+                .find(|(stream, _)| *stream == id)
+                .map_or(i64::MAX, |(_, started)| *started);
+            let terminated_at: Option<i64> = row.try_get("last_terminated_at")?;
+            let why = if row.try_get::<i64, _>("deleted")? != 0 {
+                "deleted"
+            } else if row.try_get::<i64, _>("project_deleted")? != 0 {
+                "project deleted"
+            } else if row.try_get::<i64, _>("suspended")? != 0 {
+                "suspended"
+            } else if terminated_at.is_some_and(|at| at >= started_at) {
+                "terminated"
+            } else {
+                continue;
+            };
+            tracing::info!(stream = %id, why, "ending a publish the API ended on another node");
+            state.live().disconnect(&id);
+        }
+    }
+    Ok(())
 }
 
 async fn sweep(state: &AppState) -> anyhow::Result<()> {

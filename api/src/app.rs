@@ -288,13 +288,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.0.webhook_wake.clone(),
         shutdown_rx.clone(),
     ));
-    let task_runner = tokio::spawn(task_runner(&state).run(
-        shutdown_rx.clone(),
-        state
-            .config()
-            .shutdown_timeout()
-            .saturating_sub(crate::tasks::runner::RELEASE_WITHIN),
-    ));
+    let task_runner = tokio::spawn(
+        task_runner(&state).run(
+            shutdown_rx.clone(),
+            state
+                .config()
+                .shutdown_timeout()
+                .saturating_sub(crate::tasks::runner::RELEASE_WITHIN),
+        ),
+    );
     let ingest =
         crate::live::ingest::start(state.clone(), rtmp_addr, srt_addr, shutdown_rx.clone()).await?;
     let sweeper = tokio::spawn(crate::live::sweeper::run(

@@ -152,7 +152,14 @@ mod tests {
             assert_eq!(json, t.as_str());
             assert_eq!(TaskType::parse(t.as_str()), Some(t));
         }
-        for p in ["pending", "waiting", "running", "completed", "failed", "cancelled"] {
+        for p in [
+            "pending",
+            "waiting",
+            "running",
+            "completed",
+            "failed",
+            "cancelled",
+        ] {
             let phase = TaskPhase::parse(p).unwrap();
             assert_eq!(serde_json::to_value(phase).unwrap(), p);
         }

@@ -111,7 +111,8 @@ fn from_row(row: &AnyRow) -> Result<Task, sqlx::Error> {
         output_asset_id: row.try_get("output_asset_id")?,
         params: db::get_json(row, "params")?.unwrap_or(serde_json::Value::Null),
         status: TaskStatus {
-            phase: TaskPhase::parse(&phase).ok_or_else(|| decode("phase", "phase", phase.clone()))?,
+            phase: TaskPhase::parse(&phase)
+                .ok_or_else(|| decode("phase", "phase", phase.clone()))?,
             updated_at: row.try_get("updated_at")?,
             progress: row.try_get("progress")?,
             error_message: row.try_get("error_message")?,
@@ -247,7 +248,12 @@ pub async fn list(
 /// Cancels a task of the project: one not yet running ends `cancelled` at once; a running one
 /// is marked, and its runner stops the job at its next heartbeat. Returns the task as it is
 /// after the call; `None` when the project has no such task. A finished task is left as is.
-pub async fn cancel(db: &Database, project_id: &str, id: &str, now: i64) -> ApiResult<Option<Task>> {
+pub async fn cancel(
+    db: &Database,
+    project_id: &str,
+    id: &str,
+    now: i64,
+) -> ApiResult<Option<Task>> {
     let mut tx = db.begin().await?;
     let queued = sqlx::query(
         "UPDATE tasks SET phase = 'cancelled', error_message = 'cancelled', updated_at = $1, lease_owner = NULL, lease_until = 0 \
@@ -295,16 +301,51 @@ pub async fn claim(
     if max <= 0 || types.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new("UPDATE tasks SET phase = 'running', lease_owner = ");
-    sql.bind(owner)
+    let mut sql = Sql::default();
+    let postgres = db.backend() == Backend::Postgres;
+    if postgres {
+        // In a CTE the locking subquery runs once: inside `id IN (...)` PostgreSQL may run it
+        // again per row, and SKIP LOCKED then yields other rows, exceeding the LIMIT.
+        sql.push("WITH due AS (SELECT id FROM tasks WHERE ");
+        push_due(&mut sql, types, max, now);
+        sql.push(" FOR UPDATE SKIP LOCKED) ");
+    }
+    sql.push("UPDATE tasks SET phase = 'running', lease_owner = ")
+        .bind(owner)
         .push(", lease_until = ")
         .bind(lease_until)
         .push(", heartbeat_at = ")
         .bind(now)
         .push(", updated_at = ")
         .bind(now)
-        .push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM tasks WHERE ");
+        .push(", attempts = attempts + 1");
+    if postgres {
+        sql.push(" FROM due WHERE tasks.id = due.id");
+    } else {
+        // SQLite has one writer: the subquery and the update see the same rows.
+        sql.push(" WHERE id IN (SELECT id FROM tasks WHERE ");
+        push_due(&mut sql, types, max, now);
+        sql.push(")");
+    }
+    sql.push(" AND ");
     push_claimable(&mut sql, now);
+    if postgres {
+        // `due` has an `id` too.
+        let qualified: Vec<String> = COLUMNS
+            .split(',')
+            .map(|c| format!("tasks.{}", c.trim()))
+            .collect();
+        sql.push(&format!(" RETURNING {}", qualified.join(", ")));
+    } else {
+        sql.push(&format!(" RETURNING {COLUMNS}"));
+    }
+    let rows = sql.query().fetch_all(db.writer()).await?;
+    rows.iter().map(claimed_from_row).collect()
+}
+
+/// The claimable tasks of `types`, first due first, at most `max`.
+fn push_due(sql: &mut Sql, types: &[TaskType], max: i64, now: i64) {
+    push_claimable(sql, now);
     sql.push(" AND type IN (");
     for (i, t) in types.iter().enumerate() {
         if i > 0 {
@@ -313,14 +354,6 @@ pub async fn claim(
         sql.bind(t.as_str());
     }
     sql.push(") ORDER BY run_at, id LIMIT ").bind(max);
-    if db.backend() == Backend::Postgres {
-        sql.push(" FOR UPDATE SKIP LOCKED");
-    }
-    sql.push(") AND ");
-    push_claimable(&mut sql, now);
-    sql.push(&format!(" RETURNING {COLUMNS}"));
-    let rows = sql.query().fetch_all(db.writer()).await?;
-    rows.iter().map(claimed_from_row).collect()
 }
 
 fn push_claimable(sql: &mut Sql, now: i64) {
@@ -376,7 +409,10 @@ pub async fn heartbeat(
 pub enum Finish {
     Completed(serde_json::Value),
     /// Queued again (phase `waiting`) until `run_at`.
-    Retry { error: String, run_at: i64 },
+    Retry {
+        error: String,
+        run_at: i64,
+    },
     Failed(String),
     Cancelled,
 }
@@ -438,7 +474,12 @@ pub async fn finish(
 
 /// Hands a running task back to the queue without counting the attempt (this node is stopping,
 /// not failing): any node may claim it at once.
-pub async fn release(db: &Database, task: &Task, owner: &str, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn release(
+    db: &Database,
+    task: &Task,
+    owner: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE tasks SET phase = 'waiting', lease_owner = NULL, lease_until = 0, run_at = $1, \
          attempts = attempts - 1, updated_at = $2 \

@@ -234,7 +234,7 @@ impl Runner {
                 now,
             )
             .await?;
-            free_cores -= got.len() * cores;
+            free_cores = free_cores.saturating_sub(got.len() * cores);
             claimed.extend(got.into_iter().map(|c| (c, cores)));
         }
         Ok(claimed)
@@ -377,7 +377,9 @@ impl Runner {
                 error: format!("could not create the scratch directory: {err}"),
                 run_at: now_ms() + self.config.backoff(task.status.retries).as_millis() as i64,
             }),
-            Ok(()) => Ok(self.attempt(&claimed, handler.as_ref(), &scratch, &stop).await),
+            Ok(()) => Ok(self
+                .attempt(&claimed, handler.as_ref(), &scratch, &stop)
+                .await),
         };
         drop(scratch);
         let finish = match outcome {

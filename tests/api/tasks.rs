@@ -124,10 +124,10 @@ fn config(dir: &TempDir, node: &str) -> RunnerConfig {
     }
 }
 
-fn runner(app: &TestApp, config: RunnerConfig, handlers: &[Arc<Scripted>]) -> Arc<Runner> {
+fn runner(app: &TestApp, config: RunnerConfig, handlers: &[&Arc<Scripted>]) -> Arc<Runner> {
     let mut runner = Runner::new(db(app), config);
     for h in handlers {
-        runner = runner.with_handler(h.clone());
+        runner = runner.with_handler(Arc::clone(h) as Arc<dyn TaskHandler>);
     }
     Arc::new(runner)
 }
@@ -197,7 +197,7 @@ async fn a_task_runs_once_and_its_events_are_in_the_outbox(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let dir = TempDir::new();
     let handler = Scripted::new(TaskType::Upload, 0, Script::Succeed);
-    let runner = runner(&app, config(&dir, "node-a"), &[handler.clone()]);
+    let runner = runner(&app, config(&dir, "node-a"), &[&handler]);
 
     let mut new = upload(&app);
     new.unique_key = Some("import-1".into());
@@ -247,11 +247,7 @@ async fn retriable_errors_are_retried_with_backoff_and_fatal_ones_fail(backend: 
     let flaky = Scripted::new(TaskType::Upload, 0, Script::FlakyOnce);
     let fatal = Scripted::new(TaskType::Clip, 0, Script::Fatal);
     let stubborn = Scripted::new(TaskType::Export, 0, Script::AlwaysRetriable);
-    let runner = runner(
-        &app,
-        config(&dir, "node-a"),
-        &[flaky.clone(), fatal.clone(), stubborn.clone()],
-    );
+    let runner = runner(&app, config(&dir, "node-a"), &[&flaky, &fatal, &stubborn]);
 
     let (t, _) = spawn(&app, upload(&app)).await;
     assert_eq!(runner.run_due().await.unwrap(), 1);
@@ -313,7 +309,7 @@ async fn a_dead_nodes_task_is_taken_over_after_its_lease(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let dir = TempDir::new();
     let handler = Scripted::new(TaskType::Upload, 0, Script::Succeed);
-    let survivor = runner(&app, config(&dir, "node-b"), &[handler.clone()]);
+    let survivor = runner(&app, config(&dir, "node-b"), &[&handler]);
     let (t, _) = spawn(&app, upload(&app)).await;
 
     // node-a claims the task and dies: it never renews its lease nor finishes.
@@ -366,7 +362,7 @@ async fn cancellation_and_deadlines_stop_running_jobs(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let dir = TempDir::new();
     let handler = Scripted::new(TaskType::Upload, 0, Script::Hang);
-    let runner = runner(&app, config(&dir, "node-a"), &[handler.clone()]);
+    let runner = runner(&app, config(&dir, "node-a"), &[&handler]);
 
     let (t, _) = spawn(&app, upload(&app)).await;
     let running = tokio::spawn({
@@ -429,11 +425,7 @@ async fn cpu_heavy_jobs_never_oversubscribe_the_cores(backend: Backend) {
     // Each transcode keeps both of the node's two cores busy; uploads only wait on I/O.
     let heavy = Scripted::new(TaskType::TranscodeFile, 2, Script::Slow(300));
     let light = Scripted::new(TaskType::Upload, 0, Script::Slow(300));
-    let runner = runner(
-        &app,
-        config(&dir, "node-a"),
-        &[heavy.clone(), light.clone()],
-    );
+    let runner = runner(&app, config(&dir, "node-a"), &[&heavy, &light]);
     let mut ids = Vec::new();
     for _ in 0..3 {
         let new = NewTask::new(
@@ -478,7 +470,7 @@ async fn two_nodes_claiming_at_once_run_each_task_once(backend: Backend) {
     let nodes: Vec<_> = ["node-a", "node-b"]
         .into_iter()
         .map(|node| {
-            let runner = runner(&app, config(&dir, node), &[handler.clone()]);
+            let runner = runner(&app, config(&dir, node), &[&handler]);
             tokio::spawn(runner.run(stopped.clone(), Duration::from_secs(5)))
         })
         .collect();
@@ -500,7 +492,7 @@ async fn shutdown_hands_back_unfinished_jobs(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let dir = TempDir::new();
     let stuck = Scripted::new(TaskType::Upload, 0, Script::Hang);
-    let stopping = runner(&app, config(&dir, "node-a"), &[stuck.clone()]);
+    let stopping = runner(&app, config(&dir, "node-a"), &[&stuck]);
     let (t, _) = spawn(&app, upload(&app)).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let looping = tokio::spawn(stopping.clone().run(stopped, Duration::from_millis(200)));
@@ -516,7 +508,7 @@ async fn shutdown_hands_back_unfinished_jobs(backend: Backend) {
 
     // Another node takes it at once (no lease to wait for), as a fresh attempt.
     let handler = Scripted::new(TaskType::Upload, 0, Script::FlakyOnce);
-    let next = runner(&app, config(&dir, "node-b"), &[handler.clone()]);
+    let next = runner(&app, config(&dir, "node-b"), &[&handler]);
     assert_eq!(next.run_due().await.unwrap(), 1);
     let t2 = task(&app, &t.id).await;
     assert_eq!(

@@ -38,6 +38,7 @@ struct Inner {
     db: Database,
     public_url: String,
     webhook_wake: Arc<Notify>,
+    task_wake: Arc<Notify>,
     webhook_sender: Sender,
     key_cache: Arc<KeyCache>,
     live: Arc<Registry>,
@@ -77,6 +78,7 @@ impl AppState {
             db,
             public_url,
             webhook_wake: Arc::new(Notify::new()),
+            task_wake: Arc::new(Notify::new()),
             webhook_sender,
             metrics: http::metrics::install_recorder(),
         })))
@@ -144,6 +146,11 @@ impl AppState {
     pub fn wake_webhooks(&self) {
         self.0.webhook_wake.notify_one();
     }
+
+    /// Tells the task runner that a task was spawned, so it is claimed without waiting a poll.
+    pub fn wake_tasks(&self) {
+        self.0.task_wake.notify_one();
+    }
 }
 
 fn ingest_limits(config: &crate::config::IngestConfig) -> IngestLimits {
@@ -166,6 +173,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::multistream::router())
         .merge(crate::webhooks::routes::router())
         .merge(crate::signing_keys::router())
+        .merge(crate::tasks::routes::router())
         .merge(crate::playback::info::router())
         .merge(crate::tenancy::routes::router())
         .routes(routes!(healthz))
@@ -252,6 +260,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     webhooks: tokio::task::JoinHandle<()>,
+    task_runner: tokio::task::JoinHandle<()>,
     key_listener: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -287,6 +296,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.0.webhook_wake.clone(),
         shutdown_rx.clone(),
     ));
+    let task_runner = tokio::spawn(
+        task_runner(&state).run(
+            shutdown_rx.clone(),
+            state
+                .config()
+                .shutdown_timeout()
+                .saturating_sub(crate::tasks::runner::RELEASE_WITHIN),
+        ),
+    );
     let ingest =
         crate::live::ingest::start(state.clone(), rtmp_addr, srt_addr, shutdown_rx.clone()).await?;
     let sweeper = tokio::spawn(crate::live::sweeper::run(
@@ -314,8 +332,20 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shutdown,
         http,
         webhooks,
+        task_runner,
         key_listener,
     })
+}
+
+/// The job runner of this node, with a handler for each kind of task it does.
+fn task_runner(state: &AppState) -> Arc<crate::tasks::runner::Runner> {
+    use crate::tasks::runner::{Runner, RunnerConfig};
+    let config = RunnerConfig::for_machine(state.config().data_dir.join("scratch").join("tasks"));
+    Arc::new(
+        Runner::new(state.db().clone(), config)
+            .with_waker(state.0.task_wake.clone())
+            .with_webhook_wake(state.0.webhook_wake.clone()),
+    )
 }
 
 impl RunningServer {
@@ -352,6 +382,7 @@ impl RunningServer {
         }
         drain("HTTP", self.http, deadline).await;
         drain("webhook delivery", self.webhooks, deadline).await;
+        drain("task runner", self.task_runner, deadline).await;
         if let Some(listener) = self.key_listener {
             listener.await?;
         }

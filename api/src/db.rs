@@ -56,6 +56,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "recordings",
         sql: include_str!("../../migrations/0004_recordings.sql"),
     },
+    Migration {
+        version: 5,
+        name: "tasks",
+        sql: include_str!("../../migrations/0005_tasks.sql"),
+    },
 ];
 
 impl Database {

@@ -8,6 +8,7 @@
 //! - `streams`, `sessions`, `assets`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
 //! - `live`: RTMP ingest (media-core) wired to streams and sessions;
 //! - `recording`: recorded sessions turned into assets (VOD playlist and MP4);
+//! - `tasks`: background work (Studio's `task`) and the job runner that does it once across nodes;
 //! - `events`: the outbox every webhook event goes through; `webhooks::delivery` sends them;
 //! - `profiles`: transcoding profiles shared by streams and (later) assets;
 //! - `health`: what `/api/healthz` checks;
@@ -34,5 +35,6 @@ pub mod recording;
 pub mod sessions;
 pub mod signing_keys;
 pub mod streams;
+pub mod tasks;
 pub mod tenancy;
 pub mod webhooks;

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "multistream", description = "Re-publishing streams to other services"),
         (name = "webhook", description = "Event subscriptions and their delivery logs"),
         (name = "accessControl", description = "Signing keys for gated playback"),
+        (name = "task", description = "Background work: recordings, imports, exports"),
         (name = "playback", description = "Where to play a playback id"),
         (name = "admin", description = "Projects and API keys (admin keys only)"),
         (name = "system", description = "Health"),
@@ -68,6 +69,7 @@ const STUDIO_SCHEMA_NAMES: &[(&str, &str)] = &[
     ("PlaybackInfo", "playback-info"),
     ("Session", "session"),
     ("Asset", "asset"),
+    ("Task", "task"),
 ];
 
 /// The complete document, as served and checked in.

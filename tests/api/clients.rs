@@ -63,30 +63,60 @@ pub(crate) async fn run_client_with(
     text
 }
 
+/// A task of the app's project for the SDKs to read (clients cannot create tasks).
+async fn spawn_task(app: &TestApp) -> String {
+    use studio_api::tasks::{TaskType, repo};
+    let db = app
+        .server
+        .as_ref()
+        .expect("server running")
+        .state
+        .db()
+        .clone();
+    let mut tx = db.begin().await.unwrap();
+    let new = repo::NewTask::new(
+        &app.project_id,
+        &app.user_id,
+        TaskType::Upload,
+        serde_json::json!({"url": "https://example.com/video.mp4"}),
+    );
+    let (task, _) = repo::spawn(&mut tx, &new, studio_api::clock::now_ms())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    task.id
+}
+
 async fn typescript_sdk_drives_every_operation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let out = run_client(
+    let task = spawn_task(&app).await;
+    let out = run_client_with(
         &app,
         "node".into(),
         &["tests/sdk/js/conformance.mjs"],
         &app.key,
+        &[("STUDIO_TASK_ID", &task)],
     )
     .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
+    assert!(out.contains("ok task.get"), "{out}");
 }
 
 async fn python_sdk_drives_every_operation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let out = run_client(
+    let task = spawn_task(&app).await;
+    let out = run_client_with(
         &app,
         python(),
         &["tests/sdk/python/conformance.py"],
         &app.key,
+        &[("STUDIO_TASK_ID", &task)],
     )
     .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
+    assert!(out.contains("ok task.get"), "{out}");
 }
 
 /// Every operation of our document, fuzzed: no 5xx, every response matches the document

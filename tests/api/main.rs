@@ -17,5 +17,6 @@ mod player;
 mod recording;
 mod signing_keys;
 mod streams;
+mod tasks;
 mod tenancy;
 mod webhooks;

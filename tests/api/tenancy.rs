@@ -124,6 +124,25 @@ async fn create_api_key(app: &TestApp, body: Value) -> Value {
     reply.json
 }
 
+/// A task of A's project (tasks are made by the server; no API creates them).
+async fn spawn_task(app: &TestApp) -> String {
+    use studio_api::tasks::{TaskType, repo};
+    let db = app
+        .server
+        .as_ref()
+        .expect("server running")
+        .state
+        .db()
+        .clone();
+    let mut tx = db.begin().await.unwrap();
+    let new = repo::NewTask::new(&app.project_id, &app.user_id, TaskType::Upload, json!({}));
+    let (task, _) = repo::spawn(&mut tx, &new, studio_api::clock::now_ms())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    task.id
+}
+
 /// The ids of A's resources, one of each kind.
 struct Owned {
     stream: String,
@@ -131,6 +150,7 @@ struct Owned {
     signing_key: String,
     webhook: String,
     log: String,
+    task: String,
 }
 
 /// Everything A can see of its resources, read with A's key. The webhook's delivery `status` is
@@ -147,6 +167,7 @@ async fn view_of_owner(app: &TestApp, a: &Owned) -> Value {
         ("webhook", format!("/webhook/{}", a.webhook)),
         ("logs", format!("/webhook/{}/log", a.webhook)),
         ("log", format!("/webhook/{}/log/{}", a.webhook, a.log)),
+        ("task", format!("/task/{}", a.task)),
     ] {
         let reply = app.get(&path).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.text);
@@ -228,6 +249,7 @@ async fn other_users_and_projects_cannot_reach_a_tenants_resources(backend: Back
         signing_key: id(&signing.json),
         webhook: hook_id.clone(),
         log: id(&logs[0]),
+        task: spawn_task(&app).await,
     };
     let before = view_of_owner(&app, &a).await;
     assert_eq!(before["stream"]["isActive"], true);
@@ -287,6 +309,7 @@ async fn other_users_and_projects_cannot_reach_a_tenants_resources(backend: Back
             format!("/access-control/signing-key/{}", a.signing_key),
             Some(json!({"name": "hijacked", "disabled": true})),
         ),
+        (Method::GET, format!("/task/{}", a.task), None),
         (Method::GET, format!("/webhook/{}", a.webhook), None),
         (
             Method::PUT,
@@ -327,15 +350,22 @@ async fn other_users_and_projects_cannot_reach_a_tenants_resources(backend: Back
     ];
     // Ids that never existed, to compare with: the answers must not tell A's ids from them.
     let unknown = |path: &str| {
-        [&a.stream, &a.target, &a.signing_key, &a.webhook, &a.log]
-            .iter()
-            .enumerate()
-            .fold(path.to_string(), |p, (i, id)| {
-                p.replace(
-                    id.as_str(),
-                    &format!("00000000-0000-4000-8000-00000000000{i}"),
-                )
-            })
+        [
+            &a.stream,
+            &a.target,
+            &a.signing_key,
+            &a.webhook,
+            &a.log,
+            &a.task,
+        ]
+        .iter()
+        .enumerate()
+        .fold(path.to_string(), |p, (i, id)| {
+            p.replace(
+                id.as_str(),
+                &format!("00000000-0000-4000-8000-00000000000{i}"),
+            )
+        })
     };
     for (who, tenant) in [("another user", &bob), ("another project", &side)] {
         for (method, path, body) in &ops {
@@ -369,6 +399,7 @@ async fn other_users_and_projects_cannot_reach_a_tenants_resources(backend: Back
             ("/multistream/target", &a.target, 0),
             ("/access-control/signing-key", &a.signing_key, 0),
             ("/webhook", &a.webhook, 1),
+            ("/task", &a.task, 0),
         ] {
             let reply = app.call(Some(&tenant.key), Method::GET, path, None).await;
             assert_eq!(reply.status, 200, "{who}: GET {path}: {}", reply.text);
@@ -437,6 +468,7 @@ async fn other_users_and_projects_cannot_reach_a_tenants_resources(backend: Back
         ("/multistream/target", &a.target),
         ("/access-control/signing-key", &a.signing_key),
         ("/webhook", &a.webhook),
+        ("/task", &a.task),
     ] {
         let listed = ids(&app.get(path).await.json);
         assert!(

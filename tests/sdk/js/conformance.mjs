@@ -505,4 +505,24 @@ if (recordedSessionId) {
   });
 }
 
+// ---------------------------------------------------------------- tasks
+// Only when the caller spawned a task (tests/api/clients.rs sets STUDIO_TASK_ID): tasks are made by
+// the server, never by clients. The SDK validates the closed `type` and `status.phase` enums.
+
+const taskId = process.env.STUDIO_TASK_ID;
+if (taskId) {
+  await step("task.getAll", async () => {
+    const list = checkSuccess(await livepeer.task.getAll(), 200, "data");
+    check(list.some((t) => t.id === taskId), `task ${taskId} missing from list`);
+  });
+
+  await step("task.get", async () => {
+    const t = checkSuccess(await livepeer.task.get(taskId), 200, "task");
+    checkSubset(t, { id: taskId, type: "upload", status: { phase: "pending" } }, "task");
+    check(t.status.updatedAt > 0, `task.status.updatedAt: ${show(t.status.updatedAt)}`);
+  });
+
+  await step("task.get (unknown -> 404)", () => expect404(() => livepeer.task.get("00000000-0000-4000-8000-000000000000")));
+}
+
 console.log(`conformance: ${passed} passed, 0 failed`);

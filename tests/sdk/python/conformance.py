@@ -109,7 +109,9 @@ def check_success(res: Any, status: int, field: Optional[str] = None) -> Any:
     """The SDK returns (instead of raising) responses whose status is not the documented one but
     that carry an error model: that lands in `error` and the data field stays empty."""
     code = res.http_meta.response.status_code
-    check(res.error is None, f"response landed in the SDK's `error` field (status {code}): {res.error}")
+    # Some responses (task.get) have no error model, hence no `error` field.
+    error = getattr(res, "error", None)
+    check(error is None, f"response landed in the SDK's `error` field (status {code}): {error}")
     check(code == status, f"expected status {status}, got {code}")
     if field is None:
         return None
@@ -584,6 +586,24 @@ class Suite:
 
         self.step("playback.get (session id)", playback_session)
 
+    def tasks(self, task_id: str) -> None:
+        """A task the caller spawned (tests/api/clients.rs sets STUDIO_TASK_ID): the SDK validates
+        the closed `type` and `status.phase` enums and the required `status.updatedAt`."""
+        lp = self.lp
+
+        def get_all() -> None:
+            tasks = as_json(check_success(lp.task.get_all(), 200, "data"))
+            check(any(t["id"] == task_id for t in tasks), f"task {task_id} missing from list")
+
+        self.step("task.get_all", get_all)
+
+        def get() -> None:
+            t = as_json(check_success(lp.task.get(task_id=task_id), 200, "task"))
+            check_subset(t, {"id": task_id, "type": "upload", "status": {"phase": "pending"}}, "task")
+            check((t["status"].get("updatedAt") or 0) > 0, f"task.status.updatedAt: {show(t['status'])}")
+
+        self.step("task.get", get)
+
 
 def main() -> None:
     server_url = os.environ.get("STUDIO_API_URL")
@@ -599,6 +619,9 @@ def main() -> None:
     recorded_session = os.environ.get("STUDIO_RECORDING_SESSION_ID")
     if recorded_session:
         suite.recordings(recorded_session)
+    task = os.environ.get("STUDIO_TASK_ID")
+    if task:
+        suite.tasks(task)
     print(f"conformance: {suite.passed} passed, 0 failed")
 
 

@@ -3,7 +3,11 @@
 each for D seconds, on one server. Counts streams whose session lost media (recorded duration short
 of what was published) and measures the server's resident memory per stream.
 
-    bench/live_density.py [streams, default 100] [seconds, default 30]
+    bench/live_density.py [streams, default 100] [seconds, default 30] [starts per second, default 50]
+
+Encoders start at a steady rate (50 a second by default) rather than all at once: 500 ffmpeg
+processes starting in the same instant cost the 2 cores some 25 s of CPU on their own, which
+measures the load generator, not the server.
 
 Publishers replay one pre-encoded clip with `-c copy`, so the encoders cost almost nothing and
 the machine's 2 cores go to the server. Results: bench/README.md.
@@ -14,6 +18,7 @@ from studio_bench import api, server
 
 count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+starts_per_second = float(sys.argv[3]) if len(sys.argv) > 3 else 50.0
 
 
 def rss_mib(pid):
@@ -40,8 +45,11 @@ with tempfile.TemporaryDirectory() as work:
         idle_rss = rss_mib(process.pid)
         cpu_before = cpu_seconds(process.pid)
         started = time.monotonic()
-        encoders = [subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", clip, "-c", "copy", "-f", "flv",
-                                      f"rtmp://127.0.0.1:{rtmp}/live/{s['streamKey']}"]) for s in streams]
+        encoders = []
+        for i, s in enumerate(streams):
+            time.sleep(max(0.0, started + i / starts_per_second - time.monotonic()))
+            encoders.append(subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", clip, "-c", "copy", "-f", "flv",
+                                              f"rtmp://127.0.0.1:{rtmp}/live/{s['streamKey']}"]))
         peak_rss = idle_rss
         while any(e.poll() is None for e in encoders):
             peak_rss = max(peak_rss, rss_mib(process.pid))
@@ -60,6 +68,7 @@ with tempfile.TemporaryDirectory() as work:
         print(json.dumps({
             "streams": count,
             "seconds_each": seconds,
+            "starts_per_second": starts_per_second,
             "encoders_failed": failed_encoders,
             "streams_short_of_media": short,
             "recorded_s": {"min": round(min(durations), 2), "max": round(max(durations), 2)},

@@ -57,26 +57,64 @@ async fn encode() -> H264Frames {
         .expect("running ffmpeg (scripts/test-deps installs it)");
     assert!(status.success());
     let flv = std::fs::read(&file).unwrap();
-    // FLV: a 9-byte header and a 4-byte size, then tags of 11 header bytes, a body and a size.
-    let mut pos = 13;
     let (mut config, mut keyframe) = (None, None);
-    while pos + 11 <= flv.len() {
-        let kind = flv[pos];
-        let size = u32::from_be_bytes([0, flv[pos + 1], flv[pos + 2], flv[pos + 3]]) as usize;
-        let body = Bytes::copy_from_slice(&flv[pos + 11..pos + 11 + size]);
-        if kind == 9 && body.len() > 2 {
-            match body[1] {
-                0 => config = config.or(Some(body)),
-                1 if body[0] >> 4 == 1 => keyframe = keyframe.or(Some(body)),
+    for tag in flv_tags(&flv) {
+        if tag.kind == FlvTagKind::Video && tag.body.len() > 2 {
+            match tag.body[1] {
+                0 => config = config.or(Some(tag.body)),
+                1 if tag.body[0] >> 4 == 1 => keyframe = keyframe.or(Some(tag.body)),
                 _ => {}
             }
         }
-        pos += 11 + size + 4;
     }
     H264Frames {
         config: config.expect("an AVC sequence header"),
         keyframe: keyframe.expect("a keyframe"),
     }
+}
+
+/// What an FLV tag carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlvTagKind {
+    Audio,
+    Video,
+    /// Script data (`onMetaData`) and anything else.
+    Other,
+}
+
+/// One tag of an FLV file: its body is what an RTMP audio or video message carries.
+#[derive(Debug, Clone)]
+pub struct FlvTag {
+    pub kind: FlvTagKind,
+    pub timestamp_ms: u32,
+    pub body: Bytes,
+}
+
+/// The tags of an FLV file, in order; a truncated last tag is left out.
+pub fn flv_tags(flv: &[u8]) -> Vec<FlvTag> {
+    // A 9-byte header and a 4-byte size, then tags of 11 header bytes, a body and a size.
+    let mut tags = Vec::new();
+    let mut pos = 13;
+    while pos + 11 <= flv.len() {
+        let kind = match flv[pos] {
+            8 => FlvTagKind::Audio,
+            9 => FlvTagKind::Video,
+            _ => FlvTagKind::Other,
+        };
+        let size = u32::from_be_bytes([0, flv[pos + 1], flv[pos + 2], flv[pos + 3]]) as usize;
+        let timestamp_ms =
+            u32::from_be_bytes([flv[pos + 7], flv[pos + 4], flv[pos + 5], flv[pos + 6]]);
+        let Some(body) = flv.get(pos + 11..pos + 11 + size) else {
+            break;
+        };
+        tags.push(FlvTag {
+            kind,
+            timestamp_ms,
+            body: Bytes::copy_from_slice(body),
+        });
+        pos += 11 + size + 4;
+    }
+    tags
 }
 
 /// A connection publishing to the server's RTMP ingest.
@@ -139,6 +177,23 @@ impl RtmpPublisher {
             self.session
                 .publish_video_data(tag, RtmpTimestamp::new(timestamp_ms), false)?;
         self.send_results(vec![packet]).await
+    }
+
+    /// Sends one FLV audio tag body stamped `timestamp_ms`.
+    pub async fn audio(&mut self, tag: Bytes, timestamp_ms: u32) -> anyhow::Result<()> {
+        let packet =
+            self.session
+                .publish_audio_data(tag, RtmpTimestamp::new(timestamp_ms), false)?;
+        self.send_results(vec![packet]).await
+    }
+
+    /// Sends one FLV tag as the RTMP message it becomes (script data is skipped).
+    pub async fn tag(&mut self, tag: &FlvTag) -> anyhow::Result<()> {
+        match tag.kind {
+            FlvTagKind::Audio => self.audio(tag.body.clone(), tag.timestamp_ms).await,
+            FlvTagKind::Video => self.video(tag.body.clone(), tag.timestamp_ms).await,
+            FlvTagKind::Other => Ok(()),
+        }
     }
 
     /// True if the server closes the connection within `within` (what it sends meanwhile is

@@ -416,6 +416,12 @@ impl Config {
                 Ok(StorageLocation::LocalDir(path))
             }
             "s3" => {
+                // Checked first: the messages below quote the URL, which must hold no secret.
+                if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
+                    anyhow::bail!(
+                        "storage.url takes no credentials or port: set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL"
+                    );
+                }
                 let bucket = url.host_str().unwrap_or_default().to_string();
                 // S3's bucket naming rules, which also keep the name out of URL trouble.
                 let valid_bucket = (3..=63).contains(&bucket.len())
@@ -425,11 +431,6 @@ impl Config {
                 if !valid_bucket {
                     anyhow::bail!(
                         "storage.url {text:?} needs a bucket name of 3 to 63 lowercase letters, digits, dots and hyphens: s3://bucket/optional/prefix"
-                    );
-                }
-                if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
-                    anyhow::bail!(
-                        "storage.url takes no credentials or port: set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL"
                     );
                 }
                 let prefix = url.path().trim_matches('/').to_string();

@@ -8,7 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -85,7 +85,7 @@ impl S3Store {
         {
             Ok(_) => Ok(store),
             Err(err) => Err(StoreError::Remote(match status(&err) {
-                Some(404) => format!("the S3 bucket {:?}{where_} does not exist", store.bucket),
+                Some(404) => format!("the S3 bucket {:?} does not exist{where_}", store.bucket),
                 Some(code @ (401 | 403)) => format!(
                     "the S3 server{where_} refused access to the bucket {:?} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
                     store.bucket
@@ -93,7 +93,7 @@ impl S3Store {
                 _ => format!(
                     "cannot reach the S3 bucket {:?}{where_}: {}",
                     store.bucket,
-                    DisplayErrorContext(&err)
+                    describe(&err)
                 ),
             })),
         }
@@ -224,7 +224,7 @@ impl S3Store {
                 .send()
                 .await;
             if let Err(err) = abort {
-                tracing::warn!(key = object, error = %DisplayErrorContext(&err), "aborting a failed multipart upload failed");
+                tracing::warn!(key = object, error = %describe(&err), "aborting a failed multipart upload failed");
             }
         }
         result
@@ -246,7 +246,7 @@ impl S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(&object)
-            .range(format!("bytes={start}-{}", end - 1))
+            .range(range_header(start, end))
             .send()
             .await;
         match response {
@@ -261,17 +261,42 @@ impl S3Store {
     }
 }
 
+/// `Range` for bytes `start..end`; an end beyond any object's size is left open (`bytes=N-`),
+/// which some servers require of ranges past `i64::MAX`.
+fn range_header(start: u64, end: u64) -> String {
+    if end > i64::MAX as u64 {
+        format!("bytes={start}-")
+    } else {
+        format!("bytes={start}-{}", end - 1)
+    }
+}
+
+/// What went wrong, in a line: the server's status, code and message when it answered (its raw
+/// response is noise in a log), else the chain of causes (connection refused, timeout...).
+fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match status(err) {
+        Some(status) => format!(
+            "HTTP {status} {}: {}",
+            err.code().unwrap_or("(no code)"),
+            err.message().unwrap_or("(no message)")
+        ),
+        None => DisplayErrorContext(err).to_string(),
+    }
+}
+
 /// The HTTP status of a failed request, if the server answered.
 fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-fn remote<E: std::error::Error + 'static>(
-    doing: &str,
-    object: &str,
-    err: SdkError<E, HttpResponse>,
-) -> StoreError {
-    StoreError::Remote(format!("{doing} {object}: {}", DisplayErrorContext(&err)))
+fn remote<E>(doing: &str, object: &str, err: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    StoreError::Remote(format!("{doing} {object}: {}", describe(&err)))
 }
 
 /// The chunks of a GET's body as they arrive.

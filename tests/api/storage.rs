@@ -320,3 +320,30 @@ async fn storage_comes_from_the_environment() {
         assert!(!err.contains("secret@"), "{err}");
     }
 }
+
+/// With `storage.public_base_url`, playback info sends players to the CDN (or bucket) instead of
+/// this server; without it, to this server.
+#[tokio::test]
+async fn playback_info_points_at_the_public_base_url() {
+    let app = studio_tests::TestApp::spawn_with(studio_tests::Backend::Sqlite, |c| {
+        c.storage.public_base_url = Some("https://cdn.example/prod/".into());
+    })
+    .await;
+    let stream = app.create_stream(serde_json::json!({"name": "cdn"})).await;
+    let pid = stream["playbackId"].as_str().unwrap();
+    let info = app.get(&format!("/playback/{pid}")).await;
+    assert_eq!(info.status, 200, "{}", info.text);
+    assert_eq!(
+        info.json["meta"]["source"][0]["url"],
+        format!("https://cdn.example/prod/hls/{pid}/index.m3u8")
+    );
+
+    let app = studio_tests::TestApp::spawn(studio_tests::Backend::Sqlite).await;
+    let stream = app.create_stream(serde_json::json!({"name": "here"})).await;
+    let pid = stream["playbackId"].as_str().unwrap();
+    let info = app.get(&format!("/playback/{pid}")).await;
+    assert_eq!(
+        info.json["meta"]["source"][0]["url"],
+        format!("{}/hls/{pid}/index.m3u8", app.base)
+    );
+}

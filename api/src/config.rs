@@ -254,7 +254,14 @@ pub struct WebhookConfig {
 /// and the log format (read by the command line), the log filter (read by the logger), and the
 /// test tools' variables (`STUDIO_TEST_*`, ...).
 const NOT_SETTINGS: &[&str] = &[
-    "CONFIG", "LOG", "LOG_JSON", "PYTHON", "CACHE", "API_URL", "API_KEY",
+    "CONFIG",
+    "LOG",
+    "LOG_JSON",
+    "PYTHON",
+    "CACHE",
+    "API_URL",
+    "API_KEY",
+    "BENCH_BINARY",
 ];
 
 impl Default for Config {

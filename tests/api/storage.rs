@@ -143,6 +143,15 @@ async fn behaves_as_a_media_store(store: &dyn ObjectStore, scratch: &std::path::
         store.get("hls/x/source/0.ts").await.unwrap().unwrap(),
         &b"segment"[..]
     );
+    // An empty file is an empty object.
+    let empty = scratch.join("empty.ts");
+    tokio::fs::write(&empty, b"").await.unwrap();
+    store.put_file("hls/x/source/1.ts", &empty).await.unwrap();
+    assert_eq!(store.size("hls/x/source/1.ts").await.unwrap(), Some(0));
+    assert_eq!(
+        store.get("hls/x/source/1.ts").await.unwrap().unwrap(),
+        Bytes::new()
+    );
     // A file that is not there is an error, and stores nothing.
     assert!(
         store

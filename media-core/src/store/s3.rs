@@ -18,6 +18,8 @@ use super::{ObjectStore, ObjectStream, StoreError, StoreFuture, validate_key};
 /// Smallest part of a multipart upload: files up to this size go in one PUT. S3 needs parts of
 /// at least 5 MiB; 8 MiB keeps the part count of a 1 GiB recording at 128.
 pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Parts uploaded at once.
+const PARTS_IN_FLIGHT: usize = 4;
 /// S3's limit on parts per upload; larger files get larger parts.
 const MAX_PARTS: u64 = 10_000;
 
@@ -164,45 +166,54 @@ impl S3Store {
             .ok_or_else(|| StoreError::Remote(format!("no upload id for {object}")))?
             .to_string();
         let result = async {
-            let mut parts = Vec::new();
-            let mut offset = 0;
-            let mut number = 1;
-            while offset < size {
-                let length = part_size.min(size - offset);
-                // Read from the file as the request goes out: one part is never in memory.
-                let body = ByteStream::read_from()
-                    .path(path)
-                    .offset(offset)
-                    .length(Length::Exact(length))
-                    .build()
-                    .await
-                    .map_err(|e| StoreError::Remote(format!("reading {}: {e}", path.display())))?;
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(object)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .content_length(length as i64)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| remote("uploading a part of", object, e))?;
-                parts.push(
-                    CompletedPart::builder()
+            use futures_util::{StreamExt, TryStreamExt};
+            let ranges = (0..size.div_ceil(part_size)).map(|index| {
+                let offset = index * part_size;
+                // S3 numbers parts from 1.
+                (index as i32 + 1, offset, part_size.min(size - offset))
+            });
+            let upload_id = &upload_id;
+            let parts: Vec<CompletedPart> = futures_util::stream::iter(ranges)
+                .map(|(number, offset, length)| async move {
+                    // Read from the file as the request goes out: no part is ever in memory.
+                    let body = ByteStream::read_from()
+                        .path(path)
+                        .offset(offset)
+                        .length(Length::Exact(length))
+                        .build()
+                        .await
+                        .map_err(|e| {
+                            StoreError::Remote(format!("reading {}: {e}", path.display()))
+                        })?;
+                    let part = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(object)
+                        .upload_id(upload_id)
                         .part_number(number)
-                        .set_e_tag(part.e_tag().map(str::to_string))
-                        .build(),
-                );
-                offset += length;
-                number += 1;
-            }
+                        .content_length(length as i64)
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(|e| remote("uploading a part of", object, e))?;
+                    Ok::<_, StoreError>(
+                        CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(part.e_tag().map(str::to_string))
+                            .build(),
+                    )
+                })
+                // A few parts in flight hide each request's round trip; `buffered` keeps them
+                // in order, as completing the upload requires.
+                .buffered(PARTS_IN_FLIGHT)
+                .try_collect()
+                .await?;
             self.client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
                 .key(object)
-                .upload_id(&upload_id)
+                .upload_id(upload_id)
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
                         .set_parts(Some(parts))

@@ -10,7 +10,7 @@ use studio_tests::receiver::Receiver;
 use studio_tests::{Backend, Storage, TestApp, eventually, on_both_databases};
 use tokio::process::{Child, Command};
 
-/// The live HLS test with media in S3 (the s3s-fs server of scripts/test).
+/// The live HLS tests (source and renditions) with media in S3 (the s3s-fs server of scripts/test).
 mod on_s3_storage {
     use studio_tests::{Backend, Storage};
 
@@ -22,6 +22,11 @@ mod on_s3_storage {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_source_plays_over_hls_sqlite() {
         super::the_source_plays_over_hls_on(Backend::Sqlite, Storage::S3).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renditions_of_the_profiles_play_over_hls_postgres() {
+        super::renditions_of_the_profiles_play_over_hls_on(Backend::Postgres, Storage::S3).await
     }
 }
 
@@ -468,7 +473,15 @@ pub(crate) async fn assert_media_in_the_store(app: &TestApp, playback_id: &str, 
 /// their sizes, each a playlist of its own that ffprobe reads with the right size, frame rate
 /// and duration, and that decodes without errors. Profiles larger than the source are skipped.
 async fn renditions_of_the_profiles_play_over_hls(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    renditions_of_the_profiles_play_over_hls_on(backend, Storage::LocalDir).await
+}
+
+/// [`renditions_of_the_profiles_play_over_hls`] with media in the given store.
+pub(crate) async fn renditions_of_the_profiles_play_over_hls_on(
+    backend: Backend,
+    storage: Storage,
+) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
     let profiles = json!([
         {"name": "240p", "width": 426, "height": 240, "bitrate": 300_000, "fps": 0},
         {"name": "180p15", "width": 320, "height": 180, "bitrate": 150_000, "fps": 15, "gop": "1.0", "profile": "H264Baseline"},

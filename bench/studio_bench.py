@@ -2,7 +2,8 @@
 import contextlib, json, os, socket, subprocess, time, urllib.request
 
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/studio/target"))
-STUDIO = os.path.join(TARGET, "release", "studio")
+# STUDIO_BENCH_BINARY runs another build (e.g. a debug binary, to compare two settings on it).
+STUDIO = os.environ.get("STUDIO_BENCH_BINARY", os.path.join(TARGET, "release", "studio"))
 
 
 def free_port():

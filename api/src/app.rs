@@ -18,13 +18,14 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::cache::KeyCache;
-use crate::config::Config;
+use crate::config::{Config, StorageLocation};
 use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
 use crate::http;
 use crate::live::registry::Registry;
 use crate::webhooks::delivery::{self, Sender};
 use studio_media_core::ingest::{IngestLimits, MemoryBudget};
+use studio_media_core::store::s3::{S3Settings, S3Store};
 use studio_media_core::store::{LocalDirStore, ObjectStore};
 use studio_media_core::transcode::Transcoder;
 use tokio_util::task::TaskTracker;
@@ -58,11 +59,10 @@ impl AppState {
         db: Database,
         public_url: String,
         transcoder: Arc<dyn Transcoder>,
+        media_store: Arc<dyn ObjectStore>,
     ) -> anyhow::Result<AppState> {
         let webhook_sender = Sender::new(&config.webhooks)?;
         let key_cache = Arc::new(KeyCache::new(db.backend()));
-        let media_store: Arc<dyn ObjectStore> =
-            Arc::new(LocalDirStore::new(config.data_dir.join("media")));
         let ingest_limits = ingest_limits(&config.ingest);
         Ok(AppState(Arc::new(Inner {
             ingest_limits,
@@ -100,6 +100,15 @@ impl AppState {
     /// Segments and playlists.
     pub fn media_store(&self) -> &dyn ObjectStore {
         self.0.media_store.as_ref()
+    }
+
+    /// The base of media URLs in playback info (`{base}/hls/...`): `storage.public_base_url`
+    /// when media is served from elsewhere (a CDN, the bucket), else this server's.
+    pub fn media_base_url(&self) -> &str {
+        match &self.0.config.storage.public_base_url {
+            Some(base) => base.trim_end_matches('/'),
+            None => &self.0.public_url,
+        }
     }
 
     /// The recordings of the sessions this node ingests.
@@ -264,6 +273,35 @@ pub struct RunningServer {
     key_listener: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The media store `storage.url` names. An S3 bucket must exist and answer: a node that could
+/// not store segments must not start.
+pub async fn open_media_store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match config.storage_location()? {
+        StorageLocation::LocalDir(dir) => Arc::new(LocalDirStore::new(dir)),
+        StorageLocation::S3 { bucket, prefix } => {
+            let aws = &config.storage.aws;
+            let settings = S3Settings {
+                bucket,
+                prefix,
+                region: aws.region.clone(),
+                endpoint_url: aws.endpoint_url.clone(),
+                access_key_id: aws.access_key_id.clone(),
+                secret_access_key: aws
+                    .secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string()),
+                session_token: aws.session_token.as_ref().map(|s| s.expose().to_string()),
+                force_path_style: config.storage.force_path_style,
+            };
+            let store = S3Store::connect(&settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the media store (storage.url): {e}"))?;
+            tracing::info!(bucket = %settings.bucket, prefix = %settings.prefix, "media in S3");
+            Arc::new(store)
+        }
+    })
+}
+
 /// Connects to the database, migrates it, binds the HTTP address and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     config.validate()?;
@@ -279,8 +317,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
     let database_url = config.database_url();
     let (rtmp_addr, srt_addr) = (config.rtmp_addr, config.srt_addr);
+    let media_store = open_media_store(&config).await?;
     let transcoder = crate::live::transcoding::transcoder(&config).await?;
-    let state = AppState::new(config, db.clone(), public_url, transcoder)?;
+    let state = AppState::new(config, db.clone(), public_url, transcoder, media_store)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let key_listener = (db.backend() == crate::db::Backend::Postgres).then(|| {
         tokio::spawn(crate::auth::cache::listen(

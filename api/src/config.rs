@@ -48,6 +48,61 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub transcode: TranscodeConfig,
     pub network: NetworkConfig,
+    pub storage: StorageConfig,
+}
+
+/// Where media objects live (segments, playlists, recordings).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `file:///path` (a local directory) or `s3://bucket/optional/prefix`; defaults to
+    /// `file://<data_dir>/media`.
+    pub url: Option<String>,
+    /// Address S3 buckets in the path rather than the host name (S3-compatible servers on an IP
+    /// address need it).
+    pub force_path_style: bool,
+    /// Where players fetch media directly (a CDN, or the bucket itself); playback info then
+    /// points there. Unset: this server serves media from the store.
+    pub public_base_url: Option<String>,
+    /// The standard AWS variables, read with the rest of the environment (not settings: they
+    /// are AWS's names, shared with every other AWS tool).
+    #[serde(skip)]
+    pub aws: AwsEnvironment,
+}
+
+/// `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`.
+#[derive(Debug, Clone, Default)]
+pub struct AwsEnvironment {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+    pub session_token: Option<SecretString>,
+}
+
+impl AwsEnvironment {
+    /// Takes the variable if it is one of AWS's; empty values count as unset.
+    fn read(&mut self, name: &str, value: &str) {
+        let value = Some(value.to_string()).filter(|v| !v.is_empty());
+        match name {
+            "AWS_REGION" => self.region = value,
+            // The older name, still set by some tools; AWS_REGION wins.
+            "AWS_DEFAULT_REGION" if self.region.is_none() => self.region = value,
+            "AWS_ENDPOINT_URL" | "AWS_ENDPOINT_URL_S3" => self.endpoint_url = value,
+            "AWS_ACCESS_KEY_ID" => self.access_key_id = value,
+            "AWS_SECRET_ACCESS_KEY" => self.secret_access_key = value.map(SecretString::from),
+            "AWS_SESSION_TOKEN" => self.session_token = value.map(SecretString::from),
+            _ => {}
+        }
+    }
+}
+
+/// What `storage.url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageLocation {
+    LocalDir(PathBuf),
+    S3 { bucket: String, prefix: String },
 }
 
 /// Live ingest (RTMP and SRT): what encoders, and anyone else reaching the ingest ports, may do.
@@ -199,7 +254,14 @@ pub struct WebhookConfig {
 /// and the log format (read by the command line), the log filter (read by the logger), and the
 /// test tools' variables (`STUDIO_TEST_*`, ...).
 const NOT_SETTINGS: &[&str] = &[
-    "CONFIG", "LOG", "LOG_JSON", "PYTHON", "CACHE", "API_URL", "API_KEY",
+    "CONFIG",
+    "LOG",
+    "LOG_JSON",
+    "PYTHON",
+    "CACHE",
+    "API_URL",
+    "API_KEY",
+    "BENCH_BINARY",
 ];
 
 impl Default for Config {
@@ -220,6 +282,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             transcode: TranscodeConfig::default(),
             network: NetworkConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -278,7 +341,9 @@ impl Config {
         let mut ignored = Vec::new();
         // Which variable set which key, to name it in errors.
         let mut origins = HashMap::new();
+        let mut aws = AwsEnvironment::default();
         for (name, value) in env {
+            aws.read(&name, &value);
             let Some(rest) = name.strip_prefix("STUDIO_") else {
                 continue;
             };
@@ -302,7 +367,7 @@ impl Config {
             node: root,
             ignored: &ignored,
         };
-        let config: Config = serde_path_to_error::deserialize(layer).map_err(|err| {
+        let mut config: Config = serde_path_to_error::deserialize(layer).map_err(|err| {
             let path = err.path().to_string();
             let inner = err.inner();
             match origins.get(&path) {
@@ -316,6 +381,7 @@ impl Config {
                 },
             }
         })?;
+        config.storage.aws = aws;
         let mut ignored = ignored.into_inner();
         ignored.sort();
         ignored.dedup();
@@ -337,6 +403,55 @@ impl Config {
             None => format!("http://{}", self.http_addr),
         };
         url.trim_end_matches('/').to_string()
+    }
+
+    /// Where media objects live, from `storage.url`.
+    pub fn storage_location(&self) -> anyhow::Result<StorageLocation> {
+        let Some(text) = &self.storage.url else {
+            return Ok(StorageLocation::LocalDir(self.data_dir.join("media")));
+        };
+        let url = url::Url::parse(text).map_err(|e| {
+            anyhow::anyhow!(
+                "storage.url {text:?} is not a URL ({e}): use file:///path or s3://bucket/prefix"
+            )
+        })?;
+        match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| anyhow::anyhow!("storage.url {text:?} is not a local path"))?;
+                Ok(StorageLocation::LocalDir(path))
+            }
+            "s3" => {
+                // Checked first: the messages below quote the URL, which must hold no secret.
+                if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
+                    anyhow::bail!(
+                        "storage.url takes no credentials or port: set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL"
+                    );
+                }
+                let bucket = url.host_str().unwrap_or_default().to_string();
+                // S3's bucket naming rules, which also keep the name out of URL trouble.
+                let valid_bucket = (3..=63).contains(&bucket.len())
+                    && bucket.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                    });
+                if !valid_bucket {
+                    anyhow::bail!(
+                        "storage.url {text:?} needs a bucket name of 3 to 63 lowercase letters, digits, dots and hyphens: s3://bucket/optional/prefix"
+                    );
+                }
+                let prefix = url.path().trim_matches('/').to_string();
+                if !prefix.is_empty() && studio_media_core::store::validate_key(&prefix).is_err() {
+                    anyhow::bail!(
+                        "the prefix {prefix:?} of storage.url must be path segments of letters, digits, '.', '_' and '-'"
+                    );
+                }
+                Ok(StorageLocation::S3 { bucket, prefix })
+            }
+            other => anyhow::bail!(
+                "storage.url must be file:///path or s3://bucket/prefix, not a {other}: URL"
+            ),
+        }
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -364,6 +479,16 @@ impl Config {
                 .with_context(|| format!("public_url {public:?} is not a URL"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 anyhow::bail!("public_url must be an http:// or https:// URL, got {public:?}");
+            }
+        }
+        self.storage_location()?;
+        if let Some(base) = &self.storage.public_base_url {
+            let parsed = url::Url::parse(base)
+                .with_context(|| format!("storage.public_base_url {base:?} is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                anyhow::bail!(
+                    "storage.public_base_url must be an http:// or https:// URL, got {base:?}"
+                );
             }
         }
         if self.database_max_connections == 0 {

@@ -71,6 +71,11 @@ struct ServeArgs {
     /// Base URL used in URLs the API returns (setting public_url, or STUDIO_PUBLIC_URL).
     #[arg(long)]
     public_url: Option<String>,
+    /// Where media objects live: `file:///path` or `s3://bucket/optional/prefix` (setting
+    /// storage.url, or STUDIO_STORAGE__URL; S3 credentials, region and endpoint from the
+    /// standard AWS_* variables).
+    #[arg(long)]
+    storage_url: Option<String>,
     /// Deliver webhooks to loopback and private addresses (setting
     /// webhooks.allow_private_destinations, or STUDIO_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS).
     #[arg(long)]
@@ -145,6 +150,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(url) = args.public_url {
         config.public_url = Some(url);
+    }
+    if let Some(url) = args.storage_url {
+        config.storage.url = Some(url);
     }
     if args.allow_private_destinations {
         config.webhooks.allow_private_destinations = true;

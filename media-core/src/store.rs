@@ -1,14 +1,24 @@
-//! Where media objects (segments, playlists) are kept: an interface, and a local-directory
-//! implementation. S3 comes with VOD.
+//! Where media objects (segments, playlists, recordings) are kept: one interface, and two
+//! implementations: a local directory ([`LocalDirStore`], the embedded default) and an
+//! S3-compatible bucket ([`s3::S3Store`], what several nodes share).
+
+pub mod s3;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use bytes::Bytes;
+use futures_util::Stream;
 
 /// A boxed future, so stores can be chosen at run time (`Arc<dyn ObjectStore>`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Bytes of an object as they arrive, so a large object is served without being held whole.
+pub type ObjectStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send + 'static>>;
+
+/// Size of the chunks a local file is read in when streamed.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
@@ -22,6 +32,10 @@ pub enum StoreError {
     /// The storage itself failed.
     #[error("object store I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A remote store (S3) refused or failed a request; the text names the operation and key,
+    /// never credentials.
+    #[error("object store: {0}")]
+    Remote(String),
 }
 
 /// Objects by key.
@@ -44,6 +58,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         start: u64,
         end: u64,
     ) -> StoreFuture<'a, Option<Bytes>>;
+    /// Like [`ObjectStore::get_range`], as a stream of chunks: memory stays bounded whatever the
+    /// range (a 1 GiB MP4 is served chunk by chunk).
+    fn stream_range<'a>(
+        &'a self,
+        key: &'a str,
+        start: u64,
+        end: u64,
+    ) -> StoreFuture<'a, Option<ObjectStream>>;
 }
 
 /// Checks a key (see [`StoreError::InvalidKey`]).
@@ -150,6 +172,40 @@ impl ObjectStore for LocalDirStore {
                 file.take(end - start).read_to_end(&mut data).await?;
             }
             Ok(Some(Bytes::from(data)))
+        })
+    }
+
+    fn stream_range<'a>(
+        &'a self,
+        key: &'a str,
+        start: u64,
+        end: u64,
+    ) -> StoreFuture<'a, Option<ObjectStream>> {
+        Box::pin(async move {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            validate_key(key)?;
+            let mut file = match tokio::fs::File::open(self.root.join(key)).await {
+                Ok(file) => file,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            let end = end.min(file.metadata().await?.len());
+            let remaining = end.saturating_sub(start);
+            if remaining > 0 {
+                file.seek(std::io::SeekFrom::Start(start)).await?;
+            }
+            let chunks = futures_util::stream::try_unfold(
+                (file.take(remaining), vec![0u8; READ_CHUNK]),
+                |(mut reader, mut buf)| async move {
+                    let n = reader.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
+                    Ok(Some((chunk, (reader, buf))))
+                },
+            );
+            Ok(Some(Box::pin(chunks) as ObjectStream))
         })
     }
 }

@@ -7,8 +7,28 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use studio_tests::receiver::Receiver;
-use studio_tests::{Backend, TestApp, eventually, on_both_databases};
+use studio_tests::{Backend, Storage, TestApp, eventually, on_both_databases};
 use tokio::process::{Child, Command};
+
+/// The live HLS tests (source and renditions) with media in S3 (the s3s-fs server of scripts/test).
+mod on_s3_storage {
+    use studio_tests::{Backend, Storage};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_source_plays_over_hls_postgres() {
+        super::the_source_plays_over_hls_on(Backend::Postgres, Storage::S3).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_source_plays_over_hls_sqlite() {
+        super::the_source_plays_over_hls_on(Backend::Sqlite, Storage::S3).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renditions_of_the_profiles_play_over_hls_postgres() {
+        super::renditions_of_the_profiles_play_over_hls_on(Backend::Postgres, Storage::S3).await
+    }
+}
 
 on_both_databases!(
     a_publish_becomes_a_truthful_session,
@@ -276,7 +296,12 @@ async fn streams_of_a_vanished_node_turn_idle(backend: Backend) {
 /// The published source is served as HLS while live and after: players (ffprobe and ffmpeg here)
 /// read the master playlist, the media playlist and every segment over HTTP.
 async fn the_source_plays_over_hls(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    the_source_plays_over_hls_on(backend, Storage::LocalDir).await
+}
+
+/// [`the_source_plays_over_hls`] with media in the given store.
+pub(crate) async fn the_source_plays_over_hls_on(backend: Backend, storage: Storage) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
     let stream = app.create_stream(json!({"name": "hls"})).await;
     let id = stream["id"].as_str().unwrap().to_string();
     let pid = stream["playbackId"].as_str().unwrap().to_string();
@@ -420,13 +445,43 @@ async fn the_source_plays_over_hls(backend: Backend) {
             .status(),
         404
     );
+    assert_media_in_the_store(&app, &pid, &["source/index.m3u8", "index.m3u8"]).await;
+}
+
+/// Where the media of `playback_id` went: on S3 storage, into the bucket below the configured
+/// prefix (with each `expected` file and segments) and nothing into the local data directory.
+pub(crate) async fn assert_media_in_the_store(app: &TestApp, playback_id: &str, expected: &[&str]) {
+    let local = app.config.data_dir.join("media");
+    let Some(bucket) = &app.s3_bucket else {
+        assert!(local.join("hls").join(playback_id).is_dir());
+        return;
+    };
+    let keys = studio_tests::TestS3::from_env().keys(bucket).await;
+    for file in expected {
+        let key = format!("media/hls/{playback_id}/{file}");
+        assert!(keys.contains(&key), "{key} not in the bucket: {keys:?}");
+    }
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("media/hls/{playback_id}/")) && k.ends_with(".ts")),
+        "no segment in the bucket: {keys:?}"
+    );
+    assert!(!local.exists(), "media written to the local directory too");
 }
 
 /// The stream's profiles become renditions beside the source: listed in the master playlist with
 /// their sizes, each a playlist of its own that ffprobe reads with the right size, frame rate
 /// and duration, and that decodes without errors. Profiles larger than the source are skipped.
 async fn renditions_of_the_profiles_play_over_hls(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    renditions_of_the_profiles_play_over_hls_on(backend, Storage::LocalDir).await
+}
+
+/// [`renditions_of_the_profiles_play_over_hls`] with media in the given store.
+pub(crate) async fn renditions_of_the_profiles_play_over_hls_on(
+    backend: Backend,
+    storage: Storage,
+) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
     let profiles = json!([
         {"name": "240p", "width": 426, "height": 240, "bitrate": 300_000, "fps": 0},
         {"name": "180p15", "width": 320, "height": 180, "bitrate": 150_000, "fps": 15, "gop": "1.0", "profile": "H264Baseline"},

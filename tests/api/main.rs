@@ -16,6 +16,7 @@ mod playback;
 mod player;
 mod recording;
 mod signing_keys;
+mod storage;
 mod streams;
 mod tasks;
 mod tenancy;

@@ -7,10 +7,21 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use studio_tests::receiver::Receiver;
-use studio_tests::{Backend, TestApp, eventually, on_both_databases};
+use studio_tests::{Backend, Storage, TestApp, eventually, on_both_databases};
 use tokio::process::Command;
 
 use crate::live::publish;
+
+/// The recording test with media in S3 (the s3s-fs server of scripts/test): segments, the VOD
+/// playlist and the MP4 (served by ranges) all come from the bucket.
+mod on_s3_storage {
+    use studio_tests::{Backend, Storage};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recorded_session_becomes_a_playable_asset_postgres() {
+        super::a_recorded_session_becomes_a_playable_asset_on(Backend::Postgres, Storage::S3).await
+    }
+}
 
 on_both_databases!(
     a_recorded_session_becomes_a_playable_asset,
@@ -75,7 +86,15 @@ async fn assert_decodes_cleanly(url: &str) {
 }
 
 async fn a_recorded_session_becomes_a_playable_asset(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    a_recorded_session_becomes_a_playable_asset_on(backend, Storage::LocalDir).await
+}
+
+/// [`a_recorded_session_becomes_a_playable_asset`] with media in the given store.
+pub(crate) async fn a_recorded_session_becomes_a_playable_asset_on(
+    backend: Backend,
+    storage: Storage,
+) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
     let receiver = Receiver::start().await;
     let events = ["recording.started", "recording.waiting", "recording.ready"];
     let hook = app
@@ -345,6 +364,8 @@ async fn a_recorded_session_becomes_a_playable_asset(backend: Backend) {
             .json,
         json!([])
     );
+    crate::live::assert_media_in_the_store(&app, &asset_pid, &["index.m3u8", "source/index.m3u8"])
+        .await;
 }
 
 async fn unrecorded_sessions_make_no_asset(backend: Backend) {

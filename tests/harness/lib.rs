@@ -2,7 +2,9 @@
 //! file or a fresh PostgreSQL database, with typed helpers to call it as a client would.
 //!
 //! PostgreSQL comes from `STUDIO_TEST_POSTGRES_URL` (a superuser URL of a throwaway server; the
-//! README's test command starts one). Each test gets its own database in it.
+//! README's test command starts one). Each test gets its own database in it. Likewise, S3 storage
+//! comes from `STUDIO_TEST_S3_ENDPOINT` (with `STUDIO_TEST_S3_ACCESS_KEY` and
+//! `STUDIO_TEST_S3_SECRET_KEY`: the s3s-fs server scripts/test starts), a fresh bucket per test.
 
 pub mod publisher;
 pub mod receiver;
@@ -69,6 +71,126 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     }
 }
 
+/// The S3-compatible server of the test run (scripts/test starts s3s-fs).
+#[derive(Debug, Clone)]
+pub struct TestS3 {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl TestS3 {
+    pub fn from_env() -> TestS3 {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: run the README's test command (scripts/test), which starts \
+                     the S3 server s3s-fs, or point STUDIO_TEST_S3_ENDPOINT, STUDIO_TEST_S3_ACCESS_KEY \
+                     and STUDIO_TEST_S3_SECRET_KEY at one"
+                )
+            })
+        };
+        TestS3 {
+            endpoint: var("STUDIO_TEST_S3_ENDPOINT"),
+            access_key: var("STUDIO_TEST_S3_ACCESS_KEY"),
+            secret_key: var("STUDIO_TEST_S3_SECRET_KEY"),
+        }
+    }
+
+    /// How the server's store reaches `bucket` (below `prefix`).
+    pub fn settings(&self, bucket: &str, prefix: &str) -> studio_media_core::store::s3::S3Settings {
+        studio_media_core::store::s3::S3Settings {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(self.endpoint.clone()),
+            access_key_id: Some(self.access_key.clone()),
+            secret_access_key: Some(self.secret_key.clone()),
+            session_token: None,
+            force_path_style: true,
+        }
+    }
+
+    /// A client of the server, to look into buckets as an operator would.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &self.access_key,
+                &self.secret_key,
+                None,
+                None,
+                "studio-tests",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A new, empty bucket of its own for one test.
+    pub async fn fresh_bucket(&self) -> String {
+        let bucket = format!("t-{}", uuid::Uuid::new_v4().simple());
+        self.client()
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "creating the test bucket at {}: {}",
+                    self.endpoint,
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            });
+        bucket
+    }
+
+    /// Points `config` at `bucket` below `prefix`, the way an operator would: `storage.url`,
+    /// path-style addressing, and the AWS variables.
+    pub fn configure(&self, config: &mut Config, bucket: &str, prefix: &str) {
+        config.storage.url = Some(format!("s3://{bucket}/{prefix}"));
+        config.storage.force_path_style = true;
+        config.storage.aws = studio_api::config::AwsEnvironment {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(self.endpoint.clone()),
+            access_key_id: Some(self.access_key.clone()),
+            secret_access_key: Some(self.secret_key.clone().into()),
+            session_token: None,
+        };
+    }
+
+    /// The keys of `bucket`, to check where the server put its media.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("listing the test bucket");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        keys
+    }
+}
+
+/// Which media store a test's server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// `<data_dir>/media`, the default.
+    LocalDir,
+    /// A fresh bucket of the test S3 server, below the prefix `media`.
+    S3,
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -106,6 +228,8 @@ pub struct TestApp {
     pub project_id: String,
     pub http: reqwest::Client,
     pub backend: Backend,
+    /// The bucket of the server's media when it runs on S3 storage.
+    pub s3_bucket: Option<String>,
     _dir: TempDir,
 }
 
@@ -124,6 +248,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_on(backend, Storage::LocalDir, adjust).await
+    }
+
+    /// [`TestApp::spawn_with`] on the given media store.
+    pub async fn spawn_on(
+        backend: Backend,
+        storage: Storage,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let dir = TempDir::new();
         let mut config = Config {
             data_dir: dir.0.join("data"),
@@ -138,6 +271,15 @@ impl TestApp {
         config.webhooks.initial_backoff_ms = 200;
         config.webhooks.max_backoff_ms = 2_000;
         config.webhooks.timeout_ms = 3_000;
+        let s3_bucket = match storage {
+            Storage::LocalDir => None,
+            Storage::S3 => {
+                let s3 = TestS3::from_env();
+                let bucket = s3.fresh_bucket().await;
+                s3.configure(&mut config, &bucket, "media");
+                Some(bucket)
+            }
+        };
         adjust(&mut config);
         let server = studio_api::app::start(config.clone())
             .await
@@ -170,6 +312,7 @@ impl TestApp {
             project_id: project.id,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             backend,
+            s3_bucket,
             _dir: dir,
         }
     }

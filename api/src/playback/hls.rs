@@ -153,17 +153,19 @@ async fn serve_mp4(
             return Ok(response);
         }
     };
-    let body = state
+    // Streamed from the store as it arrives: a 1 GiB MP4 is never held in memory.
+    let chunks = state
         .media_store()
-        .get_range(&object, start, end)
+        .stream_range(&object, start, end)
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    let mut response = body.into_response();
+    let mut response = axum::body::Body::from_stream(chunks).into_response();
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(MP4_TYPE));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),

@@ -120,7 +120,7 @@ async fn get_playback_info(
     if id.len() > 128 {
         return Err(not_found());
     }
-    let base = state.public_url();
+    let base = state.media_base_url();
     let Some(stream) = crate::streams::repo::find_by_playback_id(state.db(), &id).await? else {
         if let Some(asset) = crate::assets::repo::find_by_playback_id(state.db(), &id).await? {
             return Ok(Json(vod_info(asset, base)?));

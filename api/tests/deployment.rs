@@ -56,6 +56,7 @@ async fn every_variable_help_names_and_kubernetes_service_links_are_accepted() {
             "STUDIO_HTTP_ADDR" => taken_addr.clone(),
             "STUDIO_RTMP_ADDR" | "STUDIO_SRT_ADDR" => "127.0.0.1:0".to_string(),
             "STUDIO_PUBLIC_URL" => "https://video.example".to_string(),
+            "STUDIO_STORAGE__URL" => format!("file://{}", dir.join("media").display()),
             "STUDIO_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS" | "STUDIO_ALLOW_PRIVATE_DESTINATIONS" => {
                 "true".to_string()
             }

@@ -155,9 +155,10 @@ async fn live_segments_are_transcoded_and_paid_on_orchestrators(backend: Backend
             .success()
     );
 
+    // Statistics are complete once the source playlist is closed.
+    let source = numbers(&closed_playlist(&app, pid, "source").await);
     let session = session(&app, id).await;
     let segments = session["sourceSegments"].as_u64().unwrap();
-    let source = numbers(&closed_playlist(&app, pid, "source").await);
     assert_eq!(source.last(), Some(&(segments - 1)));
     for rendition in ["240p", "180p15"] {
         let playlist = closed_playlist(&app, pid, rendition).await;
@@ -262,9 +263,10 @@ async fn dead_orchestrators_leave_no_gap_in_the_renditions(backend: Backend) {
     second.kill();
     assert!(ffmpeg.wait().await.unwrap().success());
 
+    // Statistics are complete once the source playlist is closed.
+    let source = numbers(&closed_playlist(&app, pid, "source").await);
     let session = session(&app, id).await;
     let segments = session["sourceSegments"].as_u64().unwrap();
-    let source = numbers(&closed_playlist(&app, pid, "source").await);
     assert_eq!(source.last(), Some(&(segments - 1)));
     let playlist = closed_playlist(&app, pid, "240p").await;
     assert_eq!(

@@ -270,6 +270,17 @@ async fn run_session(
         )
         .await;
     }
+    // Complete statistics before the playlist's end tells players (and clients) it is over.
+    if let Err(err) = state
+        .session_stats()
+        .write_now(state.db(), &session.id)
+        .await
+    {
+        tracing::error!(
+            error = format!("{err:#}"),
+            "writing session statistics failed"
+        );
+    }
     if let Err(err) = output.source.end(state.media_store()).await {
         tracing::error!(
             error = format!("{err:#}"),

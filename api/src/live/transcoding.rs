@@ -202,6 +202,17 @@ async fn run(
         );
     }
     transcoder.stream_ended(&stream);
+    // Complete statistics before the rendition playlists end.
+    if let Err(err) = state
+        .session_stats()
+        .write_now(state.db(), &session.id)
+        .await
+    {
+        tracing::error!(
+            error = format!("{err:#}"),
+            "writing transcode statistics failed"
+        );
+    }
     for writer in &mut writers {
         if let Err(err) = writer.end(state.media_store()).await {
             tracing::error!(

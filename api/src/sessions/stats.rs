@@ -5,8 +5,9 @@
 //! writer for seconds (bench/README.md). So segments are counted in memory here and written for
 //! all sessions of the node in one transaction per [`FLUSH_INTERVAL`]. What must be seen at once is
 //! still written at once, by the live pipeline itself: a stream's first segment (it makes the
-//! stream live, with `stream.started`), and whatever is still counted here when a session ends
-//! (written with the end, [`SessionStats::take`]).
+//! stream live, with `stream.started`), and whatever is still counted here when a playlist is
+//! about to be closed or a session ends ([`SessionStats::write_now`], [`SessionStats::take`]): a
+//! client that sees a playlist end reads complete statistics.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -139,6 +140,20 @@ impl SessionStats {
     /// it, in the same transaction).
     pub fn take(&self, session_id: &str) -> Option<Pending> {
         self.pending().remove(session_id)
+    }
+
+    /// Writes what one session counted now, before something a client watches for (a playlist's
+    /// end) shows the session as done. On failure the counts go back into the batch.
+    pub async fn write_now(&self, db: &Database, session_id: &str) -> anyhow::Result<()> {
+        let Some(pending) = self.take(session_id) else {
+            return Ok(());
+        };
+        let batch = HashMap::from([(session_id.to_string(), pending)]);
+        if let Err(err) = write_all(db, &batch).await {
+            self.restore(batch);
+            return Err(err);
+        }
+        Ok(())
     }
 
     /// Writes everything counted, for every session, in one transaction. On failure the counts

@@ -197,3 +197,142 @@ async fn ending_a_stream_on_one_node_cuts_its_publisher_on_another() {
     }
     node_b.stop().await.unwrap();
 }
+
+/// Two nodes on one PostgreSQL and one S3 bucket behave as one service: a stream published to
+/// node A is live on B's API and plays from B (source and rendition), B refuses a second
+/// publisher of it, both nodes report the same sessions, each webhook event is delivered once,
+/// and the recording made by A plays from B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_postgres_and_s3_behave_as_one() {
+    use studio_tests::receiver::Receiver;
+    let app = TestApp::spawn_on(Backend::Postgres, studio_tests::Storage::S3, |_| {}).await;
+    let mut config = app.config.clone();
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
+    config.srt_addr = "127.0.0.1:0".parse().unwrap();
+    config.public_url = None;
+    let node_b = studio_api::app::start(config)
+        .await
+        .expect("a second node starts on the same database and bucket");
+    let base_b = format!("http://{}", node_b.addr);
+    let on_b = |path: String| {
+        let (http, key, url) = (
+            app.http.clone(),
+            app.key.clone(),
+            format!("{base_b}/api{path}"),
+        );
+        async move { Reply::from(http.get(url).bearer_auth(key).send().await.unwrap()).await }
+    };
+    let fetch_b = |path: String| {
+        let (http, url) = (app.http.clone(), format!("{base_b}{path}"));
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status(), response.text().await.unwrap_or_default())
+        }
+    };
+
+    let receiver = Receiver::start().await;
+    let events = ["stream.started", "stream.idle", "recording.ready"];
+    let hook = app
+        .post(
+            "/webhook",
+            json!({"name": "both", "url": receiver.url(), "events": events}),
+        )
+        .await;
+    assert_eq!(hook.status, 200, "{}", hook.text);
+    let stream = app
+        .create_stream(json!({
+            "name": "shared",
+            "record": true,
+            "profiles": [{"name": "240p", "width": 426, "height": 240, "bitrate": 250000, "fps": 0}],
+        }))
+        .await;
+    let (id, pid, key) = (
+        stream["id"].as_str().unwrap().to_string(),
+        stream["playbackId"].as_str().unwrap().to_string(),
+        stream["streamKey"].as_str().unwrap().to_string(),
+    );
+    let mut encoder = crate::live::publish(&app.rtmp_url(&key), 8);
+
+    // Live on B's API, playing from B: the master playlist lists the rendition, which has
+    // segments.
+    let rendition = studio_tests::eventually(Duration::from_secs(20), || async {
+        if on_b(format!("/stream/{id}")).await.json["isActive"] != true {
+            return None;
+        }
+        let (status, master) = fetch_b(format!("/hls/{pid}/index.m3u8")).await;
+        if status != 200 {
+            return None;
+        }
+        let rendition = master
+            .lines()
+            .find(|l| l.ends_with("index.m3u8") && !l.starts_with("source"))?
+            .to_string();
+        let (status, media) = fetch_b(format!("/hls/{pid}/{rendition}")).await;
+        (status == 200 && media.contains(".ts")).then_some(rendition)
+    })
+    .await
+    .expect("node B serves the stream published to node A, with its rendition");
+
+    // A second publisher of the same stream, on the other node, is refused.
+    let url_b = format!("rtmp://{}/live/{key}", node_b.rtmp_addr);
+    let mut second = crate::live::publish(&url_b, 8);
+    let refused = tokio::time::timeout(Duration::from_secs(10), second.wait())
+        .await
+        .expect("the second publisher is turned away at once")
+        .unwrap();
+    assert!(!refused.success());
+
+    assert!(encoder.wait().await.unwrap().success());
+    let ended = studio_tests::eventually(Duration::from_secs(30), || async {
+        let (_, media) = fetch_b(format!("/hls/{pid}/{rendition}")).await;
+        let session = on_b(format!("/stream/{id}/sessions")).await.json[0].clone();
+        (media.contains("#EXT-X-ENDLIST") && session["recordingStatus"] == "ready")
+            .then_some(session)
+    })
+    .await
+    .expect("the session ends and its recording is ready, as seen from B");
+    let on_a = app.get(&format!("/stream/{id}/sessions")).await.json[0].clone();
+    for field in [
+        "id",
+        "sourceSegments",
+        "sourceSegmentsDuration",
+        "transcodedSegments",
+        "recordingStatus",
+    ] {
+        assert_eq!(ended[field], on_a[field], "{field}: B {ended} A {on_a}");
+    }
+    assert!(ended["sourceSegments"].as_u64().unwrap() >= 3, "{ended}");
+
+    // The recording made by A plays from B.
+    let session_id = ended["id"].as_str().unwrap();
+    let asset = on_b(format!("/asset/{session_id}")).await;
+    assert_eq!(asset.status, 200, "{}", asset.text);
+    assert_eq!(asset.json["status"]["phase"], "ready", "{}", asset.text);
+    let mp4 = ended["mp4Url"].as_str().expect("an MP4 URL");
+    assert!(mp4.starts_with(&base_b), "B names itself in the URL: {mp4}");
+    let response = app.http.get(mp4).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    assert!(
+        bytes.len() > 10_000 && &bytes[4..8] == b"ftyp",
+        "{} bytes",
+        bytes.len()
+    );
+
+    // Each event once, though two nodes deliver webhooks.
+    receiver.wait_for(3, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut names: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["recording.ready", "stream.idle", "stream.started"],
+        "{names:?}"
+    );
+    node_b.stop().await.unwrap();
+}

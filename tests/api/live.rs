@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use studio_tests::receiver::Receiver;
-use studio_tests::{Backend, Storage, TestApp, eventually, on_both_databases};
+use studio_tests::{
+    Backend, Storage, TestApp, assert_decodes_cleanly, eventually, on_both_databases,
+};
 use tokio::process::{Child, Command};
 
 /// The live HLS tests (source and renditions) with media in S3 (the s3s-fs server of scripts/test).
@@ -406,21 +408,7 @@ pub(crate) async fn the_source_plays_over_hls_on(backend: Backend, storage: Stor
         "ffprobe reads {duration} s of 6 s published ({})",
         String::from_utf8_lossy(&probe.stderr)
     );
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", &master_url, "-f", "null", "-"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        decode.status.success(),
-        "{}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
-    assert!(
-        decode.stderr.is_empty(),
-        "decoding reports errors: {}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
+    assert_decodes_cleanly(&master_url).await;
 
     // Gated streams are refused (the playback gate comes later), unknown ids are not found.
     let gated = app
@@ -597,18 +585,7 @@ pub(crate) async fn renditions_of_the_profiles_play_over_hls_on(
             (duration - 6.0).abs() <= 0.5,
             "{rendition}: {duration} s of 6 s published"
         );
-        let decode = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(url(&format!("{rendition}/index.m3u8")))
-            .args(["-f", "null", "-"])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            decode.status.success() && decode.stderr.is_empty(),
-            "{rendition}: {}",
-            String::from_utf8_lossy(&decode.stderr)
-        );
+        assert_decodes_cleanly(&url(&format!("{rendition}/index.m3u8"))).await;
     }
 
     let session = app.get(&format!("/stream/{id}/sessions")).await.json[0].clone();

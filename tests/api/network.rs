@@ -12,7 +12,7 @@ use studio_media_core::transcode::Transcoder;
 use studio_media_core::transcode::local::{EncoderPreference, LocalTranscoder, probe_encoder};
 use studio_network_client::pm::PriceInfo;
 use studio_test_orchestrator::{OrchestratorConfig, TestOrchestrator};
-use studio_tests::{Backend, TestApp, eventually, on_both_databases};
+use studio_tests::{Backend, TestApp, assert_decodes_cleanly, eventually, on_both_databases};
 use tokio::process::Command;
 
 use crate::live::publish;
@@ -275,18 +275,7 @@ async fn dead_orchestrators_leave_no_gap_in_the_renditions(backend: Backend) {
         "the source's segments, in order:\n{playlist}"
     );
     assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(format!("{}/hls/{pid}/240p/index.m3u8", app.base))
-        .args(["-f", "null", "-"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        decode.status.success() && decode.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
+    assert_decodes_cleanly(&format!("{}/hls/{pid}/240p/index.m3u8", app.base)).await;
 
     assert_eq!(
         expensive.stats().segments,

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use studio_tests::receiver::Receiver;
-use studio_tests::{Backend, Storage, TestApp, eventually, on_both_databases};
+use studio_tests::{
+    Backend, Storage, TestApp, assert_decodes_cleanly, eventually, on_both_databases,
+};
 use tokio::process::Command;
 
 use crate::live::publish;
@@ -65,24 +67,6 @@ async fn ffprobe_codecs(url: &str) -> String {
         .await
         .unwrap();
     String::from_utf8_lossy(&probe.stdout).into_owned()
-}
-
-async fn assert_decodes_cleanly(url: &str) {
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", url, "-f", "null", "-"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        decode.status.success(),
-        "{url}: {}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
-    assert!(
-        decode.stderr.is_empty(),
-        "decoding {url} reports errors: {}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
 }
 
 async fn a_recorded_session_becomes_a_playable_asset(backend: Backend) {

@@ -528,6 +528,26 @@ where
     }
 }
 
+/// Decodes all of `url` with ffmpeg, as a player would, and fails the test if ffmpeg fails or
+/// reports any error on the way.
+pub async fn assert_decodes_cleanly(url: &str) {
+    let decode = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", url, "-f", "null", "-"])
+        .output()
+        .await
+        .expect("running ffmpeg (scripts/test-deps installs it)");
+    assert!(
+        decode.status.success(),
+        "{url}: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    assert!(
+        decode.stderr.is_empty(),
+        "decoding {url} reports errors: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+}
+
 /// Percent-encodes `s` for a query string value.
 pub fn urlencode(s: &str) -> String {
     s.bytes()

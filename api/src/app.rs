@@ -23,6 +23,7 @@ use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
 use crate::http;
 use crate::live::registry::Registry;
+use crate::tasks::runner::{Runner, RunnerConfig};
 use crate::webhooks::delivery::{self, Sender};
 use studio_media_core::ingest::{IngestLimits, MemoryBudget};
 use studio_media_core::store::s3::{S3Settings, S3Store};
@@ -46,6 +47,8 @@ struct Inner {
     media_store: Arc<dyn ObjectStore>,
     transcoder: Arc<dyn Transcoder>,
     recorder: crate::recording::Recorder,
+    recordings: Arc<crate::recording::RecordingTasks>,
+    runner: Arc<Runner>,
     ingest_limits: IngestLimits,
     session_stats: crate::sessions::stats::SessionStats,
     tasks: TaskTracker,
@@ -64,7 +67,18 @@ impl AppState {
         let webhook_sender = Sender::new(&config.webhooks)?;
         let key_cache = Arc::new(KeyCache::new(db.backend()));
         let ingest_limits = ingest_limits(&config.ingest);
+        let webhook_wake = Arc::new(Notify::new());
+        let task_wake = Arc::new(Notify::new());
+        let recordings = Arc::new(crate::recording::RecordingTasks::new(
+            db.clone(),
+            media_store.clone(),
+            public_url.clone(),
+            webhook_wake.clone(),
+        ));
+        let runner = task_runner(&config, &db, &task_wake, &webhook_wake, &recordings);
         Ok(AppState(Arc::new(Inner {
+            recordings,
+            runner,
             ingest_limits,
             session_stats: Default::default(),
             tasks: TaskTracker::new(),
@@ -77,8 +91,8 @@ impl AppState {
             store_probe: Default::default(),
             db,
             public_url,
-            webhook_wake: Arc::new(Notify::new()),
-            task_wake: Arc::new(Notify::new()),
+            webhook_wake,
+            task_wake,
             webhook_sender,
             metrics: http::metrics::install_recorder(),
         })))
@@ -114,6 +128,16 @@ impl AppState {
     /// The recordings of the sessions this node ingests.
     pub fn recorder(&self) -> &crate::recording::Recorder {
         &self.0.recorder
+    }
+
+    /// Makes the assets of recorded sessions (the `recording` tasks).
+    pub fn recordings(&self) -> &crate::recording::RecordingTasks {
+        &self.0.recordings
+    }
+
+    /// This node's job runner.
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.0.runner
     }
 
     /// Turns source segments into renditions.
@@ -336,7 +360,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
     let task_runner = tokio::spawn(
-        task_runner(&state).run(
+        state.runner().clone().run(
             shutdown_rx.clone(),
             state
                 .config()
@@ -376,14 +400,24 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     })
 }
 
-/// The job runner of this node, with a handler for each kind of task it does.
-fn task_runner(state: &AppState) -> Arc<crate::tasks::runner::Runner> {
-    use crate::tasks::runner::{Runner, RunnerConfig};
-    let config = RunnerConfig::for_machine(state.config().data_dir.join("scratch").join("tasks"));
+/// The job runner of this node, with a handler for each kind of task it does. A job's lease
+/// lasts as long as a silent stream is presumed alive: the one bound after which a node that
+/// shows no sign of life is taken for dead.
+fn task_runner(
+    config: &Config,
+    db: &Database,
+    wake: &Arc<Notify>,
+    webhooks: &Arc<Notify>,
+    recordings: &Arc<crate::recording::RecordingTasks>,
+) -> Arc<Runner> {
+    let mut runner_config =
+        RunnerConfig::for_machine(config.data_dir.join("scratch").join("tasks"));
+    runner_config.lease = std::time::Duration::from_secs(config.stream_idle_after_secs.max(1));
     Arc::new(
-        Runner::new(state.db().clone(), config)
-            .with_waker(state.0.task_wake.clone())
-            .with_webhook_wake(state.0.webhook_wake.clone()),
+        Runner::new(db.clone(), runner_config)
+            .with_waker(wake.clone())
+            .with_webhook_wake(webhooks.clone())
+            .with_handler(recordings.clone()),
     )
 }
 

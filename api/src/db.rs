@@ -61,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tasks",
         sql: include_str!("../../migrations/0005_tasks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "recording_tasks",
+        sql: include_str!("../../migrations/0006_recording_tasks.sql"),
+    },
 ];
 
 impl Database {

@@ -27,7 +27,8 @@ mod on_s3_storage {
 
 on_both_databases!(
     a_recorded_session_becomes_a_playable_asset,
-    unrecorded_sessions_make_no_asset
+    unrecorded_sessions_make_no_asset,
+    a_recording_that_cannot_be_made_fails_with_its_reason
 );
 
 const PUBLISHED_S: f64 = 6.0;
@@ -348,8 +349,77 @@ pub(crate) async fn a_recorded_session_becomes_a_playable_asset_on(
             .json,
         json!([])
     );
+    // The recording was made by an internal job, not one of the project's tasks.
+    assert_eq!(app.get("/task").await.json, json!([]));
     crate::live::assert_media_in_the_store(&app, &asset_pid, &["index.m3u8", "source/index.m3u8"])
         .await;
+}
+
+/// A recording whose node died before making it (its session was left ended with a recording
+/// and no job), and whose segments are no longer in the store: another pass of recovery spawns
+/// its job, the job fails for good, and the asset fails with the reason, announced by
+/// `asset.failed`. The job never shows among the project's tasks.
+async fn a_recording_that_cannot_be_made_fails_with_its_reason(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.stream_idle_after_secs = 2).await;
+    let receiver = Receiver::start().await;
+    app.post(
+        "/webhook",
+        json!({"name": "failures", "url": receiver.url(), "events": ["asset.failed"]}),
+    )
+    .await;
+    let stream = app.create_stream(json!({"name": "plain"})).await;
+    let stream_id = stream["id"].as_str().unwrap().to_string();
+    let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 2);
+    assert!(ffmpeg.wait().await.unwrap().success());
+    let session_id = eventually(Duration::from_secs(5), || async {
+        let list = app.get(&format!("/stream/{stream_id}/sessions")).await.json;
+        list[0]["id"].as_str().map(str::to_string)
+    })
+    .await
+    .expect("a session");
+    // What a node leaves when it dies right after the session ended: the recording's rows,
+    // no asset and no job; and a store that lost the segments since.
+    let db = app.server.as_ref().unwrap().state.db().clone();
+    sqlx::query(
+        "INSERT INTO recordings (session_id, project_id, variant, created_at) VALUES ($1, $2, $3, 0)",
+    )
+    .bind(&session_id)
+    .bind(&app.project_id)
+    .bind(r#"{"resolution":[640,360],"codecs":["avc1.42c01e"],"frame_rate":30.0}"#)
+    .execute(db.writer())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO recording_segments (session_id, project_id, seq, object_key, duration, discontinuity) \
+         VALUES ($1, $2, 0, 'vanished/0.ts', 2.0, 0)",
+    )
+    .bind(&session_id)
+    .bind(&app.project_id)
+    .execute(db.writer())
+    .await
+    .unwrap();
+
+    let asset = eventually(Duration::from_secs(30), || async {
+        let asset = app.get(&format!("/asset/{session_id}")).await.json;
+        (asset["status"]["phase"] == "failed").then_some(asset)
+    })
+    .await
+    .expect("the recording fails");
+    assert_eq!(
+        asset["status"]["errorMessage"],
+        "none of the session's segments could be read from the media store",
+        "{asset}"
+    );
+    let delivered = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 1, "asset.failed is delivered");
+    let failed = delivered[0].json();
+    assert_eq!(failed["event"], "asset.failed");
+    assert_eq!(
+        failed["payload"]["asset"]["id"],
+        session_id.as_str(),
+        "{failed}"
+    );
+    assert_eq!(app.get("/task").await.json, json!([]));
 }
 
 async fn unrecorded_sessions_make_no_asset(backend: Backend) {

@@ -1,33 +1,30 @@
 //! Finishes what a node that died left behind, so that no session or recording stays unfinished:
-//! sessions left open are ended, recordings are made into their assets (or their interrupted
-//! processing is run again), and recording assets that can no longer be made fail with a
-//! message.
+//! sessions left open are ended, recorded sessions whose `recording` task was never spawned get
+//! it (with their asset), and recording assets that nothing will finish fail with a message.
+//! Recording tasks a dead node was running need nothing here: the job system takes them over
+//! once their lease expires.
 //!
 //! Every node runs this at start-up and then every few seconds (from the sweeper). On
 //! PostgreSQL several nodes share the work, and a node must not take what a live node is doing:
-//! work is taken only once its node has shown no sign of life for `stream_idle_after_secs` (a
-//! live session gets a segment at least every 30 s; a node processing a recording renews its
-//! hold on it), and taking it is one conditional update that only one node can win.
+//! a session is taken only once it has shown no sign of life for `stream_idle_after_secs` (a
+//! live session gets a segment at least every 30 s), ending it is one conditional update that
+//! only one node can win, and spawning a task twice yields the same task.
 
 use crate::app::AppState;
 use crate::assets;
 use crate::clock::now_ms;
 
-use super::repo::{self, AssetState, Claim, Unfinished};
-use super::{create_asset, finish_failed, lease_ms, process};
+use super::repo;
 
 /// Rows handled per kind of work and pass.
 const BATCH: i64 = 100;
-/// A recording whose processing was interrupted this many times is failed rather than taken
-/// again: processing it may be what stops its node.
-const MAX_ATTEMPTS: i64 = 3;
 
 /// One pass over the work dead nodes left.
 pub async fn run(state: &AppState) -> anyhow::Result<()> {
     let now = now_ms();
-    let cutoff = now - lease_ms(state);
+    let cutoff = now - (state.config().stream_idle_after_secs.max(1) * 1000) as i64;
     end_silent_sessions(state, cutoff, now).await?;
-    finish_recordings(state, cutoff, now).await?;
+    spawn_missing_tasks(state, cutoff).await?;
     fail_orphaned_assets(state, cutoff).await?;
     Ok(())
 }
@@ -48,80 +45,41 @@ async fn end_silent_sessions(state: &AppState, cutoff: i64, now: i64) -> anyhow:
     Ok(())
 }
 
-/// Recordings of ended sessions that nobody is making into assets.
-async fn finish_recordings(state: &AppState, cutoff: i64, now: i64) -> anyhow::Result<()> {
-    for unfinished in repo::unfinished(state.db(), cutoff, now, BATCH).await? {
-        let taken = repo::claim(
-            state.db(),
-            &unfinished.session_id,
-            Claim::TakeOver,
-            now,
-            now + lease_ms(state),
-        )
-        .await?;
-        if !taken {
-            continue;
-        }
-        let session = unfinished.session_id.clone();
-        if let Err(err) = finish(state, unfinished).await {
-            tracing::error!(error = format!("{err:#}"), session = %session, "finishing an abandoned recording failed; it is retried later");
-        }
+/// Recordings of ended sessions without their task: the asset and the task are made here, and
+/// the claim loop of some node runs it.
+async fn spawn_missing_tasks(state: &AppState, cutoff: i64) -> anyhow::Result<()> {
+    let mut spawned = false;
+    for (project_id, session_id) in repo::without_task(state.db(), cutoff, BATCH).await? {
+        tracing::info!(session = %session_id, "making the recording of a session its node left unfinished");
+        spawned |= state
+            .recordings()
+            .spawn(&project_id, &session_id)
+            .await?
+            .is_some();
+    }
+    if spawned {
+        state.wake_tasks();
     }
     Ok(())
 }
 
-/// Makes the asset of a recording this node just took, or processes it again.
-async fn finish(state: &AppState, recording: Unfinished) -> anyhow::Result<()> {
-    let Unfinished {
-        project_id,
-        session_id,
-    } = recording;
-    let attempts = match repo::load(state.db(), &session_id).await? {
-        Some((_, attempts)) => attempts,
-        None => return Ok(()),
-    };
-    let asset = match repo::asset_state(state.db(), &project_id, &session_id).await? {
-        AssetState::Finished | AssetState::Deleted => {
-            repo::discard(state.db(), &session_id).await?;
-            return Ok(());
-        }
-        AssetState::Missing => {
-            tracing::info!(session = %session_id, "making the recording of a session its node left unfinished");
-            create_asset(state, &project_id, &session_id).await?
-        }
-        AssetState::Unfinished => {
-            tracing::info!(session = %session_id, "processing again a recording its node left unfinished");
-            assets::repo::get(state.db().reader(), &project_id, &session_id).await?
-        }
-    };
-    let Some(asset) = asset else {
-        return Ok(());
-    };
-    if attempts > MAX_ATTEMPTS {
-        let message = format!(
-            "processing the recording was interrupted {MAX_ATTEMPTS} times (its server stopped each time); it is not tried again"
-        );
-        return finish_failed(state, &asset, &message).await;
-    }
-    // Shutdown waits for it, like every recording being processed.
-    state.tasks().spawn(process(state.clone(), asset));
-    Ok(())
-}
-
-/// Recording assets left `waiting` or `processing` with nothing kept to make them from (their
-/// node died before recordings were kept as they arrive): failed, with the reason.
+/// Recording assets left `waiting` or `processing` that nothing will finish: failed, with the
+/// reason.
 async fn fail_orphaned_assets(state: &AppState, cutoff: i64) -> anyhow::Result<()> {
-    for (project_id, id) in repo::orphaned_assets(state.db(), cutoff, BATCH).await? {
-        let Some(asset) = assets::repo::get(state.db().reader(), &project_id, &id).await? else {
+    for orphan in repo::orphaned_assets(state.db(), cutoff, BATCH).await? {
+        let Some(asset) =
+            assets::repo::get(state.db().reader(), &orphan.project_id, &orphan.id).await?
+        else {
             continue;
         };
-        tracing::warn!(asset = %id, "failing a recording asset whose processing stopped with its server");
-        finish_failed(
-            state,
-            &asset,
-            "processing stopped with the server, and the segments of the recording were not kept",
-        )
-        .await?;
+        let message = match &orphan.task_error {
+            Some(error) => error.as_str(),
+            None => {
+                "processing stopped with the server, and the segments of the recording were not kept"
+            }
+        };
+        tracing::warn!(asset = %orphan.id, %message, "failing a recording asset that nothing will finish");
+        state.recordings().finish_failed(&asset, message).await?;
     }
     Ok(())
 }

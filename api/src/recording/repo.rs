@@ -83,62 +83,12 @@ async fn insert_segment(
     Ok(())
 }
 
-/// Who takes a recording to make its asset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Claim {
-    /// The node whose session just ended: the recording must not be held by anyone yet.
-    SessionEnded,
-    /// A node finishing abandoned work: the recording may also be held by a node whose lease
-    /// ran out.
-    TakeOver,
-}
-
-/// Takes the recording of `session_id` until `lease_until` and counts the attempt; false when
-/// it is not there or someone else holds it.
-pub(super) async fn claim(
-    db: &Database,
-    session_id: &str,
-    claim: Claim,
-    now: i64,
-    lease_until: i64,
-) -> Result<bool, sqlx::Error> {
-    let condition = match claim {
-        Claim::SessionEnded => "lease_until IS NULL",
-        Claim::TakeOver => "(lease_until IS NULL OR lease_until < $3)",
-    };
-    let sql = format!(
-        "UPDATE recordings SET lease_until = $1, attempts = attempts + 1 WHERE session_id = $2 AND {condition}"
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(lease_until)
-        .bind(session_id);
-    if claim == Claim::TakeOver {
-        query = query.bind(now);
-    }
-    Ok(query.execute(db.writer()).await?.rows_affected() == 1)
-}
-
-/// Extends the hold of this node on the recording of `session_id`.
-pub(super) async fn renew(
-    db: &Database,
-    session_id: &str,
-    lease_until: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE recordings SET lease_until = $1 WHERE session_id = $2")
-        .bind(lease_until)
-        .bind(session_id)
-        .execute(db.writer())
-        .await?;
-    Ok(())
-}
-
-/// The persisted recording of `session_id`: its variant and its segments in order, with how
-/// many times a node took it.
+/// The persisted recording of `session_id`: its variant and its segments in order.
 pub(super) async fn load(
     db: &Database,
     session_id: &str,
-) -> Result<Option<(Recording, i64)>, sqlx::Error> {
-    let Some(row) = sqlx::query("SELECT variant, attempts FROM recordings WHERE session_id = $1")
+) -> Result<Option<Recording>, sqlx::Error> {
+    let Some(row) = sqlx::query("SELECT variant FROM recordings WHERE session_id = $1")
         .bind(session_id)
         .fetch_optional(db.reader())
         .await?
@@ -150,7 +100,6 @@ pub(super) async fn load(
             index: "variant".into(),
             source: "NULL variant".into(),
         })?;
-    let attempts: i64 = row.try_get("attempts")?;
     let segments = sqlx::query(
         "SELECT object_key, duration, discontinuity FROM recording_segments WHERE session_id = $1 ORDER BY seq",
     )
@@ -174,7 +123,7 @@ pub(super) async fn load(
         codecs: stored.codecs,
         frame_rate: stored.frame_rate,
     };
-    Ok(Some((Recording { segments, variant }, attempts)))
+    Ok(Some(Recording { segments, variant }))
 }
 
 /// Removes the recording of `session_id`: its asset is finished.
@@ -190,38 +139,25 @@ pub(super) async fn forget(tx: &mut Tx, session_id: &str) -> Result<(), sqlx::Er
     Ok(())
 }
 
-/// A recording left unfinished.
-#[derive(Debug)]
-pub(super) struct Unfinished {
-    pub project_id: String,
-    pub session_id: String,
-}
-
-/// Recordings nobody is finishing: of sessions that ended without their asset being made and
-/// that saw no segment since `cutoff`, or held by a node whose lease ran out before `now`.
-pub(super) async fn unfinished(
+/// Recordings of sessions that ended, silent since `cutoff`, that have no `recording` task:
+/// their node died between ending the session and spawning the task (or before it ended it).
+pub(super) async fn without_task(
     db: &Database,
     cutoff: i64,
-    now: i64,
     limit: i64,
-) -> Result<Vec<Unfinished>, sqlx::Error> {
+) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query(
         "SELECT r.project_id, r.session_id FROM recordings r JOIN sessions s ON s.id = r.session_id \
-         WHERE (r.lease_until IS NULL AND s.ended_at IS NOT NULL AND s.last_seen < $1) OR r.lease_until < $2 \
-         LIMIT $3",
+         WHERE s.ended_at IS NOT NULL AND s.last_seen < $1 \
+         AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.project_id = r.project_id AND t.type = 'recording' AND t.unique_key = r.session_id) \
+         LIMIT $2",
     )
     .bind(cutoff)
-    .bind(now)
     .bind(limit)
     .fetch_all(db.reader())
     .await?
     .iter()
-    .map(|row| {
-        Ok(Unfinished {
-            project_id: row.try_get("project_id")?,
-            session_id: row.try_get("session_id")?,
-        })
-    })
+    .map(|row| Ok((row.try_get("project_id")?, row.try_get("session_id")?)))
     .collect()
 }
 
@@ -271,24 +207,45 @@ pub(super) async fn end_silent_session(
     Ok(ended.rows_affected() == 1)
 }
 
-/// Recording assets still `waiting` or `processing`, unchanged since `cutoff`, that have no
-/// recording in progress left to make them from (their node died before segments were kept).
+/// A recording asset that nothing will finish.
+#[derive(Debug)]
+pub(super) struct Orphaned {
+    pub project_id: String,
+    pub id: String,
+    /// Why its task failed, when it did.
+    pub task_error: Option<String>,
+}
+
+/// Recording assets still `waiting` or `processing`, unchanged since `cutoff`, that nothing
+/// will finish: their task failed or was cancelled (and its node died before failing the
+/// asset), or they have neither a task nor a recording to make one from (their node died
+/// before recordings were kept as they arrive).
 pub(super) async fn orphaned_assets(
     db: &Database,
     cutoff: i64,
     limit: i64,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+) -> Result<Vec<Orphaned>, sqlx::Error> {
     sqlx::query(
-        "SELECT project_id, id FROM assets a WHERE phase IN ('waiting', 'processing') AND updated_at < $1 \
-         AND source_type = 'recording' AND deleted = 0 \
-         AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.session_id = a.id) LIMIT $2",
+        "SELECT a.project_id, a.id, t.error_message FROM assets a \
+         LEFT JOIN tasks t ON t.project_id = a.project_id AND t.type = 'recording' AND t.unique_key = a.id \
+         WHERE a.phase IN ('waiting', 'processing') AND a.updated_at < $1 \
+         AND a.source_type = 'recording' AND a.deleted = 0 \
+         AND ((t.id IS NULL AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.session_id = a.id)) \
+              OR t.phase IN ('failed', 'cancelled')) \
+         LIMIT $2",
     )
     .bind(cutoff)
     .bind(limit)
     .fetch_all(db.reader())
     .await?
     .iter()
-    .map(|row| Ok((row.try_get("project_id")?, row.try_get("id")?)))
+    .map(|row| {
+        Ok(Orphaned {
+            project_id: row.try_get("project_id")?,
+            id: row.try_get("id")?,
+            task_error: row.try_get("error_message")?,
+        })
+    })
     .collect()
 }
 

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What a task does (Studio's closed list; SDKs reject any other value).
+/// What a task does: Studio's closed list (SDKs reject any other value), plus the server's own
+/// internal work, which runs on the same job system but never appears in the API or webhooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 #[schema(as = TaskType)]
@@ -13,16 +14,34 @@ pub enum TaskType {
     ExportData,
     TranscodeFile,
     Clip,
+    /// Internal: makes a recorded session's asset (`recording`).
+    #[serde(skip)]
+    Recording,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 5] = [
+    /// The types the API shows.
+    pub const PUBLIC: [TaskType; 5] = [
         TaskType::Upload,
         TaskType::Export,
         TaskType::ExportData,
         TaskType::TranscodeFile,
         TaskType::Clip,
     ];
+
+    pub const ALL: [TaskType; 6] = [
+        TaskType::Upload,
+        TaskType::Export,
+        TaskType::ExportData,
+        TaskType::TranscodeFile,
+        TaskType::Clip,
+        TaskType::Recording,
+    ];
+
+    /// Internal work: not listed by `/task`, no `task.*` webhooks.
+    pub fn is_internal(self) -> bool {
+        !TaskType::PUBLIC.contains(&self)
+    }
 
     /// The wire name, e.g. `transcode-file`.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +51,7 @@ impl TaskType {
             TaskType::ExportData => "export-data",
             TaskType::TranscodeFile => "transcode-file",
             TaskType::Clip => "clip",
+            TaskType::Recording => "recording",
         }
     }
 
@@ -147,11 +167,13 @@ mod tests {
 
     #[test]
     fn wire_names_round_trip() {
-        for t in TaskType::ALL {
+        for t in TaskType::PUBLIC {
             let json = serde_json::to_value(t).unwrap();
             assert_eq!(json, t.as_str());
             assert_eq!(TaskType::parse(t.as_str()), Some(t));
         }
+        assert!(TaskType::Recording.is_internal());
+        assert_eq!(TaskType::parse("recording"), Some(TaskType::Recording));
         for p in [
             "pending",
             "waiting",

@@ -134,7 +134,11 @@ fn claimed_from_row(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
 
 /// Writes the event of `task`'s current state: `task.spawned`/`task.updated` carry
 /// `{task: {id, type, snapshot}}`, `task.completed`/`task.failed` carry `{success, task}`.
+/// Internal tasks have no events.
 async fn emit(tx: &mut Tx, event: EventType, task: &Task, now: i64) -> Result<(), sqlx::Error> {
+    if task.task_type.is_internal() {
+        return Ok(());
+    }
     let snapshot = serde_json::to_value(task).expect("a task serializes");
     let payload = match event {
         EventType::TaskCompleted | EventType::TaskFailed => serde_json::json!({
@@ -211,8 +215,10 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
     Ok((task, true))
 }
 
+/// A task of the project as the API shows it (internal tasks are not shown).
 pub async fn get(db: &Database, project_id: &str, id: &str) -> ApiResult<Option<Task>> {
-    Ok(get_in(db.reader(), project_id, id).await?)
+    let task = get_in(db.reader(), project_id, id).await?;
+    Ok(task.filter(|t| !t.task_type.is_internal()))
 }
 
 /// Like [`get`], on any executor (e.g. inside a transaction).
@@ -237,7 +243,14 @@ pub async fn list(
     req: &ListRequest,
 ) -> ApiResult<(Vec<Task>, PageInfo)> {
     let mut scope = Sql::new(" WHERE project_id = ");
-    scope.bind(project_id);
+    scope.bind(project_id).push(" AND type IN (");
+    for (i, t) in TaskType::PUBLIC.iter().enumerate() {
+        if i > 0 {
+            scope.push(", ");
+        }
+        scope.bind(t.as_str());
+    }
+    scope.push(")");
     let (rows, page) = req.fetch(db, COLUMNS, "tasks", scope).await?;
     Ok((
         rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?,
@@ -341,6 +354,35 @@ pub async fn claim(
     }
     let rows = sql.query().fetch_all(db.writer()).await?;
     rows.iter().map(claimed_from_row).collect()
+}
+
+/// Leases task `id` of the project to `owner` if it is claimable (as [`claim`] would): the node
+/// that spawned a task can run it at once. `None` when it is not (taken, finished, not due).
+pub async fn claim_one(
+    db: &Database,
+    owner: &str,
+    project_id: &str,
+    id: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    let mut sql = Sql::new("UPDATE tasks SET phase = 'running', lease_owner = ");
+    sql.bind(owner)
+        .push(", lease_until = ")
+        .bind(lease_until)
+        .push(", heartbeat_at = ")
+        .bind(now)
+        .push(", updated_at = ")
+        .bind(now)
+        .push(", attempts = attempts + 1 WHERE project_id = ")
+        .bind(project_id)
+        .push(" AND id = ")
+        .bind(id)
+        .push(" AND ");
+    push_claimable(&mut sql, now);
+    sql.push(&format!(" RETURNING {COLUMNS}"));
+    let row = sql.query().fetch_optional(db.writer()).await?;
+    row.as_ref().map(claimed_from_row).transpose()
 }
 
 /// The claimable tasks of `types`, first due first, at most `max`.

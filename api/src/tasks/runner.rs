@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +85,14 @@ pub trait TaskHandler: Send + Sync + 'static {
 
     /// Does the work; the value is stored as the task's `output` under its type's key.
     fn run<'a>(&'a self, job: Job) -> BoxFuture<'a, Result<serde_json::Value, JobError>>;
+
+    /// Called once the task has failed for good, whatever the cause (the handler's error, its
+    /// deadline, too many attempts), so that what it was making (an asset) fails too. Called
+    /// at most once per failure by the node that recorded it; if that node dies first, the
+    /// handler's own recovery must notice the failed task.
+    fn failed<'a>(&'a self, _task: &'a Task, _error: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// How a runner behaves.
@@ -100,7 +108,8 @@ pub struct RunnerConfig {
     pub cores: usize,
     /// Jobs that mostly wait, at once.
     pub io_slots: usize,
-    /// Where jobs get their scratch directories; emptied when the runner starts.
+    /// Where jobs get their scratch directories (in `{scratch_dir}/{node_id}`); what runners
+    /// that are gone left there is removed when a runner starts.
     pub scratch_dir: PathBuf,
     /// First retry delay; doubles per retry up to `max_backoff`.
     pub initial_backoff: Duration,
@@ -143,6 +152,13 @@ pub struct Runner {
     handlers: HashMap<TaskType, Arc<dyn TaskHandler>>,
     wake: Arc<Notify>,
     webhooks: Option<Arc<Notify>>,
+    /// The node's cores and I/O slots, shared by the claim loop and [`Runner::run_now`].
+    free_cores: Arc<Semaphore>,
+    free_io: Arc<Semaphore>,
+    /// Cancelled when a stopping runner hands back the leases of unfinished jobs.
+    stop: CancellationToken,
+    /// This runner's scratch space, `scratch_dir/{node_id}`, locked while the runner lives.
+    scratch: Scratch,
 }
 
 /// How one attempt stopped, short of an outcome from the handler.
@@ -155,8 +171,13 @@ enum Interrupted {
 
 impl Runner {
     pub fn new(db: Database, config: RunnerConfig) -> Runner {
+        let scratch = Scratch::claim(&config.scratch_dir, &config.node_id);
         Runner {
             db,
+            free_cores: Arc::new(Semaphore::new(config.cores.max(1))),
+            free_io: Arc::new(Semaphore::new(config.io_slots.max(1))),
+            stop: CancellationToken::new(),
+            scratch,
             config,
             handlers: HashMap::new(),
             wake: Arc::new(Notify::new()),
@@ -263,28 +284,30 @@ impl Runner {
         mut shutdown: watch::Receiver<bool>,
         shutdown_timeout: Duration,
     ) {
-        // Whatever a previous process left in its scratch space is garbage now.
-        let _ = tokio::fs::remove_dir_all(&self.config.scratch_dir).await;
-        let stop = CancellationToken::new();
-        let mut jobs: JoinSet<usize> = JoinSet::new();
-        let (mut used_cores, mut used_io) = (0usize, 0usize);
+        let mut jobs: JoinSet<()> = JoinSet::new();
         let mut last_depth = Instant::now() - Duration::from_secs(60);
         while !*shutdown.borrow() {
             if !self.handlers.is_empty() {
-                let free_cores = self.config.cores.max(1).saturating_sub(used_cores);
-                let free_io = self.config.io_slots.saturating_sub(used_io);
+                let free_cores = self.free_cores.available_permits();
+                let free_io = self.free_io.available_permits();
                 match self.claim(free_cores, free_io).await {
                     Ok(claimed) => {
                         for (c, cores) in claimed {
-                            if cores == 0 {
-                                used_io += 1;
-                            }
-                            used_cores += cores;
+                            // `run_now` may have taken the slot since; the task goes back.
+                            let Some(permit) = self.try_reserve(cores) else {
+                                let _ = repo::release(
+                                    &self.db,
+                                    &c.task,
+                                    &self.config.node_id,
+                                    now_ms(),
+                                )
+                                .await;
+                                continue;
+                            };
                             let runner = self.clone();
-                            let stop = stop.clone();
                             jobs.spawn(async move {
-                                runner.execute(c, stop).await;
-                                cores
+                                runner.execute(c, runner.stop.clone()).await;
+                                drop(permit);
                             });
                         }
                     }
@@ -299,13 +322,7 @@ impl Runner {
                 changed = shutdown.changed() => if changed.is_err() { break },
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
-                Some(done) = jobs.join_next(), if !jobs.is_empty() => {
-                    let cores = done.unwrap_or(0);
-                    if cores == 0 {
-                        used_io = used_io.saturating_sub(1);
-                    }
-                    used_cores = used_cores.saturating_sub(cores);
-                }
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
             }
         }
         let drained = tokio::time::timeout(shutdown_timeout, async {
@@ -317,7 +334,7 @@ impl Runner {
                 unfinished = jobs.len(),
                 "shutdown timeout: handing back the leases of tasks still running"
             );
-            stop.cancel();
+            self.stop.cancel();
             // Releasing is one UPDATE per job; if the database does not answer, the leases
             // expire on their own.
             let _ = tokio::time::timeout(RELEASE_WITHIN, async {
@@ -325,6 +342,61 @@ impl Runner {
             })
             .await;
             jobs.abort_all();
+        }
+    }
+
+    /// Runs task `id` of the project here and now if it is still claimable, as soon as the
+    /// node has room for it: the node that spawns a task (a session that ended) starts it
+    /// without waiting for a poll, and keeps doing so while it drains on shutdown, when the
+    /// claim loop no longer claims. Returns once the attempt ended (or at once when another
+    /// node, or the claim loop, has the task).
+    pub async fn run_now(self: Arc<Self>, task_type: TaskType, project_id: String, id: String) {
+        let Some(handler) = self.handlers.get(&task_type).cloned() else {
+            return;
+        };
+        let cores = self.cores_of(handler.as_ref());
+        let semaphore = if cores == 0 {
+            &self.free_io
+        } else {
+            &self.free_cores
+        };
+        let Ok(permit) = semaphore
+            .clone()
+            .acquire_many_owned(cores.max(1) as u32)
+            .await
+        else {
+            return;
+        };
+        let now = now_ms();
+        let lease_until = now + self.config.lease.as_millis() as i64;
+        match repo::claim_one(
+            &self.db,
+            &self.config.node_id,
+            &project_id,
+            &id,
+            lease_until,
+            now,
+        )
+        .await
+        {
+            Ok(Some(claimed)) => self.execute(claimed, self.stop.clone()).await,
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(task = %id, error = %err, "claiming a task to run it at once failed; the claim loop will")
+            }
+        }
+        drop(permit);
+    }
+
+    /// Takes room for a job of `cores` cores (an I/O slot for 0), if there is some now.
+    fn try_reserve(&self, cores: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if cores == 0 {
+            self.free_io.clone().try_acquire_owned().ok()
+        } else {
+            self.free_cores
+                .clone()
+                .try_acquire_many_owned(cores as u32)
+                .ok()
         }
     }
 
@@ -346,6 +418,11 @@ impl Runner {
         let type_name = claimed.task.task_type.as_str();
         let owner = self.config.node_id.as_str();
         let task = &claimed.task;
+        let Some(handler) = self.handlers.get(&task.task_type).cloned() else {
+            // Claims only name our handlers' types; nothing to do but hand it back.
+            let _ = repo::release(&self.db, task, owner, now_ms()).await;
+            return;
+        };
         let outcome = if claimed.cancel_requested {
             Some(Finish::Cancelled)
         } else if claimed.attempts > claimed.max_attempts {
@@ -357,19 +434,15 @@ impl Runner {
             None
         };
         if let Some(outcome) = outcome {
-            self.record(task, &outcome, owner).await;
+            self.record(task, &outcome, owner, handler.as_ref()).await;
             return;
         }
-        let Some(handler) = self.handlers.get(&task.task_type).cloned() else {
-            // Claims only name our handlers' types; nothing to do but hand it back.
-            let _ = repo::release(&self.db, task, owner, now_ms()).await;
-            return;
-        };
         let started = Instant::now();
+        tracing::info!(task = %task.id, r#type = type_name, attempt = claimed.attempts, "task started");
         metrics::gauge!("studio_tasks_running", "type" => type_name).increment(1.0);
         let scratch = ScratchDir(
-            self.config
-                .scratch_dir
+            self.scratch
+                .dir
                 .join(format!("{}-{}", task.id, claimed.attempts)),
         );
         let outcome = match tokio::fs::create_dir_all(&scratch.0).await {
@@ -426,7 +499,7 @@ impl Runner {
             };
             metrics::histogram!("studio_task_duration_seconds", "type" => type_name, "outcome" => outcome)
                 .record(started.elapsed().as_secs_f64());
-            self.record(task, &finish, owner).await;
+            self.record(task, &finish, owner, handler.as_ref()).await;
         }
     }
 
@@ -477,7 +550,7 @@ impl Runner {
     }
 
     /// Writes the outcome; logs when it cannot (the lease then expires and the task is retried).
-    async fn record(&self, task: &Task, finish: &Finish, owner: &str) {
+    async fn record(&self, task: &Task, finish: &Finish, owner: &str, handler: &dyn TaskHandler) {
         let type_name = task.task_type.as_str();
         match repo::finish(&self.db, task, owner, finish, now_ms()).await {
             Ok(true) => {
@@ -485,6 +558,7 @@ impl Runner {
                     metrics::counter!("studio_tasks_failed_total", "type" => type_name)
                         .increment(1);
                     tracing::warn!(task = %task.id, r#type = type_name, %error, "task failed");
+                    handler.failed(task, error).await;
                 }
                 if let Some(wake) = &self.webhooks {
                     wake.notify_one();
@@ -500,6 +574,37 @@ impl Runner {
     }
 }
 
+/// A runner's scratch space: `{scratch_dir}/{node_id}`, with a lock file held while the runner
+/// lives. Several nodes may share a data directory; a runner starting removes the spaces whose
+/// lock nobody holds (their process is gone), never those of a live runner.
+struct Scratch {
+    dir: PathBuf,
+    _lock: Option<std::fs::File>,
+}
+
+impl Scratch {
+    fn claim(base: &std::path::Path, node_id: &str) -> Scratch {
+        let _ = std::fs::create_dir_all(base);
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "lock")
+                    && let Ok(file) = std::fs::File::open(&path)
+                    && file.try_lock().is_ok()
+                {
+                    let _ = std::fs::remove_dir_all(path.with_extension(""));
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let dir = base.join(node_id);
+        let lock = std::fs::File::create(base.join(format!("{node_id}.lock")))
+            .ok()
+            .filter(|file| file.lock().is_ok());
+        Scratch { dir, _lock: lock }
+    }
+}
+
 /// A job's scratch directory, removed when the attempt ends however it ends (a panic included).
 struct ScratchDir(PathBuf);
 
@@ -512,6 +617,20 @@ impl Drop for ScratchDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_starting_runner_removes_only_the_scratch_of_runners_that_are_gone() {
+        let base = std::env::temp_dir().join(format!("scratch-{}", crate::ids::new_id()));
+        let live = Scratch::claim(&base, "node-live");
+        std::fs::create_dir_all(live.dir.join("job")).unwrap();
+        std::fs::create_dir_all(base.join("node-dead/job")).unwrap();
+        std::fs::write(base.join("node-dead.lock"), b"").unwrap();
+        let _new = Scratch::claim(&base, "node-new");
+        assert!(live.dir.join("job").exists(), "a live runner's scratch stays");
+        assert!(!base.join("node-dead").exists(), "a dead runner's scratch goes");
+        assert!(!base.join("node-dead.lock").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {

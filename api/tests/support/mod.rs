@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -133,4 +134,138 @@ pub fn field(line: &str, name: &str) -> String {
         .find_map(|part| part.strip_prefix(&format!("{name}=")))
         .unwrap_or_else(|| panic!("no {name} in {line}"));
     start.trim_matches('"').to_string()
+}
+
+/// Runs `sql` (statements without results) on the database at `url`.
+pub async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The API of a running server, as one tenant.
+pub struct Api {
+    pub base: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(server: &Studio, key: &str) -> Api {
+        Api {
+            base: format!("http://{}/api", server.http),
+            key: key.to_string(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let reply = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        reply.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn create_recorded_stream(&self) -> Value {
+        let reply = self
+            .http
+            .post(format!("{}/stream", self.base))
+            .bearer_auth(&self.key)
+            .json(&json!({"name": "recorded", "record": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+        reply.json().await.unwrap()
+    }
+
+    /// Waits until the recording of session `id` is finished, asserts that it is ready, and
+    /// returns the duration of its MP4 (which must decode without errors).
+    pub async fn recorded_duration_when_finished(&self, id: &str) -> f64 {
+        let session = eventually(Duration::from_secs(60), || async {
+            let session = self.get(&format!("/session/{id}")).await;
+            (session["recordingStatus"] != "waiting").then_some(session)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the recording of session {id} is still waiting"));
+        let asset = self.get(&format!("/asset/{id}")).await;
+        assert_eq!(session["recordingStatus"], "ready", "{session}\n{asset}");
+        assert_eq!(asset["status"]["phase"], "ready", "{asset}");
+        let mp4 = asset["downloadUrl"].as_str().unwrap();
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-i", mp4, "-f", "null", "-"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{mp4}: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        ffprobe_duration(mp4).await
+    }
+}
+
+/// Publishes `seconds` of test video and audio over RTMP, as an encoder would.
+pub fn publish(server: &Studio, stream_key: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30"])
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(format!("rtmp://{}/live/{stream_key}", server.rtmp))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running ffmpeg")
+}
+
+pub async fn ffprobe_duration(url: &str) -> f64 {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe {url}: {}", String::from_utf8_lossy(&probe.stderr)))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

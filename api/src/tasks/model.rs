@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What a task does: Studio's closed list (SDKs reject any other value), plus the server's own
-/// internal work, which runs on the same job system but never appears in the API or webhooks.
+/// What a task does (Studio's closed list; SDKs reject any other value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 #[schema(as = TaskType)]
@@ -14,7 +13,9 @@ pub enum TaskType {
     ExportData,
     TranscodeFile,
     Clip,
-    /// Internal: makes a recorded session's asset (`recording`).
+    // The server's own work runs on the same job system under internal types, which never
+    // appear in the API, its document or webhooks.
+    /// Makes a recorded session's asset.
     #[serde(skip)]
     Recording,
 }

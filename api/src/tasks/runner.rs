@@ -626,8 +626,14 @@ mod tests {
         std::fs::create_dir_all(base.join("node-dead/job")).unwrap();
         std::fs::write(base.join("node-dead.lock"), b"").unwrap();
         let _new = Scratch::claim(&base, "node-new");
-        assert!(live.dir.join("job").exists(), "a live runner's scratch stays");
-        assert!(!base.join("node-dead").exists(), "a dead runner's scratch goes");
+        assert!(
+            live.dir.join("job").exists(),
+            "a live runner's scratch stays"
+        );
+        assert!(
+            !base.join("node-dead").exists(),
+            "a dead runner's scratch goes"
+        );
         assert!(!base.join("node-dead.lock").exists());
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -44,6 +44,8 @@ pub enum JobKind {
     Remux,
     /// Reading a file's container and track facts.
     Probe,
+    /// Reading a VOD source into segments (it waits for them to be transcoded, too).
+    Demux,
     /// Opening a test encoder to learn which H.264 encoder works (NVENC or libx264), at start-up.
     EncoderProbe,
 }
@@ -55,6 +57,7 @@ impl JobKind {
             JobKind::Transcode => "transcode",
             JobKind::Remux => "remux",
             JobKind::Probe => "probe",
+            JobKind::Demux => "demux",
             JobKind::EncoderProbe => "encoder_probe",
         }
     }
@@ -66,6 +69,7 @@ impl fmt::Display for JobKind {
             JobKind::Transcode => "transcoding the segment",
             JobKind::Remux => "remuxing to MP4",
             JobKind::Probe => "probing the media",
+            JobKind::Demux => "reading the source",
             JobKind::EncoderProbe => "opening a test encoder",
         })
     }
@@ -108,6 +112,13 @@ impl DeadlinePolicy {
         per_media_second: Duration::from_millis(50),
     };
     /// A probe reads headers and an index: 30 s whatever the length.
+    /// Reading a VOD source paces itself on its transcoding (segments are handed over one by
+    /// one): up to 20 s per second of media, for a CPU transcoder on a small machine.
+    pub const VOD_SOURCE: DeadlinePolicy = DeadlinePolicy {
+        floor: Duration::from_secs(120),
+        per_media_second: Duration::from_secs(20),
+    };
+
     pub const PROBE: DeadlinePolicy = DeadlinePolicy {
         floor: Duration::from_secs(30),
         per_media_second: Duration::ZERO,

@@ -4,7 +4,8 @@
 //! caller-supplied callback ([`ingest`]), FLV and MPEG-TS demuxing into timestamped H.264/AAC
 //! packets ([`flv`], [`mpegts`], [`packet`]), and a keyframe-aligned segmenter ([`segment`]). Segments
 //! become HLS output through [`hls`]: MPEG-TS segments and media/master playlists.
-//! Recordings become progressive-download MP4 files through [`mp4`]. Every piece of FFmpeg work
+//! Recordings become progressive-download MP4 files through [`mp4`]; uploaded and imported files
+//! are read into the same segments by [`vod`]. Every piece of FFmpeg work
 //! runs through [`ffmpeg_job`]: a blocking thread, a deadline, cancellation and metrics.
 
 pub mod ffmpeg_job;
@@ -18,5 +19,6 @@ pub mod packet;
 pub mod segment;
 pub mod store;
 pub mod transcode;
+pub mod vod;
 
 pub use packet::{Packet, PacketKind, Track};

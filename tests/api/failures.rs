@@ -8,16 +8,18 @@ use studio_tests::{Backend, TestApp, eventually};
 
 use crate::live::publish;
 
-/// A recording whose processing fails for a reason inside the server (here its scratch
-/// directory cannot be created) fails with a message that names none of the server's paths, in
-/// the API and in the `asset.failed` webhook alike.
+/// A recording whose processing fails for a reason inside the server (here its job's scratch
+/// directory cannot be created, every attempt) fails with a message that names none of the
+/// server's paths, in the API and in the `asset.failed` webhook alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_assets_error_message_names_no_server_path() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    // Where recordings are packaged: a file in the way makes creating the directory fail.
+    // Where this node's jobs get their scratch directories: a file in the way makes creating
+    // them fail.
     let data_dir = app.config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).unwrap();
-    std::fs::write(data_dir.join("tmp"), b"in the way").unwrap();
+    let runner = app.server.as_ref().unwrap().state.runner().config().clone();
+    std::fs::create_dir_all(&runner.scratch_dir).unwrap();
+    std::fs::write(runner.scratch_dir.join(&runner.node_id), b"in the way").unwrap();
     let receiver = Receiver::start().await;
     let hook = app
         .post(
@@ -32,7 +34,8 @@ async fn a_failed_assets_error_message_names_no_server_path() {
     let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 3);
     assert!(ffmpeg.wait().await.unwrap().success());
 
-    let failed = eventually(Duration::from_secs(30), || async {
+    // Three attempts, 5 s and 10 s apart.
+    let failed = eventually(Duration::from_secs(45), || async {
         let assets = app.get("/asset").await.json;
         let asset = assets.as_array()?.first()?.clone();
         (asset["status"]["phase"] == "failed").then_some(asset)
@@ -54,7 +57,7 @@ async fn a_failed_assets_error_message_names_no_server_path() {
         ),
     ] {
         assert!(!shown.is_empty(), "{where_}: no errorMessage");
-        for internal in [data_dir.to_str().unwrap(), "/tmp", "recording-"] {
+        for internal in [data_dir.to_str().unwrap(), "/tmp", "scratch"] {
             assert!(
                 !shown.contains(internal),
                 "{where_}: errorMessage {shown:?} exposes {internal:?}"

@@ -447,7 +447,10 @@ impl Runner {
         );
         let outcome = match tokio::fs::create_dir_all(&scratch.0).await {
             Err(err) => Err(Finish::Retry {
-                error: format!("could not create the scratch directory: {err}"),
+                error: format!(
+                    "could not create the scratch directory {}: {err}",
+                    scratch.0.display()
+                ),
                 run_at: now_ms() + self.config.backoff(task.status.retries).as_millis() as i64,
             }),
             Ok(()) => Ok(self

@@ -48,6 +48,7 @@ struct Inner {
     transcoder: Arc<dyn Transcoder>,
     recorder: crate::recording::Recorder,
     recordings: Arc<crate::recording::RecordingTasks>,
+    upload_tokens: crate::assets::upload::UploadTokens,
     runner: Arc<Runner>,
     ingest_limits: IngestLimits,
     session_stats: crate::sessions::stats::SessionStats,
@@ -63,6 +64,7 @@ impl AppState {
         public_url: String,
         transcoder: Arc<dyn Transcoder>,
         media_store: Arc<dyn ObjectStore>,
+        upload_tokens: crate::assets::upload::UploadTokens,
     ) -> anyhow::Result<AppState> {
         let webhook_sender = Sender::new(&config.webhooks)?;
         let key_cache = Arc::new(KeyCache::new(db.backend()));
@@ -75,9 +77,18 @@ impl AppState {
             public_url.clone(),
             webhook_wake.clone(),
         ));
-        let runner = task_runner(&config, &db, &task_wake, &webhook_wake, &recordings);
+        let assets = Arc::new(crate::assets::pipeline::AssetTasks::new(
+            &config,
+            db.clone(),
+            media_store.clone(),
+            transcoder.clone(),
+            public_url.clone(),
+            webhook_wake.clone(),
+        )?);
+        let runner = task_runner(&config, &db, &task_wake, &webhook_wake, &recordings, assets);
         Ok(AppState(Arc::new(Inner {
             recordings,
+            upload_tokens,
             runner,
             ingest_limits,
             session_stats: Default::default(),
@@ -133,6 +144,11 @@ impl AppState {
     /// Makes the assets of recorded sessions (the `recording` tasks).
     pub fn recordings(&self) -> &crate::recording::RecordingTasks {
         &self.0.recordings
+    }
+
+    /// Signs and checks the tokens of upload URLs.
+    pub fn upload_tokens(&self) -> &crate::assets::upload::UploadTokens {
+        &self.0.upload_tokens
     }
 
     /// This node's job runner.
@@ -215,6 +231,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_router().split_for_parts();
+    let (uploads, _) = crate::assets::routes::upload_router().split_for_parts();
     let doc = crate::openapi::document();
     let body_limit = state.config().max_body_bytes;
     let timeout = state.config().request_timeout();
@@ -231,6 +248,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .nest(
+            "/api",
+            uploads.route_layer(axum::middleware::from_fn(http::metrics::track)),
+        )
         .layer(axum::middleware::from_fn(http::guard::reject_nul_in_uri))
         .layer(axum::middleware::from_fn(
             http::guard::reject_repeated_authorization,
@@ -343,7 +364,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (rtmp_addr, srt_addr) = (config.rtmp_addr, config.srt_addr);
     let media_store = open_media_store(&config).await?;
     let transcoder = crate::live::transcoding::transcoder(&config).await?;
-    let state = AppState::new(config, db.clone(), public_url, transcoder, media_store)?;
+    let upload_tokens = crate::assets::upload::UploadTokens::load(&config, &db).await?;
+    let state = AppState::new(
+        config,
+        db.clone(),
+        public_url,
+        transcoder,
+        media_store,
+        upload_tokens,
+    )?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let key_listener = (db.backend() == crate::db::Backend::Postgres).then(|| {
         tokio::spawn(crate::auth::cache::listen(
@@ -409,6 +438,7 @@ fn task_runner(
     wake: &Arc<Notify>,
     webhooks: &Arc<Notify>,
     recordings: &Arc<crate::recording::RecordingTasks>,
+    assets: Arc<crate::assets::pipeline::AssetTasks>,
 ) -> Arc<Runner> {
     let mut runner_config =
         RunnerConfig::for_machine(config.data_dir.join("scratch").join("tasks"));
@@ -417,7 +447,8 @@ fn task_runner(
         Runner::new(db.clone(), runner_config)
             .with_waker(wake.clone())
             .with_webhook_wake(webhooks.clone())
-            .with_handler(recordings.clone()),
+            .with_handler(recordings.clone())
+            .with_handler(assets),
     )
 }
 

@@ -5,13 +5,25 @@
 //! streams use, so `/hls/{playbackId}/...` serves both. Which objects make up the asset is kept
 //! in its `files`, never shown to clients; the URLs they see are built from them.
 
+pub mod import;
+pub mod pipeline;
 pub mod repo;
 pub mod routes;
+pub mod upload;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::streams::model::{CreatorId, PlaybackPolicy};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::clock::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{self, EventType, NewEvent};
+use crate::http::validate::Problems;
+use crate::profiles::{TranscodeProfile, VodEncoder, validate_transcode_profiles};
+use crate::streams::model::{
+    CreatorId, CreatorIdInput, PlaybackPolicy, validate_creator_id, validate_playback_policy,
+};
 
 /// An asset as the API shows it (Studio's `asset`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -42,9 +54,26 @@ pub struct Asset {
     pub size: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video_spec: Option<VideoSpec>,
+    /// Digests of the source file, once uploaded.
+    pub hash: Option<Vec<Hash>>,
+    /// The renditions asked for; the default ladder when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<TranscodeProfile>>,
+    /// Whether static MP4 renditions are made (write-only in Studio: never returned).
+    #[serde(skip)]
+    pub static_mp4: bool,
     /// The objects the asset is made of (write-only in Studio: never returned).
     #[serde(skip)]
     pub files: Vec<AssetFile>,
+}
+
+/// A digest of the source file.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[schema(as = AssetHash)]
+pub struct Hash {
+    pub hash: String,
+    /// `md5` or `sha256`.
+    pub algorithm: String,
 }
 
 /// Where an asset's content came from.
@@ -220,6 +249,39 @@ pub struct VideoSpec {
     pub tracks: Option<Vec<VideoTrack>>,
 }
 
+impl VideoSpec {
+    /// The spec of a probed file, with `format` as its container's name.
+    pub fn of(info: &studio_media_core::mp4::MediaInfo, format: &str) -> VideoSpec {
+        use studio_media_core::mp4::TrackKind;
+        let tracks = info
+            .tracks
+            .iter()
+            .map(|t| VideoTrack {
+                kind: match t.kind {
+                    TrackKind::Video => TrackType::Video,
+                    TrackKind::Audio => TrackType::Audio,
+                },
+                codec: t.codec.clone(),
+                start_time: t.start_time_s,
+                duration: t.duration_s,
+                bitrate: t.bitrate.map(|b| b as f64),
+                width: t.width.map(i64::from),
+                height: t.height.map(i64::from),
+                pixel_format: t.pixel_format.clone(),
+                fps: t.fps,
+                channels: t.channels.map(i64::from),
+                sample_rate: t.sample_rate.map(i64::from),
+            })
+            .collect();
+        VideoSpec {
+            format: format.to_string(),
+            duration: info.duration_s,
+            bitrate: info.bitrate.map(|b| b as f64),
+            tracks: Some(tracks),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = VideoTrack)]
@@ -281,6 +343,231 @@ pub enum FileKind {
     CatalystHlsManifest,
     /// A progressive-download MP4.
     StaticTranscodedMp4,
+}
+
+/// What `request-upload` and `upload/url` take (Studio's `new-asset-payload`; the import adds
+/// `url`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = NewAssetPayload)]
+pub struct NewAssetPayload {
+    pub name: String,
+    /// Import from this URL (`upload/url` only): http(s), `ipfs://` or `ar://`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Also make static MP4 renditions.
+    #[serde(default)]
+    pub static_mp4: Option<bool>,
+    #[serde(default)]
+    pub playback_policy: Option<PlaybackPolicy>,
+    #[serde(default)]
+    pub creator_id: Option<CreatorIdInput>,
+    /// Renditions to make; the default ladder when absent.
+    #[serde(default)]
+    pub profiles: Option<Vec<TranscodeProfile>>,
+    /// Length segments aim for, in seconds.
+    #[serde(default)]
+    pub target_segment_size_secs: Option<f64>,
+    /// IPFS export (not supported by this server).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub storage: Option<serde_json::Value>,
+    /// Encrypted uploads (not supported by this server).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub encryption: Option<serde_json::Value>,
+    /// Content credentials (accepted, not applied).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub c2pa: Option<serde_json::Value>,
+}
+
+impl NewAssetPayload {
+    fn validate(&self) -> ApiResult<()> {
+        let mut problems = Problems::default();
+        crate::streams::model::validate_name(&mut problems, &self.name);
+        if let Some(policy) = &self.playback_policy {
+            validate_playback_policy(&mut problems, policy);
+        }
+        if let Some(creator) = &self.creator_id {
+            validate_creator_id(&mut problems, creator);
+        }
+        if let Some(profiles) = &self.profiles {
+            validate_transcode_profiles(&mut problems, "profiles", profiles);
+            for (i, p) in profiles.iter().enumerate() {
+                if p.encoder.is_some_and(|e| e != VodEncoder::H264) {
+                    problems.add(format!(
+                        "profiles[{i}].encoder: only H.264 renditions are made by this server"
+                    ));
+                }
+            }
+        }
+        if let Some(secs) = self.target_segment_size_secs
+            && !(1.0..=60.0).contains(&secs)
+        {
+            problems.add("targetSegmentSizeSecs must be between 1 and 60");
+        }
+        if self.encryption.as_ref().is_some_and(|e| !e.is_null()) {
+            problems.add("encryption: encrypted uploads are not supported by this server");
+        }
+        if self
+            .storage
+            .as_ref()
+            .and_then(|s| s.get("ipfs"))
+            .is_some_and(|ipfs| !ipfs.is_null() && ipfs != &serde_json::Value::Bool(false))
+        {
+            problems.add("storage.ipfs: IPFS export is not supported by this server");
+        }
+        problems.into_result()?;
+        if self.profiles.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ApiError::BadRequest(
+                "assets must have at least one profile".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Creates an asset of the caller's project from `payload` in `phase`, with its `upload` task
+/// (`params` its parameters; `held` until its file arrives), and `asset.created` and
+/// `task.spawned`, in one transaction. Returns the asset and the task's id.
+pub(crate) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    payload: NewAssetPayload,
+    source: AssetSource,
+    phase: AssetPhase,
+    params: serde_json::Value,
+    held: bool,
+) -> ApiResult<(Asset, String)> {
+    payload.validate()?;
+    let now = now_ms();
+    let mut tx = state.db().begin().await?;
+    if let Some(policy) = &payload.playback_policy {
+        crate::streams::routes::check_policy_webhook(&mut tx, principal, policy).await?;
+    }
+    let mut asset = Asset {
+        id: crate::ids::new_id(),
+        user_id: principal.user_id.clone(),
+        project_id: principal.project_id.clone(),
+        name: payload.name,
+        playback_id: String::new(),
+        playback_url: None,
+        download_url: None,
+        playback_policy: payload.playback_policy,
+        source,
+        creator_id: payload.creator_id.map(CreatorIdInput::into_creator_id),
+        created_at: now,
+        created_by_token_name: Some(principal.key_name.clone()),
+        status: AssetStatus {
+            phase,
+            updated_at: now,
+            progress: None,
+            error_message: None,
+        },
+        size: None,
+        video_spec: None,
+        hash: None,
+        profiles: payload.profiles,
+        static_mp4: payload.static_mp4.unwrap_or(false),
+        files: Vec::new(),
+    };
+    repo::insert(&mut tx, &mut asset).await?;
+    let mut params = params;
+    if let Some(secs) = payload.target_segment_size_secs {
+        params["targetSegmentSizeSecs"] = serde_json::json!(secs);
+    }
+    let (task, _) =
+        crate::tasks::repo::spawn(&mut tx, &upload::upload_task(&asset, params, held), now).await?;
+    emit(
+        &mut tx,
+        &asset,
+        EventType::AssetCreated,
+        state.public_url(),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.wake_webhooks();
+    if !held {
+        state.wake_tasks();
+    }
+    Ok((asset, task.id))
+}
+
+/// The source file of an uploaded asset is in the store under `key`: the asset waits for its
+/// task, which is queued, in one transaction. False when another upload got there first.
+pub(crate) async fn source_arrived(
+    state: &AppState,
+    asset: &Asset,
+    key: &str,
+    received: &upload::Received,
+) -> ApiResult<bool> {
+    let now = now_ms();
+    let hash = vec![
+        Hash {
+            hash: received.md5.clone(),
+            algorithm: "md5".into(),
+        },
+        Hash {
+            hash: received.sha256.clone(),
+            algorithm: "sha256".into(),
+        },
+    ];
+    let mut tx = state.db().begin().await?;
+    if !repo::source_arrived(&mut tx, &asset.project_id, &asset.id, &hash, now).await? {
+        return Ok(false);
+    }
+    let task = crate::tasks::repo::schedule(
+        &mut tx,
+        &asset.project_id,
+        crate::tasks::TaskType::Upload,
+        &asset.id,
+        serde_json::json!({ "sourceKey": key, "size": received.size }),
+        now,
+    )
+    .await?;
+    if !task {
+        return Ok(false);
+    }
+    if let Some(updated) = repo::get(&mut *tx, &asset.project_id, &asset.id).await? {
+        emit(
+            &mut tx,
+            &updated,
+            EventType::AssetUpdated,
+            state.public_url(),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.wake_webhooks();
+    state.wake_tasks();
+    Ok(true)
+}
+
+/// Writes `event` about `asset` (`{asset: {id, snapshot}}`, as Studio's asset events).
+pub(crate) async fn emit(
+    tx: &mut crate::db::Tx,
+    asset: &Asset,
+    event: EventType,
+    public_url: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let snapshot = asset.clone().for_response(public_url, false);
+    events::emit(
+        tx,
+        NewEvent {
+            project_id: &asset.project_id,
+            user_id: &asset.user_id,
+            event,
+            stream: None,
+            payload: Some(serde_json::json!({ "asset": { "id": asset.id, "snapshot": snapshot } })),
+        },
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 impl Asset {

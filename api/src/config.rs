@@ -49,6 +49,51 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     pub network: NetworkConfig,
     pub storage: StorageConfig,
+    pub vod: VodConfig,
+}
+
+/// Video on demand: uploads, URL imports and the asset pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VodConfig {
+    /// Largest upload or import, in bytes.
+    pub max_upload_bytes: u64,
+    /// Longest media accepted, in seconds.
+    pub max_source_duration_secs: u64,
+    /// Largest picture accepted (width and height, either orientation).
+    pub max_source_width: u32,
+    pub max_source_height: u32,
+    /// Signs upload URLs (HS256). Unset: a secret made on first start and kept in the
+    /// database, which every node then shares.
+    #[serde(deserialize_with = "secret")]
+    pub upload_token_secret: Option<SecretString>,
+    /// How long an upload URL stays valid, in seconds.
+    pub upload_url_ttl_secs: u64,
+    /// Where `ipfs://CID` imports are fetched (`{gateway}CID`).
+    pub ipfs_gateway: String,
+    /// Where `ar://TX` imports are fetched (`{gateway}TX`).
+    pub arweave_gateway: String,
+    /// How long downloading one import may take, in seconds.
+    pub import_timeout_secs: u64,
+    /// Length VOD segments aim for, in seconds (cut at the source's keyframes).
+    pub segment_secs: u64,
+}
+
+impl Default for VodConfig {
+    fn default() -> Self {
+        VodConfig {
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            max_source_duration_secs: 6 * 3600,
+            max_source_width: 4096,
+            max_source_height: 4096,
+            upload_token_secret: None,
+            upload_url_ttl_secs: 24 * 3600,
+            ipfs_gateway: "https://ipfs.io/ipfs/".into(),
+            arweave_gateway: "https://arweave.net/".into(),
+            import_timeout_secs: 3600,
+            segment_secs: 6,
+        }
+    }
 }
 
 /// Where media objects live (segments, playlists, recordings).
@@ -283,6 +328,7 @@ impl Default for Config {
             transcode: TranscodeConfig::default(),
             network: NetworkConfig::default(),
             storage: StorageConfig::default(),
+            vod: VodConfig::default(),
         }
     }
 }
@@ -493,6 +539,21 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             anyhow::bail!("database_max_connections must be at least 1");
+        }
+        for (name, gateway) in [
+            ("vod.ipfs_gateway", &self.vod.ipfs_gateway),
+            ("vod.arweave_gateway", &self.vod.arweave_gateway),
+        ] {
+            let parsed = url::Url::parse(gateway)
+                .with_context(|| format!("{name} {gateway:?} is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || !gateway.ends_with('/') {
+                anyhow::bail!(
+                    "{name} must be an http:// or https:// URL ending in /, got {gateway:?}"
+                );
+            }
+        }
+        if !(1..=60).contains(&self.vod.segment_secs) {
+            anyhow::bail!("vod.segment_secs must be between 1 and 60");
         }
         if self.transcode.transcoder != TranscoderSetting::Local {
             let n = &self.network;

@@ -66,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "recording_tasks",
         sql: include_str!("../../migrations/0006_recording_tasks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "vod",
+        sql: include_str!("../../migrations/0007_vod.sql"),
+    },
 ];
 
 impl Database {

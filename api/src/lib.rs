@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod playback;
 pub mod profiles;
 pub mod recording;
+pub mod secrets;
 pub mod sessions;
 pub mod signing_keys;
 pub mod streams;

@@ -74,7 +74,9 @@ const STUDIO_SCHEMA_NAMES: &[(&str, &str)] = &[
 
 /// The complete document, as served and checked in.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = crate::app::api_router().split_for_parts();
+    let (_, doc) = crate::app::api_router()
+        .merge(crate::assets::routes::upload_router())
+        .split_for_parts();
     rename_schemas(doc)
 }
 

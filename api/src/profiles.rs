@@ -161,6 +161,59 @@ impl FfmpegProfile {
     }
 }
 
+impl TranscodeProfile {
+    /// The profile as the transcoders take it, for a `source_width` x `source_height` source:
+    /// a missing size is the source's, a missing name `{height}p{index}`.
+    pub fn to_rendition(
+        &self,
+        index: usize,
+        source_width: u32,
+        source_height: u32,
+    ) -> RenditionProfile {
+        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        let width = self.width.map_or(source_width, clamp);
+        let height = self.height.map_or(source_height, clamp);
+        let live = FfmpegProfile {
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{height}p{index}")),
+            width: i64::from(width),
+            height: i64::from(height),
+            bitrate: self.bitrate,
+            fps: self.fps.unwrap_or(0),
+            fps_den: self.fps_den,
+            quality: self.quality,
+            gop: Some(self.gop.clone().unwrap_or_else(|| "2.0".into())),
+            profile: self.profile,
+            encoder: None,
+        };
+        live.to_rendition()
+    }
+}
+
+/// The ladder an asset gets when it names none: 360p, 720p and 1080p at the source frame rate
+/// with a keyframe every 2 s (renditions larger than the source are left out).
+pub fn default_asset_profiles() -> Vec<RenditionProfile> {
+    [
+        ("360p0", 640, 360, 1_000_000),
+        ("720p0", 1280, 720, 3_000_000),
+        ("1080p0", 1920, 1080, 6_000_000),
+    ]
+    .into_iter()
+    .map(|(name, width, height, bitrate)| RenditionProfile {
+        name: name.into(),
+        width,
+        height,
+        bitrate,
+        fps: None,
+        gop: Gop::Seconds(2.0),
+        profile: RenditionH264Profile::High,
+        quality: None,
+    })
+    .collect()
+}
+
 /// The ladder a stream gets when it names none: 240p, 360p, 480p and 720p at the source frame rate.
 pub fn default_stream_profiles() -> Vec<FfmpegProfile> {
     [

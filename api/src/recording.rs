@@ -23,10 +23,8 @@ pub mod task;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use studio_media_core::flv::{AacConfig, AvcConfig};
 use studio_media_core::hls::playlist::Variant;
-use studio_media_core::hls::{aac_codec_string, avc_codec_string, sps_resolution};
-use studio_media_core::packet::Track;
+use studio_media_core::hls::variant_of;
 use studio_media_core::segment::Segment;
 
 use crate::app::AppState;
@@ -155,7 +153,7 @@ pub async fn segment_stored(
             state.db(),
             project_id,
             session_id,
-            &variant_of(segment),
+            &variant_of(segment, "source/index.m3u8"),
             &stored,
             now_ms(),
         )
@@ -221,40 +219,4 @@ async fn emit_started(state: &AppState, mut session: Session) -> anyhow::Result<
     tx.commit().await?;
     state.wake_webhooks();
     Ok(())
-}
-
-/// The master playlist entry of a recording, from its first segment (bandwidths come at the end).
-fn variant_of(segment: &Segment) -> Variant {
-    let video = segment
-        .video_config
-        .as_ref()
-        .and_then(|c| AvcConfig::parse(c).ok());
-    let audio = segment
-        .audio_config
-        .as_ref()
-        .and_then(|c| AacConfig::parse(c).ok());
-    let mut codecs = Vec::new();
-    if let Some(video) = &video {
-        codecs.push(avc_codec_string(video));
-    }
-    if let Some(audio) = &audio {
-        codecs.push(aac_codec_string(audio));
-    }
-    let seconds = segment.duration_ms.max(1) as f64 / 1000.0;
-    let frames = segment
-        .packets
-        .iter()
-        .filter(|p| p.track == Track::Video)
-        .count();
-    Variant {
-        uri: "source/index.m3u8".into(),
-        bandwidth: 0,
-        average_bandwidth: None,
-        resolution: video
-            .as_ref()
-            .and_then(|v| v.sps.first())
-            .and_then(|sps| sps_resolution(sps)),
-        codecs,
-        frame_rate: (frames > 0).then(|| (frames as f64 / seconds * 1000.0).round() / 1000.0),
-    }
 }

@@ -5,6 +5,46 @@ pub mod playlist;
 pub mod ts;
 
 use crate::flv::{AacConfig, AvcConfig};
+use crate::packet::Track;
+use crate::segment::Segment;
+use playlist::Variant;
+
+/// The master playlist entry of a rendition at `uri`, from one of its segments: codecs,
+/// picture size and frame rate. Bandwidths are left 0 for the caller, who knows more segments.
+pub fn variant_of(segment: &Segment, uri: &str) -> Variant {
+    let video = segment
+        .video_config
+        .as_ref()
+        .and_then(|c| AvcConfig::parse(c).ok());
+    let audio = segment
+        .audio_config
+        .as_ref()
+        .and_then(|c| AacConfig::parse(c).ok());
+    let mut codecs = Vec::new();
+    if let Some(video) = &video {
+        codecs.push(avc_codec_string(video));
+    }
+    if let Some(audio) = &audio {
+        codecs.push(aac_codec_string(audio));
+    }
+    let seconds = segment.duration_ms.max(1) as f64 / 1000.0;
+    let frames = segment
+        .packets
+        .iter()
+        .filter(|p| p.track == Track::Video)
+        .count();
+    Variant {
+        uri: uri.into(),
+        bandwidth: 0,
+        average_bandwidth: None,
+        resolution: video
+            .as_ref()
+            .and_then(|v| v.sps.first())
+            .and_then(|sps| sps_resolution(sps)),
+        codecs,
+        frame_rate: (frames > 0).then(|| (frames as f64 / seconds * 1000.0).round() / 1000.0),
+    }
+}
 
 /// The RFC 6381 codec string of an H.264 stream, e.g. `avc1.64001f`: profile, constraint
 /// flags and level. They are read from the first SPS (bytes 1 to 3 after the NAL header),

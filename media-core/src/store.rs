@@ -50,6 +50,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> StoreFuture<'a, ()>;
     /// The size in bytes of the object under `key`, if any.
     fn size<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<u64>>;
+    /// Removes the object under `key`; nothing to remove is no error.
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
     /// Bytes `start..end` of the object under `key` (`end` is clamped to its size), if it
     /// exists: what a player's `Range` request asks for.
     fn get_range<'a>(
@@ -137,6 +139,16 @@ impl ObjectStore for LocalDirStore {
             tokio::fs::copy(path, &temp).await?;
             tokio::fs::rename(&temp, &target).await?;
             Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            validate_key(key)?;
+            match tokio::fs::remove_file(self.root.join(key)).await {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+                _ => Ok(()),
+            }
         })
     }
 

@@ -20,4 +20,5 @@ mod storage;
 mod streams;
 mod tasks;
 mod tenancy;
+mod vod;
 mod webhooks;

@@ -11,7 +11,8 @@ use crate::http::list::{FieldKind, ListRequest, ListSpec, PageInfo, Sql, field};
 use crate::ids;
 
 const COLUMNS: &str = "id, project_id, user_id, name, playback_id, source, creator_id, playback_policy, \
-    created_by_token_name, created_at, updated_at, phase, progress, error_message, size, video_spec, files";
+    created_by_token_name, created_at, updated_at, phase, progress, error_message, size, video_spec, files, \
+    hash, profiles, static_mp4";
 
 /// Studio's filter and order whitelist for assets (the fields this server stores).
 pub const LIST_SPEC: ListSpec = ListSpec {
@@ -62,6 +63,9 @@ fn from_row(row: &AnyRow) -> Result<Asset, sqlx::Error> {
         },
         size: row.try_get("size")?,
         video_spec: db::get_json(row, "video_spec")?,
+        hash: db::get_json(row, "hash")?,
+        profiles: db::get_json(row, "profiles")?,
+        static_mp4: db::get_bool(row, "static_mp4")?,
         files: db::get_json(row, "files")?.unwrap_or_default(),
     })
 }
@@ -93,7 +97,8 @@ async fn insert_row(conn: &mut sqlx::AnyConnection, a: &Asset) -> Result<(), sql
     sqlx::query(
         "INSERT INTO assets (id, project_id, user_id, name, playback_id, source, source_type, source_session_id, source_url, \
          creator_id, playback_policy, created_by_token_name, created_at, updated_at, phase, progress, error_message, size, \
-         video_spec, files) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         video_spec, files, hash, profiles, static_mp4) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
     )
     .bind(&a.id)
     .bind(&a.project_id)
@@ -115,6 +120,9 @@ async fn insert_row(conn: &mut sqlx::AnyConnection, a: &Asset) -> Result<(), sql
     .bind(a.size)
     .bind(db::to_opt_json(&a.video_spec))
     .bind(db::to_json(&a.files))
+    .bind(db::to_opt_json(&a.hash))
+    .bind(db::to_opt_json(&a.profiles))
+    .bind(a.static_mp4 as i64)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -273,4 +281,87 @@ pub async fn set_ready(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The source of an asset still `uploading` arrived: it moves to `waiting` with the source's
+/// digests. False when it was no longer `uploading` (another upload got there first).
+pub async fn source_arrived(
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+    hash: &[super::Hash],
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE assets SET phase = 'waiting', hash = $1, updated_at = $2 \
+         WHERE project_id = $3 AND id = $4 AND phase = 'uploading' AND deleted = 0",
+    )
+    .bind(db::to_json(&hash))
+    .bind(now)
+    .bind(project_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records how far processing got (`processing`, `progress` from 0 to 1); never moves an asset
+/// that is finished, deleted or further along.
+pub async fn set_progress(
+    db: &Database,
+    project_id: &str,
+    id: &str,
+    progress: f64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE assets SET phase = 'processing', progress = $1, updated_at = $2 \
+         WHERE project_id = $3 AND id = $4 AND phase IN ('waiting', 'processing') AND deleted = 0 \
+         AND (progress IS NULL OR progress <= $5)",
+    )
+    .bind(progress)
+    .bind(now)
+    .bind(project_id)
+    .bind(id)
+    .bind(progress)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Records the source's digests (of an imported file, known once downloaded).
+pub async fn set_hash(
+    db: &Database,
+    project_id: &str,
+    id: &str,
+    hash: &[super::Hash],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE assets SET hash = $1 WHERE project_id = $2 AND id = $3")
+        .bind(db::to_json(&hash))
+        .bind(project_id)
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// An asset of the project imported from `url` that is still waiting or processing and was
+/// created after `since`: importing the same URL again within that time answers it.
+pub async fn recent_import(
+    db: &Database,
+    project_id: &str,
+    url: &str,
+    since: i64,
+) -> ApiResult<Option<Asset>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM assets WHERE project_id = $1 AND source_url = $2 AND created_at >= $3 \
+         AND phase IN ('waiting', 'processing') AND deleted = 0 ORDER BY created_at DESC LIMIT 1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(url)
+        .bind(since)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
 }

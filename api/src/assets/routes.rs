@@ -19,6 +19,14 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_assets))
         .routes(routes!(get_asset))
+        .routes(routes!(super::upload::request_upload))
+        .routes(routes!(super::import::upload_url))
+}
+
+/// Routes that take a whole file in their body: outside the API's request timeout and body
+/// limit (they bound their own size and idle time), relative to `/api`.
+pub fn upload_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(super::upload::upload_direct))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -160,13 +160,21 @@ async fn get_playback_info(
     }))
 }
 
-/// An asset's sources: its MP4 first, then its HLS playlist. Not ready yet: 422.
+/// An asset's sources: its MP4s (highest bitrate first), then its HLS playlist. Not ready yet:
+/// 422.
 fn vod_info(asset: Asset, base: &str) -> ApiResult<PlaybackInfo> {
     if asset.status.phase != AssetPhase::Ready {
         return Err(ApiError::invalid("asset is not ready for playback"));
     }
     let mut source = Vec::new();
-    if let Some(mp4) = asset.file(FileKind::StaticTranscodedMp4) {
+    let mut mp4s: Vec<_> = asset
+        .files
+        .iter()
+        .filter(|f| f.kind == FileKind::StaticTranscodedMp4)
+        .collect();
+    // Best first: players that take the first MP4 get the highest quality.
+    mp4s.sort_by_key(|f| std::cmp::Reverse(f.bitrate.unwrap_or(0)));
+    for mp4 in mp4s {
         source.push(PlaybackSource {
             hrn: SourceName::Mp4,
             kind: SourceType::Mp4,

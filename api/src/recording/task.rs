@@ -21,8 +21,7 @@ use tokio::sync::Notify;
 use super::repo::{self, AssetState};
 use super::{Recording, StoredSegment};
 use crate::assets::{
-    self, Asset, AssetFile, AssetPhase, AssetSource, AssetStatus, FileKind, TrackType, VideoSpec,
-    VideoTrack,
+    self, Asset, AssetFile, AssetPhase, AssetSource, AssetStatus, FileKind, VideoSpec,
 };
 use crate::clock::now_ms;
 use crate::db::Database;
@@ -102,6 +101,9 @@ impl RecordingTasks {
                 },
                 size: None,
                 video_spec: None,
+                hash: None,
+                profiles: None,
+                static_mp4: true,
                 files: Vec::new(),
             };
             assets::repo::insert(&mut tx, &mut asset).await?;
@@ -311,7 +313,7 @@ impl RecordingTasks {
     /// transaction.
     async fn finish_ready(&self, asset: &Asset, media: Packaged) -> anyhow::Result<()> {
         let now = now_ms();
-        let spec = video_spec(&media.info);
+        let spec = VideoSpec::of(&media.info, "mp4");
         let mut tx = self.db.begin().await?;
         assets::repo::set_ready(
             &mut tx,
@@ -448,33 +450,4 @@ struct Packaged {
     info: MediaInfo,
     mp4_size: u64,
     files: Vec<AssetFile>,
-}
-
-fn video_spec(info: &MediaInfo) -> VideoSpec {
-    let tracks = info
-        .tracks
-        .iter()
-        .map(|t| VideoTrack {
-            kind: match t.kind {
-                TrackKind::Video => TrackType::Video,
-                TrackKind::Audio => TrackType::Audio,
-            },
-            codec: t.codec.clone(),
-            start_time: t.start_time_s,
-            duration: t.duration_s,
-            bitrate: t.bitrate.map(|b| b as f64),
-            width: t.width.map(i64::from),
-            height: t.height.map(i64::from),
-            pixel_format: t.pixel_format.clone(),
-            fps: t.fps,
-            channels: t.channels.map(i64::from),
-            sample_rate: t.sample_rate.map(i64::from),
-        })
-        .collect();
-    VideoSpec {
-        format: "mp4".into(),
-        duration: info.duration_s,
-        bitrate: info.bitrate.map(|b| b as f64),
-        tracks: Some(tracks),
-    }
 }

@@ -131,7 +131,7 @@ async fn create_stream(
 }
 
 /// `webhook` playback policies must name a webhook of the same project.
-async fn check_policy_webhook(
+pub(crate) async fn check_policy_webhook(
     tx: &mut Tx,
     principal: &Principal,
     policy: &PlaybackPolicy,

@@ -53,6 +53,8 @@ pub struct NewTask {
     pub unique_key: Option<String>,
     /// Not before this time (ms); now when `None`.
     pub scheduled_at: Option<i64>,
+    /// Held `pending` until [`schedule`] queues it (an upload waits for its file).
+    pub held: bool,
     /// Claims allowed before the task fails, a dead node's included.
     pub max_attempts: i64,
     /// How long one attempt may run (ms).
@@ -75,6 +77,7 @@ impl NewTask {
             output_asset_id: None,
             unique_key: None,
             scheduled_at: None,
+            held: false,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             deadline_ms: DEFAULT_DEADLINE_MS,
         }
@@ -189,7 +192,7 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
     .bind(now)
     .bind(scheduled_at)
     .bind(&new.unique_key)
-    .bind(scheduled_at)
+    .bind(if new.held { i64::MAX } else { scheduled_at })
     .bind(new.max_attempts.max(1))
     .bind(new.deadline_ms.max(1))
     .execute(&mut **tx)
@@ -213,6 +216,81 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
         .ok_or(sqlx::Error::RowNotFound)?;
     emit(tx, EventType::TaskSpawned, &task, now).await?;
     Ok((task, true))
+}
+
+/// Queues the held task of `task_type` with `unique_key` (phase `waiting`, due now) with
+/// `params` merged into its type's parameters, and writes `task.updated`; false when there is
+/// no such task held `pending` (already queued, or cancelled).
+pub async fn schedule(
+    tx: &mut Tx,
+    project_id: &str,
+    task_type: TaskType,
+    unique_key: &str,
+    params: serde_json::Value,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE project_id = $1 AND type = $2 AND unique_key = $3"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(task_type.as_str())
+        .bind(unique_key)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(task) = row.as_ref().map(from_row).transpose()? else {
+        return Ok(false);
+    };
+    let id = task.id.as_str();
+    let mut all = task.params.clone();
+    if let (Some(mine), serde_json::Value::Object(extra)) = (
+        all.get_mut(task.task_type.params_key())
+            .and_then(|v| v.as_object_mut()),
+        params,
+    ) {
+        mine.extend(extra);
+    }
+    let queued = sqlx::query(
+        "UPDATE tasks SET phase = 'waiting', run_at = $1, scheduled_at = $2, updated_at = $3, params = $4 \
+         WHERE project_id = $5 AND id = $6 AND phase = 'pending' AND run_at = $7",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .bind(db::to_json(&all))
+    .bind(project_id)
+    .bind(id)
+    .bind(i64::MAX)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if queued {
+        let task = get_in(&mut **tx, project_id, id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        emit(tx, EventType::TaskUpdated, &task, now).await?;
+    }
+    Ok(queued)
+}
+
+/// The task of `task_type` with `unique_key` in the project.
+pub async fn find_unique(
+    db: &Database,
+    project_id: &str,
+    task_type: TaskType,
+    unique_key: &str,
+) -> Result<Option<Task>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE project_id = $1 AND type = $2 AND unique_key = $3"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(task_type.as_str())
+        .bind(unique_key)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(from_row).transpose()
 }
 
 /// A task of the project as the API shows it (internal tasks are not shown).

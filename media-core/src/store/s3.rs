@@ -389,6 +389,24 @@ impl ObjectStore for S3Store {
         })
     }
 
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let object = self.object_key(key)?;
+            match self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&object)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(err) if status(&err) == Some(404) => Ok(()),
+                Err(err) => Err(remote("removing", &object, err)),
+            }
+        })
+    }
+
     fn size<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
             let object = self.object_key(key)?;

@@ -1,0 +1,615 @@
+//! The `upload` task: makes an asset playable from its source, an uploaded file or a URL.
+//!
+//! source (from the store, or downloaded) -> probe and check (container, codecs, length, size)
+//! -> segments cut at the source's keyframes (media-core `vod`) -> for each segment: the source
+//! copied as is and the ladder transcoded by the configured transcoder (bundled or the Livepeer
+//! network, as for live), each written to the store as it is made -> VOD media playlists and the
+//! master playlist -> static MP4s of each rendition when asked (`static{height}p0.mp4`) ->
+//! `ready` with its size, digests and `videoSpec`, in one transaction with `asset.ready`.
+//!
+//! Progress moves forward on the task and the asset as segments are done. Memory holds a couple
+//! of segments whatever the file's length: segments are handed over one by one. A failure
+//! fails the task and the asset with the reason (`asset.failed`); a store or network hiccup is
+//! retried by the job system.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use studio_media_core::ffmpeg_job::{self, DeadlinePolicy, JobKind};
+use studio_media_core::hls::playlist::{MediaPlaylist, Variant, master_playlist};
+use studio_media_core::hls::ts::TsMuxer;
+use studio_media_core::hls::variant_of;
+use studio_media_core::mp4::{self, MediaInfo, TrackKind};
+use studio_media_core::segment::Segment;
+use studio_media_core::store::ObjectStore;
+use studio_media_core::transcode::{
+    Rendition, RenditionProfile, TranscodeError, TranscodeJob, Transcoder, plan_renditions,
+};
+use studio_media_core::vod::{self, SourceLimits};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+
+use super::import::{ImportError, Importer};
+use super::{Asset, AssetFile, AssetPhase, FileKind, Hash, VideoSpec, repo};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::db::Database;
+use crate::events::EventType;
+use crate::playback::hls::key;
+use crate::tasks::runner::{Job, JobError, TaskHandler};
+use crate::tasks::{Task, TaskType};
+
+/// How often the asset's progress is written (the task's goes with its heartbeat).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Makes assets from their sources: the handler of `upload` tasks, with only what it needs.
+pub struct AssetTasks {
+    db: Database,
+    store: Arc<dyn ObjectStore>,
+    transcoder: Arc<dyn Transcoder>,
+    importer: Importer,
+    public_url: String,
+    webhooks: Arc<Notify>,
+    limits: SourceLimits,
+    segment: Duration,
+}
+
+impl AssetTasks {
+    pub fn new(
+        config: &Config,
+        db: Database,
+        store: Arc<dyn ObjectStore>,
+        transcoder: Arc<dyn Transcoder>,
+        public_url: String,
+        webhooks: Arc<Notify>,
+    ) -> anyhow::Result<AssetTasks> {
+        Ok(AssetTasks {
+            db,
+            store,
+            transcoder,
+            importer: Importer::new(config)?,
+            public_url,
+            webhooks,
+            limits: SourceLimits {
+                max_duration: Duration::from_secs(config.vod.max_source_duration_secs),
+                max_width: config.vod.max_source_width,
+                max_height: config.vod.max_source_height,
+            },
+            segment: Duration::from_secs(config.vod.segment_secs),
+        })
+    }
+
+    async fn process(&self, job: &Job) -> Result<serde_json::Value, JobError> {
+        let project_id = job.task.project_id.as_str();
+        let asset_id = job
+            .task
+            .output_asset_id
+            .as_deref()
+            .ok_or_else(|| JobError::Fatal("the task names no asset".into()))?;
+        let asset = repo::get(self.db.reader(), project_id, asset_id)
+            .await
+            .map_err(|e| JobError::Retriable(format!("reading the asset: {e}")))?
+            .ok_or_else(|| JobError::Fatal("the asset was deleted".into()))?;
+        let done = serde_json::json!({ "assetId": asset.id });
+        match asset.status.phase {
+            AssetPhase::Ready => return Ok(done),
+            AssetPhase::Waiting | AssetPhase::Processing => {}
+            other => {
+                return Err(JobError::Fatal(format!("the asset is {}", other.as_str())));
+            }
+        }
+        let source = job.scratch.join("source");
+        let size = self.fetch_source(job, &asset, &source).await?;
+        self.progress(&asset, 0.0).await;
+        job.set_progress(0.05);
+
+        let probe_path = source.clone();
+        let info = ffmpeg_job::run(
+            JobKind::Probe,
+            DeadlinePolicy::PROBE.for_media(Duration::ZERO),
+            move |control| mp4::probe(&probe_path, control),
+        )
+        .await
+        .map_err(|e| JobError::Fatal(format!("the file could not be read as media: {e}")))?;
+        vod::check_source(&info, &self.limits).map_err(|e| JobError::Fatal(e.to_string()))?;
+        let renditions = self.ladder(&asset, &info);
+        let target = job
+            .params()
+            .get("targetSegmentSizeSecs")
+            .and_then(|v| v.as_f64())
+            .map_or(self.segment, Duration::from_secs_f64);
+
+        let outputs = self
+            .package(job, &asset, &source, &info, renditions, target)
+            .await?;
+        let mut files = vec![AssetFile {
+            kind: FileKind::CatalystHlsManifest,
+            path: key(&asset.playback_id, "index.m3u8"),
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        }];
+        if asset.static_mp4 {
+            files.extend(self.static_mp4s(job, &asset, outputs, &info).await?);
+        }
+        self.finish_ready(&asset, size, &info, files)
+            .await
+            .map_err(|e| JobError::Retriable(format!("{e:#}")))?;
+        Ok(done)
+    }
+
+    /// Puts the source in `path`: the uploaded object, or the URL downloaded. Returns its size.
+    async fn fetch_source(
+        &self,
+        job: &Job,
+        asset: &Asset,
+        path: &std::path::Path,
+    ) -> Result<u64, JobError> {
+        let params = job.params();
+        if let Some(object) = params.get("sourceKey").and_then(|v| v.as_str()) {
+            let stream = self
+                .store
+                .stream_range(object, 0, u64::MAX)
+                .await
+                .map_err(|e| JobError::Retriable(format!("the media store: {e}")))?
+                .ok_or_else(|| JobError::Fatal("the uploaded file is gone".into()))?;
+            let mut stream = stream;
+            let file = tokio::fs::File::create(path).await.map_err(scratch)?;
+            let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk =
+                    chunk.map_err(|e| JobError::Retriable(format!("the media store: {e}")))?;
+                size += chunk.len() as u64;
+                file.write_all(&chunk).await.map_err(scratch)?;
+            }
+            file.flush().await.map_err(scratch)?;
+            return Ok(size);
+        }
+        if let Some(url) = params.get("url").and_then(|v| v.as_str()) {
+            let received = self.importer.fetch(url, path).await.map_err(|e| match e {
+                ImportError::Fatal(m) => JobError::Fatal(m),
+                ImportError::Retriable(m) => JobError::Retriable(m),
+            })?;
+            let hash = [
+                Hash {
+                    hash: received.md5,
+                    algorithm: "md5".into(),
+                },
+                Hash {
+                    hash: received.sha256,
+                    algorithm: "sha256".into(),
+                },
+            ];
+            repo::set_hash(&self.db, &asset.project_id, &asset.id, &hash)
+                .await
+                .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
+            return Ok(received.size);
+        }
+        Err(JobError::Fatal("the task names no source".into()))
+    }
+
+    /// The renditions of the asset's profiles (or the default ladder) that fit its source.
+    fn ladder(&self, asset: &Asset, info: &MediaInfo) -> Vec<Rendition> {
+        let Some(video) = info.tracks.iter().find(|t| t.kind == TrackKind::Video) else {
+            return Vec::new();
+        };
+        let (width, height) = (video.width.unwrap_or(0), video.height.unwrap_or(0));
+        let profiles: Vec<RenditionProfile> = match &asset.profiles {
+            Some(profiles) => profiles
+                .iter()
+                .enumerate()
+                .map(|(i, p)| p.to_rendition(i, width, height))
+                .collect(),
+            None => crate::profiles::default_asset_profiles(),
+        };
+        plan_renditions(width, height, video.fps.unwrap_or(30.0), &profiles)
+    }
+
+    /// Writes the source and every rendition as VOD HLS, segment by segment, then the
+    /// playlists. Returns, for static MP4s, the MPEG-TS file each rendition (or the source when
+    /// there is none) was also written to, with its picture.
+    async fn package(
+        &self,
+        job: &Job,
+        asset: &Asset,
+        source: &std::path::Path,
+        info: &MediaInfo,
+        renditions: Vec<Rendition>,
+        target: Duration,
+    ) -> Result<Vec<TsOutput>, JobError> {
+        let pid = asset.playback_id.clone();
+        let duration_s = info.duration_s.max(0.001);
+        let renditions: Arc<[Rendition]> = renditions.into();
+        let mut variants: Vec<VariantOutput> = std::iter::once("source".to_string())
+            .chain(renditions.iter().map(|r| dir_name(&r.profile.name)))
+            .map(VariantOutput::new)
+            .collect();
+        // Static MP4s are made of the renditions; of the source when none fits.
+        let mp4_of: Vec<usize> = if renditions.is_empty() {
+            vec![0]
+        } else {
+            (1..=renditions.len()).collect()
+        };
+        if asset.static_mp4 {
+            for &i in &mp4_of {
+                let path = job.scratch.join(format!("{}.ts", variants[i].dir));
+                variants[i].ts_file = Some((
+                    path.clone(),
+                    tokio::io::BufWriter::new(
+                        tokio::fs::File::create(&path).await.map_err(scratch)?,
+                    ),
+                ));
+            }
+        }
+
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Segment>(2);
+        let (input, copy) = (source.to_path_buf(), job.scratch.join("source-copy.ts"));
+        let demux = ffmpeg_job::run(
+            JobKind::Demux,
+            DeadlinePolicy::VOD_SOURCE.for_media(Duration::from_secs_f64(duration_s)),
+            move |control| {
+                vod::segment_file(&input, &copy, target, control, |segment| {
+                    sender.blocking_send(segment).is_ok()
+                })
+            },
+        );
+        let consume = async {
+            let mut last_progress = Instant::now();
+            while let Some(segment) = receiver.recv().await {
+                let segment = Arc::new(segment);
+                let n = segment.sequence;
+                variants[0]
+                    .write(self.store.as_ref(), &pid, n, &segment)
+                    .await?;
+                if !renditions.is_empty() && segment.video_config.is_some() {
+                    let outputs = self
+                        .transcoder
+                        .transcode(TranscodeJob {
+                            stream: Arc::from(asset.id.as_str()),
+                            segment: segment.clone(),
+                            renditions: renditions.clone(),
+                        })
+                        .await
+                        .map_err(transcode_error)?;
+                    for (i, output) in outputs.iter().enumerate() {
+                        variants[i + 1]
+                            .write(self.store.as_ref(), &pid, n, output)
+                            .await?;
+                    }
+                }
+                let done = ((segment.start_ms + segment.duration_ms) as f64 / 1000.0 / duration_s)
+                    .clamp(0.0, 1.0);
+                job.set_progress(0.05 + 0.85 * done);
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = Instant::now();
+                    self.progress(asset, 0.9 * done).await;
+                }
+            }
+            Ok::<(), JobError>(())
+        };
+        let (demuxed, consumed) = tokio::join!(demux, consume);
+        consumed?;
+        demuxed.map_err(|e| match e {
+            vod::VodError::Job(stopped) => JobError::Retriable(stopped.to_string()),
+            other => JobError::Fatal(other.to_string()),
+        })?;
+        self.transcoder.stream_ended(&asset.id);
+
+        let mut master = Vec::new();
+        for variant in &mut variants {
+            if variant.playlist.is_empty() {
+                continue;
+            }
+            let playlist = Bytes::from(variant.playlist.render());
+            self.store
+                .put(&key(&pid, &format!("{}/index.m3u8", variant.dir)), playlist)
+                .await
+                .map_err(media_store)?;
+            if let Some(entry) = variant.master_entry() {
+                master.push(entry);
+            }
+        }
+        self.store
+            .put(
+                &key(&pid, "index.m3u8"),
+                Bytes::from(master_playlist(&master)),
+            )
+            .await
+            .map_err(media_store)?;
+        let mut outputs = Vec::new();
+        for i in mp4_of {
+            let variant = &mut variants[i];
+            if let Some((path, mut file)) = variant.ts_file.take() {
+                file.flush().await.map_err(scratch)?;
+                outputs.push(TsOutput {
+                    path,
+                    bitrate: variant.average_bps(),
+                });
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Remuxes each rendition's MPEG-TS into `static{height}p0.mp4` (one per height), highest
+    /// bitrate first.
+    async fn static_mp4s(
+        &self,
+        job: &Job,
+        asset: &Asset,
+        mut outputs: Vec<TsOutput>,
+        info: &MediaInfo,
+    ) -> Result<Vec<AssetFile>, JobError> {
+        outputs.sort_by_key(|o| std::cmp::Reverse(o.bitrate));
+        let media = Duration::from_secs_f64(info.duration_s.max(0.0));
+        let mut files: Vec<AssetFile> = Vec::new();
+        for output in outputs {
+            let mp4_path = output.path.with_extension("mp4");
+            let probed = mp4::remux_and_probe(output.path.clone(), mp4_path.clone(), media)
+                .await
+                .map_err(|e| JobError::Fatal(format!("making the MP4 failed: {e}")))?;
+            let _ = tokio::fs::remove_file(&output.path).await;
+            let video = probed.tracks.iter().find(|t| t.kind == TrackKind::Video);
+            let name = match video.and_then(|v| v.height) {
+                Some(height) => format!("static{height}p0.mp4"),
+                None => "audio.mp4".to_string(),
+            };
+            let object = key(&asset.playback_id, &name);
+            if files.iter().any(|f| f.path == object) {
+                continue;
+            }
+            let size = tokio::fs::metadata(&mp4_path).await.map_err(scratch)?.len();
+            self.store
+                .put_file(&object, &mp4_path)
+                .await
+                .map_err(media_store)?;
+            let _ = tokio::fs::remove_file(&mp4_path).await;
+            files.push(AssetFile {
+                kind: FileKind::StaticTranscodedMp4,
+                path: object,
+                size: Some(size as i64),
+                width: video.and_then(|v| v.width).map(i64::from),
+                height: video.and_then(|v| v.height).map(i64::from),
+                bitrate: probed.bitrate,
+            });
+            job.set_progress(0.95);
+        }
+        Ok(files)
+    }
+
+    /// Writes the asset's progress (moving it to `processing`); a failure only delays it.
+    async fn progress(&self, asset: &Asset, progress: f64) {
+        if let Err(err) =
+            repo::set_progress(&self.db, &asset.project_id, &asset.id, progress, now_ms()).await
+        {
+            tracing::warn!(asset = %asset.id, error = %err, "recording an asset's progress failed");
+        }
+    }
+
+    /// The asset turns `ready` with `asset.ready`, in one transaction.
+    async fn finish_ready(
+        &self,
+        asset: &Asset,
+        size: u64,
+        info: &MediaInfo,
+        files: Vec<AssetFile>,
+    ) -> anyhow::Result<()> {
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        repo::set_ready(
+            &mut tx,
+            &asset.project_id,
+            &asset.id,
+            size as i64,
+            &VideoSpec::of(info, &info.container),
+            &files,
+            now,
+        )
+        .await?;
+        if let Some(ready) = repo::get(&mut *tx, &asset.project_id, &asset.id).await? {
+            super::emit(
+                &mut tx,
+                &ready,
+                EventType::AssetReady,
+                &self.public_url,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.webhooks.notify_one();
+        tracing::info!(asset = %asset.id, playback_id = %asset.playback_id, "asset ready");
+        Ok(())
+    }
+
+    /// The asset of a task that failed for good turns `failed` with the reason and
+    /// `asset.failed`, unless it is already finished.
+    async fn fail_asset(&self, task: &Task, error: &str) -> anyhow::Result<()> {
+        let Some(id) = task.output_asset_id.as_deref() else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        let Some(asset) = repo::get(&mut *tx, &task.project_id, id).await? else {
+            return Ok(());
+        };
+        if !matches!(
+            asset.status.phase,
+            AssetPhase::Uploading | AssetPhase::Waiting | AssetPhase::Processing
+        ) {
+            return Ok(());
+        }
+        let message: String = error.chars().take(512).collect();
+        repo::set_phase(
+            &mut tx,
+            &task.project_id,
+            id,
+            AssetPhase::Failed,
+            None,
+            Some(&message),
+            now,
+        )
+        .await?;
+        if let Some(failed) = repo::get(&mut *tx, &task.project_id, id).await? {
+            super::emit(
+                &mut tx,
+                &failed,
+                EventType::AssetFailed,
+                &self.public_url,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.webhooks.notify_one();
+        tracing::warn!(asset = %id, %error, "asset failed");
+        Ok(())
+    }
+}
+
+impl TaskHandler for AssetTasks {
+    fn task_type(&self) -> TaskType {
+        TaskType::Upload
+    }
+
+    /// Transcoding a ladder keeps every core busy.
+    fn cores(&self) -> usize {
+        usize::MAX
+    }
+
+    fn run<'a>(&'a self, job: Job) -> BoxFuture<'a, Result<serde_json::Value, JobError>> {
+        Box::pin(async move { self.process(&job).await })
+    }
+
+    fn failed<'a>(&'a self, task: &'a Task, error: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(err) = self.fail_asset(task, error).await {
+                tracing::error!(error = format!("{err:#}"), task = %task.id, "failing the asset of a failed upload failed");
+            }
+        })
+    }
+}
+
+/// A rendition's MPEG-TS file, for its static MP4.
+struct TsOutput {
+    path: std::path::PathBuf,
+    bitrate: u64,
+}
+
+/// One variant of the asset's HLS (the source or a rendition) as it is written.
+struct VariantOutput {
+    dir: String,
+    muxer: TsMuxer,
+    playlist: MediaPlaylist,
+    entry: Option<Variant>,
+    bytes: u64,
+    seconds: f64,
+    peak_bps: u64,
+    ts_file: Option<(std::path::PathBuf, tokio::io::BufWriter<tokio::fs::File>)>,
+}
+
+impl VariantOutput {
+    fn new(dir: String) -> VariantOutput {
+        VariantOutput {
+            dir,
+            muxer: TsMuxer::new(),
+            playlist: MediaPlaylist::vod(),
+            entry: None,
+            bytes: 0,
+            seconds: 0.0,
+            peak_bps: 0,
+            ts_file: None,
+        }
+    }
+
+    /// Muxes segment `n` and stores it (and appends it to the MP4's MPEG-TS, if any).
+    async fn write(
+        &mut self,
+        store: &dyn ObjectStore,
+        pid: &str,
+        n: u64,
+        segment: &Segment,
+    ) -> Result<(), JobError> {
+        let ts = self
+            .muxer
+            .mux(segment)
+            .map_err(|e| JobError::Fatal(format!("packaging a segment failed: {e}")))?;
+        let name = format!("{n}.ts");
+        let seconds = segment.duration_ms.max(0) as f64 / 1000.0;
+        if self.entry.is_none() {
+            self.entry = Some(variant_of(segment, &format!("{}/index.m3u8", self.dir)));
+        }
+        self.bytes += ts.len() as u64;
+        self.seconds += seconds;
+        if seconds > 0.0 {
+            self.peak_bps = self.peak_bps.max((ts.len() as f64 * 8.0 / seconds) as u64);
+        }
+        if let Some((_, file)) = &mut self.ts_file {
+            file.write_all(&ts).await.map_err(scratch)?;
+        }
+        store
+            .put(&key(pid, &format!("{}/{name}", self.dir)), ts)
+            .await
+            .map_err(media_store)?;
+        self.playlist.push(name, seconds, segment.discontinuity);
+        Ok(())
+    }
+
+    fn average_bps(&self) -> u64 {
+        if self.seconds > 0.0 {
+            (self.bytes as f64 * 8.0 / self.seconds) as u64
+        } else {
+            0
+        }
+    }
+
+    fn master_entry(&self) -> Option<Variant> {
+        let average = self.average_bps();
+        self.entry.clone().map(|entry| Variant {
+            bandwidth: self.peak_bps.max(average),
+            average_bandwidth: Some(average),
+            ..entry
+        })
+    }
+}
+
+/// A rendition's folder: its profile name, reduced to characters safe in a key.
+fn dir_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if safe.is_empty() || safe == "source" {
+        format!("r_{safe}")
+    } else {
+        safe
+    }
+}
+
+fn transcode_error(err: TranscodeError) -> JobError {
+    match err {
+        TranscodeError::Network(_) | TranscodeError::Unavailable(_) | TranscodeError::Job(_) => {
+            JobError::Retriable(format!("transcoding: {err}"))
+        }
+        other => JobError::Fatal(format!("transcoding failed: {other}")),
+    }
+}
+
+fn media_store(err: impl std::fmt::Display) -> JobError {
+    JobError::Retriable(format!("the media store: {err}"))
+}
+
+fn scratch(err: std::io::Error) -> JobError {
+    JobError::Retriable(format!("the scratch directory: {err}"))
+}

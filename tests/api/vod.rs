@@ -1,0 +1,420 @@
+//! Video on demand end to end: a file made by ffmpeg is uploaded (direct `PUT` to the URL of
+//! `request-upload`) or imported from a local HTTP server (`upload/url`), and becomes an asset
+//! whose HLS ladder and static MP4 ffmpeg plays without an error, lasting as long as the file,
+//! with its size, digests, `videoSpec`, playback info and webhooks. On SQLite and local disk, on
+//! PostgreSQL, and on PostgreSQL with S3.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::Digest;
+use studio_tests::receiver::Receiver;
+use studio_tests::{
+    Backend, Storage, TempDir, TestApp, assert_decodes_cleanly, eventually, on_both_databases,
+};
+use tokio::process::Command;
+
+on_both_databases!(
+    an_uploaded_file_becomes_a_playable_asset,
+    a_url_import_becomes_a_playable_asset,
+    imports_that_cannot_work_fail_with_the_reason
+);
+
+mod on_s3_storage {
+    use studio_tests::{Backend, Storage};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_uploaded_file_becomes_a_playable_asset_postgres() {
+        super::an_uploaded_file_becomes_a_playable_asset_on(Backend::Postgres, Storage::S3).await
+    }
+}
+
+const SECONDS: f64 = 6.0;
+
+/// `SECONDS` of 854x480 H.264 (a keyframe every second) and AAC, as an MP4 in `dir`.
+async fn source_file(dir: &Path) -> PathBuf {
+    let path = dir.join("upload.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=854x480:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &SECONDS.to_string(), "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac",
+        ])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+async fn ffprobe(url: &str, entries: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            entries,
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Polls the asset until it is ready or failed, checking that its progress never goes back.
+async fn finished(app: &TestApp, id: &str) -> Value {
+    let last = std::sync::Mutex::new(0.0f64);
+    eventually(Duration::from_secs(120), || async {
+        let asset = app.get(&format!("/asset/{id}")).await.json;
+        if let Some(progress) = asset["status"]["progress"].as_f64() {
+            let mut last = last.lock().unwrap();
+            assert!(
+                progress + 1e-9 >= *last,
+                "progress went back: {progress} after {last}"
+            );
+            *last = progress;
+        }
+        matches!(asset["status"]["phase"].as_str(), Some("ready" | "failed")).then_some(asset)
+    })
+    .await
+    .expect("the asset finishes")
+}
+
+/// What a user checks of a ready asset: the HLS ladder and the MP4 play cleanly for the length
+/// of the file, the playback info lists the MP4 then the HLS.
+async fn assert_playable(app: &TestApp, asset: &Value) {
+    assert_eq!(asset["status"]["phase"], "ready", "{asset}");
+    let hls = asset["playbackUrl"].as_str().expect("a playback URL");
+    assert_decodes_cleanly(hls).await;
+    let master = reqwest::get(hls).await.unwrap().text().await.unwrap();
+    assert!(master.contains("source/index.m3u8"), "{master}");
+    assert!(
+        master.contains("360p0/index.m3u8"),
+        "the 360p rendition: {master}"
+    );
+    assert!(!master.contains("720p0"), "never upscaled: {master}");
+    let duration: f64 = ffprobe(hls, "format=duration").await.parse().unwrap();
+    assert!((duration - SECONDS).abs() <= 0.5, "HLS lasts {duration} s");
+    let rendition = hls.replace("index.m3u8", "360p0/index.m3u8");
+    assert_eq!(
+        ffprobe(&rendition, "stream=height").await.lines().next(),
+        Some("360")
+    );
+
+    let mp4 = asset["downloadUrl"].as_str().expect("a download URL");
+    assert!(mp4.ends_with("/static360p0.mp4"), "{mp4}");
+    assert_decodes_cleanly(mp4).await;
+    let duration: f64 = ffprobe(mp4, "format=duration").await.parse().unwrap();
+    assert!((duration - SECONDS).abs() <= 0.5, "MP4 lasts {duration} s");
+
+    let info = app
+        .call(
+            None,
+            reqwest::Method::GET,
+            &format!("/playback/{}", asset["playbackId"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(info.status, 200, "{}", info.text);
+    assert_eq!(info.json["type"], "vod");
+    let sources = info.json["meta"]["source"].as_array().unwrap();
+    assert_eq!(sources[0]["hrn"], "MP4", "{}", info.json);
+    assert_eq!(sources[0]["height"], 360);
+    assert!(sources[0]["size"].as_i64().unwrap() > 0);
+    assert!(sources[0]["bitrate"].as_i64().unwrap() > 0);
+    assert_eq!(sources[1]["hrn"], "HLS (TS)");
+
+    let spec = app
+        .get(&format!(
+            "/asset/{}?details=1",
+            asset["id"].as_str().unwrap()
+        ))
+        .await
+        .json["videoSpec"]
+        .clone();
+    assert!(
+        (spec["duration"].as_f64().unwrap() - SECONDS).abs() <= 0.2,
+        "{spec}"
+    );
+    let tracks = spec["tracks"].as_array().unwrap();
+    assert!(
+        tracks
+            .iter()
+            .any(|t| t["type"] == "video" && t["codec"] == "h264" && t["width"] == 854)
+    );
+    assert!(
+        tracks
+            .iter()
+            .any(|t| t["type"] == "audio" && t["codec"] == "aac")
+    );
+}
+
+async fn an_uploaded_file_becomes_a_playable_asset(backend: Backend) {
+    an_uploaded_file_becomes_a_playable_asset_on(backend, Storage::LocalDir).await
+}
+
+pub(crate) async fn an_uploaded_file_becomes_a_playable_asset_on(
+    backend: Backend,
+    storage: Storage,
+) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
+    let dir = TempDir::new();
+    let file = source_file(&dir.0).await;
+    let bytes = std::fs::read(&file).unwrap();
+    let receiver = Receiver::start().await;
+    app.post(
+        "/webhook",
+        json!({"name": "vod", "url": receiver.url(), "events": ["asset.created", "asset.ready", "task.completed"]}),
+    )
+    .await;
+
+    let requested = app
+        .post(
+            "/asset/request-upload",
+            json!({"name": "my upload", "staticMp4": true}),
+        )
+        .await;
+    assert_eq!(requested.status, 200, "{}", requested.text);
+    let asset = &requested.json["asset"];
+    assert_eq!(asset["status"]["phase"], "uploading");
+    assert_eq!(asset["source"]["type"], "directUpload");
+    let id = asset["id"].as_str().unwrap().to_string();
+    let url = requested.json["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&app.url("/asset/upload/direct?token=")),
+        "{url}"
+    );
+    assert!(
+        requested.json["tusEndpoint"]
+            .as_str()
+            .unwrap()
+            .contains("/api/asset/upload/tus?token=")
+    );
+    let task_id = requested.json["task"]["id"].as_str().unwrap().to_string();
+    let task = app.get(&format!("/task/{task_id}")).await.json;
+    assert_eq!(task["type"], "upload");
+    assert_eq!(
+        task["status"]["phase"], "pending",
+        "held until the file arrives: {task}"
+    );
+
+    let http = reqwest::Client::new();
+    // A token that is not the URL's is refused.
+    let forged = http
+        .put(url.replace("token=", "token=x"))
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let put = http.put(&url).body(bytes.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+    let again = http.put(&url).body(bytes.clone()).send().await.unwrap();
+    assert_eq!(again.status(), 422, "a second upload of the same asset");
+
+    let asset = finished(&app, &id).await;
+    assert_playable(&app, &asset).await;
+    assert_eq!(asset["size"], bytes.len() as u64);
+    let hashes: Vec<(String, String)> = asset["hash"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["algorithm"].as_str().unwrap().into(),
+                h["hash"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        hashes.contains(&("sha256".into(), hex::encode(sha2::Sha256::digest(&bytes)))),
+        "{hashes:?}"
+    );
+    assert!(hashes.iter().any(|(a, h)| a == "md5" && h.len() == 32));
+    let task = app.get(&format!("/task/{task_id}")).await.json;
+    assert_eq!(task["status"]["phase"], "completed", "{task}");
+    assert_eq!(task["status"]["progress"], 1.0);
+
+    let delivered = receiver.wait_for(3, Duration::from_secs(10)).await;
+    let events: Vec<String> = delivered
+        .iter()
+        .map(|d| d.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    for event in ["asset.created", "asset.ready", "task.completed"] {
+        assert!(
+            events.iter().any(|e| e == event),
+            "{event} missing from {events:?}"
+        );
+    }
+    let ready = delivered
+        .iter()
+        .find(|d| d.json()["event"] == "asset.ready")
+        .unwrap()
+        .json();
+    assert_eq!(ready["payload"]["asset"]["id"], id.as_str());
+    assert_eq!(
+        ready["payload"]["asset"]["snapshot"]["status"]["phase"],
+        "ready"
+    );
+}
+
+/// Serves `file` at `/video.mp4`, a text file at `/notes.mp4`, and 404 elsewhere.
+async fn file_server(file: PathBuf) -> SocketAddr {
+    use axum::routing::get;
+    let bytes = std::fs::read(file).unwrap();
+    let app = axum::Router::new()
+        .route("/video.mp4", get(move || async move { bytes.clone() }))
+        .route("/notes.mp4", get(|| async { "these are not video frames" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn a_url_import_becomes_a_playable_asset(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dir = TempDir::new();
+    let server = file_server(source_file(&dir.0).await).await;
+    let url = format!("http://{server}/video.mp4");
+    let created = app
+        .post(
+            "/asset/upload/url",
+            json!({"name": "imported", "url": url, "staticMp4": true}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.json["asset"]["source"],
+        json!({"type": "url", "url": url})
+    );
+    assert_eq!(created.json["asset"]["status"]["phase"], "waiting");
+    let id = created.json["asset"]["id"].as_str().unwrap().to_string();
+    // The same URL again while the first is at work: the same asset and task.
+    let again = app
+        .post("/asset/upload/url", json!({"name": "imported", "url": url}))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["asset"]["id"], id.as_str());
+    assert_eq!(again.json["task"]["id"], created.json["task"]["id"]);
+
+    let asset = finished(&app, &id).await;
+    assert_playable(&app, &asset).await;
+    let listed = app
+        .get(&format!(
+            "/asset?sourceUrl={}",
+            studio_tests::urlencode(&url)
+        ))
+        .await
+        .json;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
+
+async fn imports_that_cannot_work_fail_with_the_reason(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dir = TempDir::new();
+    let server = file_server(source_file(&dir.0).await).await;
+    let receiver = Receiver::start().await;
+    app.post(
+        "/webhook",
+        json!({"name": "failures", "url": receiver.url(), "events": ["asset.failed"]}),
+    )
+    .await;
+    for (path, reason) in [
+        ("/missing.mp4", "404 Not Found"),
+        ("/notes.mp4", "could not be read as media"),
+    ] {
+        let url = format!("http://{server}{path}");
+        let created = app
+            .post("/asset/upload/url", json!({"name": "broken", "url": url}))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.json["asset"]["id"].as_str().unwrap().to_string();
+        let asset = finished(&app, &id).await;
+        assert_eq!(asset["status"]["phase"], "failed", "{asset}");
+        let message = asset["status"]["errorMessage"].as_str().unwrap();
+        assert!(message.contains(reason), "{path}: {message}");
+        let task = app
+            .get(&format!(
+                "/task/{}",
+                created.json["task"]["id"].as_str().unwrap()
+            ))
+            .await
+            .json;
+        assert_eq!(task["status"]["phase"], "failed", "{task}");
+    }
+    let delivered = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 2);
+
+    // Refused before anything is made.
+    for (body, status, fragment) in [
+        (
+            json!({"name": "x", "url": "ftp://example.com/a.mp4"}),
+            422,
+            "url must be",
+        ),
+        (json!({"name": "x"}), 422, "url is required"),
+        (
+            json!({"name": "x", "url": "http://example.com/a.mp4", "profiles": []}),
+            400,
+            "at least one profile",
+        ),
+        (
+            json!({"name": "x", "url": "http://example.com/a.mp4", "encryption": {"encryptedKey": "abc"}}),
+            422,
+            "encryption",
+        ),
+    ] {
+        app.post("/asset/upload/url", body)
+            .await
+            .assert_error(status, fragment);
+    }
+    app.post("/asset/request-upload", json!({"staticMp4": true}))
+        .await
+        .assert_error(422, "name");
+}
+
+/// Uploads are bounded: a body past `vod.max_upload_bytes` is refused with 413, and the asset
+/// can still be uploaded within the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_past_the_size_limit_are_refused() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.vod.max_upload_bytes = 1000).await;
+    let requested = app
+        .post("/asset/request-upload", json!({"name": "big"}))
+        .await;
+    let url = requested.json["url"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let put = http.put(&url).body(vec![0u8; 5000]).send().await.unwrap();
+    assert_eq!(put.status(), 413);
+    // Without a length up front (chunked), the limit still holds.
+    let chunks = futures::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![0u8; 500])));
+    let put = http
+        .put(&url)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 413);
+    let asset = app
+        .get(&format!(
+            "/asset/{}",
+            requested.json["asset"]["id"].as_str().unwrap()
+        ))
+        .await
+        .json;
+    assert_eq!(
+        asset["status"]["phase"], "uploading",
+        "nothing was taken: {asset}"
+    );
+}

@@ -443,13 +443,14 @@ fn task_runner(
     let mut runner_config =
         RunnerConfig::for_machine(config.data_dir.join("scratch").join("tasks"));
     runner_config.lease = std::time::Duration::from_secs(config.stream_idle_after_secs.max(1));
-    Arc::new(
-        Runner::new(db.clone(), runner_config)
-            .with_waker(wake.clone())
-            .with_webhook_wake(webhooks.clone())
-            .with_handler(recordings.clone())
-            .with_handler(assets),
-    )
+    let runner = Runner::new(db.clone(), runner_config)
+        .with_waker(wake.clone())
+        .with_webhook_wake(webhooks.clone());
+    if !config.tasks.run {
+        // Without handlers the runner claims nothing.
+        return Arc::new(runner);
+    }
+    Arc::new(runner.with_handler(recordings.clone()).with_handler(assets))
 }
 
 impl RunningServer {

@@ -50,6 +50,22 @@ pub struct Config {
     pub network: NetworkConfig,
     pub storage: StorageConfig,
     pub vod: VodConfig,
+    pub tasks: TasksConfig,
+}
+
+/// Background jobs (Studio's tasks: uploads, imports, recordings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Whether this node runs jobs. Off, it serves the API and ingest only and leaves every
+    /// job to the nodes that run them (on one shared database).
+    pub run: bool,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig { run: true }
+    }
 }
 
 /// Video on demand: uploads, URL imports and the asset pipeline.
@@ -329,6 +345,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             storage: StorageConfig::default(),
             vod: VodConfig::default(),
+            tasks: TasksConfig::default(),
         }
     }
 }

@@ -63,60 +63,45 @@ pub(crate) async fn run_client_with(
     text
 }
 
-/// A task of the app's project for the SDKs to read (clients cannot create tasks).
-async fn spawn_task(app: &TestApp) -> String {
-    use studio_api::tasks::{TaskType, repo};
-    let db = app
-        .server
-        .as_ref()
-        .expect("server running")
-        .state
-        .db()
-        .clone();
-    let mut tx = db.begin().await.unwrap();
-    let new = repo::NewTask::new(
-        &app.project_id,
-        &app.user_id,
-        TaskType::Upload,
-        serde_json::json!({"url": "https://example.com/video.mp4"}),
-    );
-    let (task, _) = repo::spawn(&mut tx, &new, studio_api::clock::now_ms())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    task.id
+/// A file for the SDKs to upload, and a URL for them to import it from (a local HTTP server).
+async fn vod_source() -> (studio_tests::TempDir, String, String) {
+    let dir = studio_tests::TempDir::new();
+    let file = crate::vod::source_file(&dir.0).await;
+    let server = crate::vod::file_server(file.clone()).await;
+    let path = file.to_str().unwrap().to_string();
+    (dir, path, format!("http://{server}/video.mp4"))
 }
 
 async fn typescript_sdk_drives_every_operation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let task = spawn_task(&app).await;
+    let (_dir, file, url) = vod_source().await;
     let out = run_client_with(
         &app,
         "node".into(),
         &["tests/sdk/js/conformance.mjs"],
         &app.key,
-        &[("STUDIO_TASK_ID", &task)],
+        &[("STUDIO_VOD_FILE", &file), ("STUDIO_VOD_URL", &url)],
     )
     .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
-    assert!(out.contains("ok task.get"), "{out}");
+    assert!(out.contains("ok asset.createViaUrl"), "{out}");
 }
 
 async fn python_sdk_drives_every_operation(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let task = spawn_task(&app).await;
+    let (_dir, file, url) = vod_source().await;
     let out = run_client_with(
         &app,
         python(),
         &["tests/sdk/python/conformance.py"],
         &app.key,
-        &[("STUDIO_TASK_ID", &task)],
+        &[("STUDIO_VOD_FILE", &file), ("STUDIO_VOD_URL", &url)],
     )
     .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
-    assert!(out.contains("ok task.get"), "{out}");
+    assert!(out.contains("ok asset.create_via_url"), "{out}");
 }
 
 /// Every operation of our document, fuzzed: no 5xx, every response matches the document

@@ -107,6 +107,11 @@ impl TaskHandler for Scripted {
     }
 }
 
+/// A server whose own runner runs no jobs: the tests run them with runners of their own.
+async fn jobless_app(backend: Backend) -> TestApp {
+    TestApp::spawn_with(backend, |c| c.tasks.run = false).await
+}
+
 fn db(app: &TestApp) -> Database {
     app.server.as_ref().unwrap().state.db().clone()
 }
@@ -194,7 +199,7 @@ fn assert_scratch_removed(handler: &Scripted) {
 }
 
 async fn a_task_runs_once_and_its_events_are_in_the_outbox(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let dir = TempDir::new();
     let handler = Scripted::new(TaskType::Upload, 0, Script::Succeed);
     let runner = runner(&app, config(&dir, "node-a"), &[&handler]);
@@ -242,7 +247,7 @@ async fn a_task_runs_once_and_its_events_are_in_the_outbox(backend: Backend) {
 }
 
 async fn retriable_errors_are_retried_with_backoff_and_fatal_ones_fail(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let dir = TempDir::new();
     let flaky = Scripted::new(TaskType::Upload, 0, Script::FlakyOnce);
     let fatal = Scripted::new(TaskType::Clip, 0, Script::Fatal);
@@ -306,7 +311,7 @@ async fn retriable_errors_are_retried_with_backoff_and_fatal_ones_fail(backend: 
 }
 
 async fn a_dead_nodes_task_is_taken_over_after_its_lease(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let dir = TempDir::new();
     let handler = Scripted::new(TaskType::Upload, 0, Script::Succeed);
     let survivor = runner(&app, config(&dir, "node-b"), &[&handler]);
@@ -359,7 +364,7 @@ async fn a_dead_nodes_task_is_taken_over_after_its_lease(backend: Backend) {
 }
 
 async fn cancellation_and_deadlines_stop_running_jobs(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let dir = TempDir::new();
     let handler = Scripted::new(TaskType::Upload, 0, Script::Hang);
     let runner = runner(&app, config(&dir, "node-a"), &[&handler]);
@@ -420,7 +425,7 @@ async fn cancellation_and_deadlines_stop_running_jobs(backend: Backend) {
 }
 
 async fn cpu_heavy_jobs_never_oversubscribe_the_cores(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let dir = TempDir::new();
     // Each transcode keeps both of the node's two cores busy; uploads only wait on I/O.
     let heavy = Scripted::new(TaskType::TranscodeFile, 2, Script::Slow(300));
@@ -458,7 +463,7 @@ async fn cpu_heavy_jobs_never_oversubscribe_the_cores(backend: Backend) {
 }
 
 async fn two_nodes_claiming_at_once_run_each_task_once(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let dir = TempDir::new();
     // One handler shared by both nodes counts every run, wherever it happens.
     let handler = Scripted::new(TaskType::Upload, 0, Script::Slow(20));
@@ -489,7 +494,7 @@ async fn two_nodes_claiming_at_once_run_each_task_once(backend: Backend) {
 }
 
 async fn shutdown_hands_back_unfinished_jobs(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let dir = TempDir::new();
     let stuck = Scripted::new(TaskType::Upload, 0, Script::Hang);
     let stopping = runner(&app, config(&dir, "node-a"), &[&stuck]);
@@ -526,7 +531,7 @@ async fn shutdown_hands_back_unfinished_jobs(backend: Backend) {
 }
 
 async fn task_list_pages_filters_and_isolates_tenants(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = jobless_app(backend).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(spawn(&app, upload(&app)).await.0.id);

@@ -34,7 +34,7 @@ mod on_s3_storage {
 const SECONDS: f64 = 6.0;
 
 /// `SECONDS` of 854x480 H.264 (a keyframe every second) and AAC, as an MP4 in `dir`.
-async fn source_file(dir: &Path) -> PathBuf {
+pub(crate) async fn source_file(dir: &Path) -> PathBuf {
     let path = dir.join("upload.mp4");
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
@@ -271,7 +271,7 @@ pub(crate) async fn an_uploaded_file_becomes_a_playable_asset_on(
 }
 
 /// Serves `file` at `/video.mp4`, a text file at `/notes.mp4`, and 404 elsewhere.
-async fn file_server(file: PathBuf) -> SocketAddr {
+pub(crate) async fn file_server(file: PathBuf) -> SocketAddr {
     use axum::routing::get;
     let bytes = std::fs::read(file).unwrap();
     let app = axum::Router::new()

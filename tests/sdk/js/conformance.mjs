@@ -505,21 +505,64 @@ if (recordedSessionId) {
   });
 }
 
-// ---------------------------------------------------------------- tasks
-// Only when the caller spawned a task (tests/api/clients.rs sets STUDIO_TASK_ID): tasks are made by
-// the server, never by clients. The SDK validates the closed `type` and `status.phase` enums.
+// ---------------------------------------------------------------- VOD (assets and tasks)
+// Only when the caller gives a file to upload and a URL to import (tests/api/clients.rs sets
+// STUDIO_VOD_FILE and STUDIO_VOD_URL): asset.create, the direct upload, asset.createViaUrl, the
+// upload task through task.*, and the ready asset through asset.get and playback.get.
 
-const taskId = process.env.STUDIO_TASK_ID;
-if (taskId) {
-  await step("task.getAll", async () => {
-    const list = checkSuccess(await livepeer.task.getAll(), 200, "data");
-    check(list.some((t) => t.id === taskId), `task ${taskId} missing from list`);
+const vodFile = process.env.STUDIO_VOD_FILE;
+const vodUrl = process.env.STUDIO_VOD_URL;
+if (vodFile && vodUrl) {
+  const { readFile } = await import("node:fs/promises");
+  const created = await step("asset.create", async () => {
+    const data = checkSuccess(await livepeer.asset.create({ name: `sdk-js-upload-${run}`, staticMp4: true }), 200, "data");
+    for (const k of ["url", "tusEndpoint"]) checkId(data[k], k);
+    checkSubset(data.asset, { name: `sdk-js-upload-${run}`, source: { type: "directUpload" }, status: { phase: "uploading" } }, "asset");
+    checkId(data.task?.id, "task.id");
+    return data;
   });
 
-  await step("task.get", async () => {
-    const t = checkSuccess(await livepeer.task.get(taskId), 200, "task");
-    checkSubset(t, { id: taskId, type: "upload", status: { phase: "pending" } }, "task");
+  await step("task.get (upload, held)", async () => {
+    const t = checkSuccess(await livepeer.task.get(created.task.id), 200, "task");
+    checkSubset(t, { id: created.task.id, type: "upload", status: { phase: "pending" } }, "task");
     check(t.status.updatedAt > 0, `task.status.updatedAt: ${show(t.status.updatedAt)}`);
+  });
+
+  await step("direct upload (PUT url)", async () => {
+    const res = await fetch(created.url, { method: "PUT", body: await readFile(vodFile) });
+    check(res.status === 200, `PUT ${created.url}: ${res.status} ${await res.text()}`);
+  });
+
+  const ready = await step("asset.get (until ready)", async () => {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const a = checkSuccess(await livepeer.asset.get(created.asset.id), 200, "asset");
+      check(a.status.phase !== "failed", `the asset failed: ${show(a.status)}`);
+      if (a.status.phase === "ready") return a;
+      check(Date.now() < deadline, `the asset is still ${a.status.phase}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+  check(ready.hash?.some((h) => h.algorithm === "sha256"), `asset.hash: ${show(ready.hash)}`);
+  for (const k of ["playbackUrl", "downloadUrl"]) checkId(ready[k], `asset.${k}`);
+
+  await step("task.getAll", async () => {
+    const list = checkSuccess(await livepeer.task.getAll(), 200, "data");
+    const t = list.find((x) => x.id === created.task.id);
+    check(t !== undefined, `task ${created.task.id} missing from list`);
+    checkEqual(t.status.phase, "completed", "listed upload task's phase");
+  });
+
+  await step("playback.get (uploaded asset)", async () => {
+    const info = checkSuccess(await livepeer.playback.get(ready.playbackId), 200, "playbackInfo");
+    checkEqual(info.type, "vod", "playbackInfo.type");
+    checkEqual(info.meta.source.map((s) => s.hrn), ["MP4", "HLS (TS)"], "vod sources");
+  });
+
+  await step("asset.createViaUrl", async () => {
+    const data = checkSuccess(await livepeer.asset.createViaUrl({ name: `sdk-js-import-${run}`, url: vodUrl }), 201, "twoHundredAndOneApplicationJsonData");
+    checkSubset(data.asset, { source: { type: "url", url: vodUrl } }, "asset");
+    checkId(data.task?.id, "task.id");
   });
 
   await step("task.get (unknown -> 404)", () => expect404(() => livepeer.task.get("00000000-0000-4000-8000-000000000000")));

@@ -586,23 +586,73 @@ class Suite:
 
         self.step("playback.get (session id)", playback_session)
 
-    def tasks(self, task_id: str) -> None:
-        """A task the caller spawned (tests/api/clients.rs sets STUDIO_TASK_ID): the SDK validates
-        the closed `type` and `status.phase` enums and the required `status.updatedAt`."""
+    def vod(self, file: str, url: str) -> None:
+        """A file to upload and a URL to import (tests/api/clients.rs sets STUDIO_VOD_FILE and
+        STUDIO_VOD_URL): asset.create, the direct upload, the upload task through task.*, the
+        ready asset, and asset.create_via_url. The SDK validates the closed `type` and
+        `status.phase` enums of tasks and assets."""
         lp = self.lp
+        name = f"sdk-py-upload-{self.run}"
 
-        def get_all() -> None:
-            tasks = as_json(check_success(lp.task.get_all(), 200, "data"))
-            check(any(t["id"] == task_id for t in tasks), f"task {task_id} missing from list")
+        def create() -> Any:
+            data = as_json(check_success(lp.asset.create(request={"name": name, "staticMp4": True}), 200, "data"))
+            for k in ("url", "tusEndpoint"):
+                check(isinstance(data.get(k), str) and data[k], f"{k}: {show(data.get(k))}")
+            check_subset(data["asset"], {"name": name, "source": {"type": "directUpload"}, "status": {"phase": "uploading"}}, "asset")
+            return data
 
-        self.step("task.get_all", get_all)
+        created = self.step("asset.create", create)
+        task_id = created["task"]["id"]
 
-        def get() -> None:
+        def held() -> None:
             t = as_json(check_success(lp.task.get(task_id=task_id), 200, "task"))
             check_subset(t, {"id": task_id, "type": "upload", "status": {"phase": "pending"}}, "task")
             check((t["status"].get("updatedAt") or 0) > 0, f"task.status.updatedAt: {show(t['status'])}")
 
-        self.step("task.get", get)
+        self.step("task.get (upload, held)", held)
+
+        def put() -> None:
+            with open(file, "rb") as body:
+                res = httpx.put(created["url"], content=body.read(), timeout=60)
+            check(res.status_code == 200, f"PUT {created['url']}: {res.status_code} {res.text}")
+
+        self.step("direct upload (PUT url)", put)
+
+        def until_ready() -> Any:
+            deadline = time.time() + 120
+            while True:
+                a = as_json(check_success(lp.asset.get(asset_id=created["asset"]["id"]), 200, "asset"))
+                check(a["status"]["phase"] != "failed", f"the asset failed: {show(a['status'])}")
+                if a["status"]["phase"] == "ready":
+                    return a
+                check(time.time() < deadline, f"the asset is still {a['status']['phase']}")
+                time.sleep(0.5)
+
+        ready = self.step("asset.get (until ready)", until_ready)
+        check(any(h["algorithm"] == "sha256" for h in ready.get("hash") or []), f"asset.hash: {show(ready.get('hash'))}")
+
+        def get_all() -> None:
+            tasks = as_json(check_success(lp.task.get_all(), 200, "data"))
+            listed = [t for t in tasks if t["id"] == task_id]
+            check(len(listed) == 1, f"task {task_id} missing from list")
+            check(listed[0]["status"]["phase"] == "completed", f"listed task: {show(listed[0]['status'])}")
+
+        self.step("task.get_all", get_all)
+
+        def playback() -> None:
+            info = as_json(check_success(lp.playback.get(id=ready["playbackId"]), 200, "playback_info"))
+            check(info["type"] == "vod", f"playbackInfo.type: {info['type']}")
+            hrns = [s["hrn"] for s in info["meta"]["source"]]
+            check(hrns == ["MP4", "HLS (TS)"], f"vod sources: {hrns}")
+
+        self.step("playback.get (uploaded asset)", playback)
+
+        def via_url() -> None:
+            res = lp.asset.create_via_url(request={"name": f"sdk-py-import-{self.run}", "url": url})
+            data = as_json(check_success(res, 201, "two_hundred_and_one_application_json_data"))
+            check_subset(data["asset"], {"source": {"type": "url", "url": url}}, "asset")
+
+        self.step("asset.create_via_url", via_url)
 
 
 def main() -> None:
@@ -619,9 +669,9 @@ def main() -> None:
     recorded_session = os.environ.get("STUDIO_RECORDING_SESSION_ID")
     if recorded_session:
         suite.recordings(recorded_session)
-    task = os.environ.get("STUDIO_TASK_ID")
-    if task:
-        suite.tasks(task)
+    vod_file, vod_url = os.environ.get("STUDIO_VOD_FILE"), os.environ.get("STUDIO_VOD_URL")
+    if vod_file and vod_url:
+        suite.vod(vod_file, vod_url)
     print(f"conformance: {suite.passed} passed, 0 failed")
 
 

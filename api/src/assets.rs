@@ -9,6 +9,7 @@ pub mod import;
 pub mod pipeline;
 pub mod repo;
 pub mod routes;
+pub mod tus;
 pub mod upload;
 
 use serde::{Deserialize, Serialize};
@@ -495,54 +496,36 @@ pub(crate) async fn create(
     Ok((asset, task.id))
 }
 
-/// The source file of an uploaded asset is in the store under `key`: the asset waits for its
-/// task, which is queued, in one transaction. False when another upload got there first.
+/// The source file of an uploaded asset has arrived: the asset waits for its task (with the
+/// source's digests when they are known), which is queued with `params` added, and
+/// `asset.updated` is written, in the caller's transaction. False when the asset was no longer
+/// `uploading` (another upload got there first, or it was deleted).
 pub(crate) async fn source_arrived(
-    state: &AppState,
+    tx: &mut crate::db::Tx,
     asset: &Asset,
-    key: &str,
-    received: &upload::Received,
+    hash: Option<&[Hash]>,
+    params: serde_json::Value,
+    public_url: &str,
 ) -> ApiResult<bool> {
     let now = now_ms();
-    let hash = vec![
-        Hash {
-            hash: received.md5.clone(),
-            algorithm: "md5".into(),
-        },
-        Hash {
-            hash: received.sha256.clone(),
-            algorithm: "sha256".into(),
-        },
-    ];
-    let mut tx = state.db().begin().await?;
-    if !repo::source_arrived(&mut tx, &asset.project_id, &asset.id, &hash, now).await? {
+    if !repo::source_arrived(tx, &asset.project_id, &asset.id, hash, now).await? {
         return Ok(false);
     }
-    let task = crate::tasks::repo::schedule(
-        &mut tx,
+    let queued = crate::tasks::repo::schedule(
+        tx,
         &asset.project_id,
         crate::tasks::TaskType::Upload,
         &asset.id,
-        serde_json::json!({ "sourceKey": key, "size": received.size }),
+        params,
         now,
     )
     .await?;
-    if !task {
+    if !queued {
         return Ok(false);
     }
-    if let Some(updated) = repo::get(&mut *tx, &asset.project_id, &asset.id).await? {
-        emit(
-            &mut tx,
-            &updated,
-            EventType::AssetUpdated,
-            state.public_url(),
-            now,
-        )
-        .await?;
+    if let Some(updated) = repo::get(&mut **tx, &asset.project_id, &asset.id).await? {
+        emit(tx, &updated, EventType::AssetUpdated, public_url, now).await?;
     }
-    tx.commit().await?;
-    state.wake_webhooks();
-    state.wake_tasks();
     Ok(true)
 }
 

@@ -71,6 +71,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "vod",
         sql: include_str!("../../migrations/0007_vod.sql"),
     },
+    Migration {
+        version: 8,
+        name: "tus",
+        sql: include_str!("../../migrations/0008_tus.sql"),
+    },
 ];
 
 impl Database {

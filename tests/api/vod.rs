@@ -18,12 +18,20 @@ use tokio::process::Command;
 
 on_both_databases!(
     an_uploaded_file_becomes_a_playable_asset,
+    tus_uploads_resume_and_become_playable_assets,
+    a_tus_upload_resumes_after_a_restart_and_expired_ones_go,
     a_url_import_becomes_a_playable_asset,
     imports_that_cannot_work_fail_with_the_reason
 );
 
 mod on_s3_storage {
     use studio_tests::{Backend, Storage};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tus_uploads_resume_and_become_playable_assets_postgres() {
+        super::tus_uploads_resume_and_become_playable_assets_on(Backend::Postgres, Storage::S3)
+            .await
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_uploaded_file_becomes_a_playable_asset_postgres() {
@@ -416,5 +424,291 @@ async fn uploads_past_the_size_limit_are_refused() {
     assert_eq!(
         asset["status"]["phase"], "uploading",
         "nothing was taken: {asset}"
+    );
+}
+
+/// Requests an upload and returns (asset id, tusEndpoint).
+async fn request_upload(app: &TestApp, name: &str) -> (String, String) {
+    let requested = app
+        .post(
+            "/asset/request-upload",
+            json!({"name": name, "staticMp4": true}),
+        )
+        .await;
+    assert_eq!(requested.status, 200, "{}", requested.text);
+    (
+        requested.json["asset"]["id"].as_str().unwrap().to_string(),
+        requested.json["tusEndpoint"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn tus_uploads_resume_and_become_playable_assets(backend: Backend) {
+    tus_uploads_resume_and_become_playable_assets_on(backend, Storage::LocalDir).await
+}
+
+/// tus-js-client uploads in chunks, is aborted part way and resumes (findPreviousUploads) where
+/// the server says it got to; tuspy uploads another (with its empty Upload-Metadata). Both
+/// assets become playable, with the file's digests.
+pub(crate) async fn tus_uploads_resume_and_become_playable_assets_on(
+    backend: Backend,
+    storage: Storage,
+) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
+    let dir = TempDir::new();
+    let file = source_file(&dir.0).await;
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(
+        bytes.len() > 4 * 32 * 1024,
+        "the file spans several chunks: {}",
+        bytes.len()
+    );
+
+    let (js_asset, endpoint) = request_upload(&app, "tus-js-client").await;
+    let storage_file = dir.0.join("tus-urls.json");
+    let out = crate::clients::run_client_with(
+        &app,
+        "node".into(),
+        &[
+            "tests/sdk/js/tus-upload.mjs",
+            &endpoint,
+            file.to_str().unwrap(),
+            storage_file.to_str().unwrap(),
+        ],
+        &app.key,
+        &[],
+    )
+    .await;
+    let report: Value = serde_json::from_str(out.lines().last().unwrap())
+        .unwrap_or_else(|_| panic!("tus-upload.mjs printed {out}"));
+    let resumed_at = report["resumedAt"].as_u64().unwrap_or(0);
+    assert!(
+        resumed_at > 0 && resumed_at < bytes.len() as u64,
+        "resumed from the server's offset, not from 0: {report}"
+    );
+    assert!(
+        report["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&app.url("/asset/upload/tus/"))
+    );
+
+    let (py_asset, endpoint) = request_upload(&app, "tuspy").await;
+    crate::clients::run_client_with(
+        &app,
+        crate::clients::python(),
+        &[
+            "tests/sdk/python/tus_upload.py",
+            &endpoint,
+            file.to_str().unwrap(),
+        ],
+        &app.key,
+        &[],
+    )
+    .await;
+
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    for id in [js_asset, py_asset] {
+        let asset = finished(&app, &id).await;
+        assert_playable(&app, &asset).await;
+        assert_eq!(asset["size"], bytes.len() as u64);
+        assert!(
+            asset["hash"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["algorithm"] == "sha256" && h["hash"] == sha256.as_str()),
+            "{asset}"
+        );
+    }
+}
+
+/// The protocol's rules, as a TUS client relies on them: OPTIONS says what is supported, the
+/// version is required, a wrong offset is 409, creation-with-upload stores the first bytes,
+/// termination removes the upload, Upload-Length past the limit is 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_follows_the_protocol() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.vod.max_upload_bytes = 1_000_000).await;
+    let (asset, endpoint) = request_upload(&app, "protocol").await;
+    let http = reqwest::Client::new();
+    let tus = |request: reqwest::RequestBuilder| request.header("Tus-Resumable", "1.0.0");
+
+    let options = http
+        .request(reqwest::Method::OPTIONS, &endpoint)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status(), 204);
+    assert_eq!(options.headers()["tus-version"], "1.0.0");
+    assert_eq!(options.headers()["tus-max-size"], "1000000");
+    let extensions = options.headers()["tus-extension"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for ext in [
+        "creation",
+        "creation-with-upload",
+        "termination",
+        "expiration",
+    ] {
+        assert!(extensions.split(',').any(|e| e == ext), "{extensions}");
+    }
+
+    let unversioned = http
+        .post(&endpoint)
+        .header("Upload-Length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unversioned.status(), 412);
+    let too_big = tus(http.post(&endpoint))
+        .header("Upload-Length", "2000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413);
+    let forged = tus(http.post(endpoint.replace("token=", "token=x")))
+        .header("Upload-Length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    // Creation with upload: the first 4 bytes come with the POST.
+    let created = tus(http.post(&endpoint))
+        .header("Upload-Length", "10")
+        .header("Upload-Metadata", "")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body("abcd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["upload-offset"], "4");
+    assert!(created.headers().contains_key("upload-expires"));
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+
+    let wrong = tus(http.patch(&location))
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body("efgh")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 409);
+    let untyped = tus(http.patch(&location))
+        .header("Upload-Offset", "4")
+        .body("efgh")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untyped.status(), 415);
+    let more = tus(http.patch(&location))
+        .header("Upload-Offset", "4")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body("efgh")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(more.status(), 204);
+    assert_eq!(more.headers()["upload-offset"], "8");
+    let head = tus(http.head(&location)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["upload-offset"], "8");
+    assert_eq!(head.headers()["upload-length"], "10");
+    assert_eq!(head.headers()["cache-control"], "no-store");
+
+    let terminated = tus(http.delete(&location)).send().await.unwrap();
+    assert_eq!(terminated.status(), 204);
+    let head = tus(http.head(&location)).send().await.unwrap();
+    assert_eq!(head.status(), 404);
+    let unknown = tus(http.head(app.url("/asset/upload/tus/0123456789abcdef0123456789abcdef")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let asset = app.get(&format!("/asset/{asset}")).await.json;
+    assert_eq!(asset["status"]["phase"], "uploading", "{asset}");
+}
+
+async fn tus(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Half an upload, a server restart, the other half: the upload continues where the database
+/// says it got to and the asset becomes ready. An upload past its expiry is refused (410) and
+/// removed with its pieces.
+async fn a_tus_upload_resumes_after_a_restart_and_expired_ones_go(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let dir = TempDir::new();
+    let bytes = std::fs::read(source_file(&dir.0).await).unwrap();
+    let (id, endpoint) = request_upload(&app, "restart").await;
+    let http = reqwest::Client::new();
+    let created = tus(http
+        .post(&endpoint)
+        .header("Upload-Length", bytes.len().to_string()))
+    .await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    let half = bytes.len() / 2;
+    let first = tus(http
+        .patch(&location)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(bytes[..half].to_vec()))
+    .await;
+    assert_eq!(first.status(), 204);
+
+    app.restart().await;
+    let location = location.replace(
+        &location[..location.find("/api/").unwrap()],
+        app.url("").trim_end_matches("/api"),
+    );
+    let head = tus(http.head(&location)).await;
+    assert_eq!(head.headers()["upload-offset"], half.to_string().as_str());
+    let rest = tus(http
+        .patch(&location)
+        .header("Upload-Offset", half.to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(bytes[half..].to_vec()))
+    .await;
+    assert_eq!(rest.status(), 204);
+    let asset = finished(&app, &id).await;
+    assert_eq!(asset["status"]["phase"], "ready", "{asset}");
+    assert_eq!(asset["size"], bytes.len() as u64);
+
+    // An upload left half done past its expiry.
+    let (_, endpoint) = request_upload(&app, "abandoned").await;
+    let created = tus(http.post(&endpoint).header("Upload-Length", "100")).await;
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    let patched = tus(http
+        .patch(&location)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(vec![7u8; 40]))
+    .await;
+    assert_eq!(patched.status(), 204);
+    let state = app.server.as_ref().unwrap().state.clone();
+    let upload_id = location.rsplit('/').next().unwrap().to_string();
+    let part: String = sqlx::query_scalar("SELECT object_key FROM tus_parts WHERE upload_id = $1")
+        .bind(&upload_id)
+        .fetch_one(state.db().reader())
+        .await
+        .unwrap();
+    assert!(state.media_store().get(&part).await.unwrap().is_some());
+    sqlx::query("UPDATE tus_uploads SET expires_at = 0 WHERE id = $1")
+        .bind(&upload_id)
+        .execute(state.db().writer())
+        .await
+        .unwrap();
+    assert_eq!(tus(http.head(&location)).await.status(), 410);
+    studio_api::assets::tus::expire(&state).await.unwrap();
+    assert_eq!(tus(http.head(&location)).await.status(), 404);
+    assert!(
+        state.media_store().get(&part).await.unwrap().is_none(),
+        "the expired upload's pieces are removed"
     );
 }

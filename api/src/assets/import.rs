@@ -15,12 +15,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use futures::StreamExt;
-use md5::Digest;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
-use super::upload::{Received, TaskRef};
+use super::upload::{Digests, Received, TaskRef};
 use super::{Asset, AssetPhase, AssetSource, NewAssetPayload, repo};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -212,9 +211,7 @@ impl Importer {
             .await
             .map_err(|e| ImportError::Retriable(format!("creating the scratch file: {e}")))?;
         let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let mut md5 = md5::Md5::new();
-        let mut sha256 = sha2::Sha256::new();
-        let mut size = 0u64;
+        let mut digests = Digests::default();
         let mut body = response.bytes_stream();
         loop {
             let chunk = match tokio::time::timeout(READ_IDLE_TIMEOUT, body.next()).await {
@@ -233,12 +230,10 @@ impl Importer {
                 }
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            size += chunk.len() as u64;
-            if size > self.max_bytes {
+            if digests.size() + chunk.len() as u64 > self.max_bytes {
                 return Err(self.too_large(&shown));
             }
-            md5.update(&chunk);
-            sha2::Digest::update(&mut sha256, &chunk);
+            digests.update(&chunk);
             file.write_all(&chunk)
                 .await
                 .map_err(|e| ImportError::Retriable(format!("writing the scratch file: {e}")))?;
@@ -246,14 +241,10 @@ impl Importer {
         file.flush()
             .await
             .map_err(|e| ImportError::Retriable(format!("writing the scratch file: {e}")))?;
-        if size == 0 {
+        if digests.size() == 0 {
             return Err(ImportError::Fatal(format!("{shown} is empty")));
         }
-        Ok(Received {
-            size,
-            md5: hex::encode(md5.finalize()),
-            sha256: hex::encode(sha2::Digest::finalize(sha256)),
-        })
+        Ok(digests.finish())
     }
 
     fn too_large(&self, shown: &str) -> ImportError {

@@ -33,7 +33,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use super::import::{ImportError, Importer};
-use super::{Asset, AssetFile, AssetPhase, FileKind, Hash, VideoSpec, repo};
+use super::upload::Digests;
+use super::{Asset, AssetFile, AssetPhase, FileKind, VideoSpec, repo};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::Database;
@@ -170,22 +171,39 @@ impl AssetTasks {
             file.flush().await.map_err(scratch)?;
             return Ok(size);
         }
+        if let Some(upload) = params.get("tusUpload").and_then(|v| v.as_str()) {
+            let parts = super::tus::parts(&self.db, upload)
+                .await
+                .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
+            let file = tokio::fs::File::create(path).await.map_err(scratch)?;
+            let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            let mut digests = Digests::default();
+            for part in parts {
+                let mut stream = self
+                    .store
+                    .stream_range(&part, 0, u64::MAX)
+                    .await
+                    .map_err(media_store)?
+                    .ok_or_else(|| JobError::Fatal("a piece of the upload is gone".into()))?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(media_store)?;
+                    digests.update(&chunk);
+                    file.write_all(&chunk).await.map_err(scratch)?;
+                }
+            }
+            file.flush().await.map_err(scratch)?;
+            let received = digests.finish();
+            repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
+                .await
+                .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
+            return Ok(received.size);
+        }
         if let Some(url) = params.get("url").and_then(|v| v.as_str()) {
             let received = self.importer.fetch(url, path).await.map_err(|e| match e {
                 ImportError::Fatal(m) => JobError::Fatal(m),
                 ImportError::Retriable(m) => JobError::Retriable(m),
             })?;
-            let hash = [
-                Hash {
-                    hash: received.md5,
-                    algorithm: "md5".into(),
-                },
-                Hash {
-                    hash: received.sha256,
-                    algorithm: "sha256".into(),
-                },
-            ];
-            repo::set_hash(&self.db, &asset.project_id, &asset.id, &hash)
+            repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
                 .await
                 .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
             return Ok(received.size);

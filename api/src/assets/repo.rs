@@ -283,20 +283,20 @@ pub async fn set_ready(
     Ok(())
 }
 
-/// The source of an asset still `uploading` arrived: it moves to `waiting` with the source's
-/// digests. False when it was no longer `uploading` (another upload got there first).
+/// The source of an asset still `uploading` arrived: it moves to `waiting`, with the source's
+/// digests when known. False when it was no longer `uploading` (another upload got there first).
 pub async fn source_arrived(
     tx: &mut Tx,
     project_id: &str,
     id: &str,
-    hash: &[super::Hash],
+    hash: Option<&[super::Hash]>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE assets SET phase = 'waiting', hash = $1, updated_at = $2 \
+        "UPDATE assets SET phase = 'waiting', hash = COALESCE($1, hash), updated_at = $2 \
          WHERE project_id = $3 AND id = $4 AND phase = 'uploading' AND deleted = 0",
     )
-    .bind(db::to_json(&hash))
+    .bind(hash.map(|h| db::to_json(&h)))
     .bind(now)
     .bind(project_id)
     .bind(id)

@@ -26,7 +26,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Routes that take a whole file in their body: outside the API's request timeout and body
 /// limit (they bound their own size and idle time), relative to `/api`.
 pub fn upload_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(super::upload::upload_direct))
+    use super::tus;
+    use axum::routing::{head, post};
+    OpenApiRouter::new()
+        .routes(routes!(super::upload::upload_direct))
+        // TUS 1.0.0 (the tusEndpoint of request-upload), described by its own protocol.
+        .route("/asset/upload/tus", post(tus::create).options(tus::options))
+        .route(
+            "/asset/upload/tus/{id}",
+            head(tus::head)
+                .patch(tus::patch)
+                .delete(tus::delete)
+                .options(tus::options),
+        )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

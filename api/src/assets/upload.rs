@@ -17,7 +17,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use md5::Digest;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
@@ -212,6 +211,50 @@ pub struct Received {
     pub sha256: String,
 }
 
+impl Received {
+    /// The digests as the asset shows them.
+    pub fn hashes(&self) -> Vec<super::Hash> {
+        vec![
+            super::Hash {
+                hash: self.md5.clone(),
+                algorithm: "md5".into(),
+            },
+            super::Hash {
+                hash: self.sha256.clone(),
+                algorithm: "sha256".into(),
+            },
+        ]
+    }
+}
+
+/// MD5 and SHA-256 of a byte stream, fed as it goes by.
+#[derive(Default)]
+pub struct Digests {
+    md5: md5::Md5,
+    sha256: sha2::Sha256,
+    size: u64,
+}
+
+impl Digests {
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.size += chunk.len() as u64;
+        md5::Digest::update(&mut self.md5, chunk);
+        sha2::Digest::update(&mut self.sha256, chunk);
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn finish(self) -> Received {
+        Received {
+            size: self.size,
+            md5: hex::encode(md5::Digest::finalize(self.md5)),
+            sha256: hex::encode(sha2::Digest::finalize(self.sha256)),
+        }
+    }
+}
+
 /// Streams `body` into the file `path`, at most `limit` bytes, hashing as it goes.
 async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> {
     if let Some(parent) = path.parent() {
@@ -223,9 +266,7 @@ async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> 
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("creating {}: {e}", path.display())))?;
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut md5 = md5::Md5::new();
-    let mut sha256 = sha2::Sha256::new();
-    let mut size = 0u64;
+    let mut digests = Digests::default();
     let mut stream = body.into_data_stream();
     loop {
         let chunk = match tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await {
@@ -241,12 +282,10 @@ async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> 
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
-        size += chunk.len() as u64;
-        if size > limit {
+        if digests.size() + chunk.len() as u64 > limit {
             return Err(too_large(limit));
         }
-        md5.update(&chunk);
-        sha2::Digest::update(&mut sha256, &chunk);
+        digests.update(&chunk);
         file.write_all(&chunk)
             .await
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("writing the upload: {e}")))?;
@@ -254,14 +293,10 @@ async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> 
     file.flush()
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("writing the upload: {e}")))?;
-    if size == 0 {
+    if digests.size() == 0 {
         return Err(ApiError::invalid("the upload is empty"));
     }
-    Ok(Received {
-        size,
-        md5: hex::encode(md5.finalize()),
-        sha256: hex::encode(sha2::Digest::finalize(sha256)),
-    })
+    Ok(digests.finish())
 }
 
 /// Puts the received file in the store and hands the asset to its task; only the first upload
@@ -278,9 +313,29 @@ async fn store_upload(
         .put_file(&key, path)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("storing the upload: {e}")))?;
-    let won = super::source_arrived(state, asset, &key, &received).await;
-    match won {
-        Ok(true) => Ok(()),
+    let hash = received.hashes();
+    let arrived = async {
+        let mut tx = state.db().begin().await?;
+        let won = super::source_arrived(
+            &mut tx,
+            asset,
+            Some(&hash),
+            serde_json::json!({ "sourceKey": key, "size": received.size }),
+            state.public_url(),
+        )
+        .await?;
+        if won {
+            tx.commit().await?;
+        }
+        Ok::<bool, ApiError>(won)
+    }
+    .await;
+    match arrived {
+        Ok(true) => {
+            state.wake_webhooks();
+            state.wake_tasks();
+            Ok(())
+        }
         Ok(false) => {
             let _ = state.media_store().delete(&key).await;
             Err(ApiError::invalid(

@@ -11,7 +11,8 @@ use axum::response::Response;
 const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
 const DEFAULT_ALLOWED_HEADERS: &str =
     "Authorization, Content-Type, Livepeer-Jwt, Livepeer-Access-Key";
-const EXPOSED_HEADERS: &str = "Link, X-Total-Count, Location, Content-Length";
+const EXPOSED_HEADERS: &str = "Link, X-Total-Count, Location, Content-Length, Upload-Offset, \
+    Upload-Length, Upload-Expires, Upload-Metadata, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size";
 
 pub async fn cors(request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();

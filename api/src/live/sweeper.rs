@@ -8,7 +8,8 @@
 //! own publishers at once; the others learn it from the stream's row within a pass.
 //!
 //! Every few passes it also runs `recording::recovery`, which finishes the sessions and
-//! recordings such a node left (the first pass comes right after start-up).
+//! recordings such a node left (the first pass comes right after start-up), and now and then
+//! removes expired TUS uploads (`assets::tus::expire`).
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ const EVERY: Duration = Duration::from_secs(1);
 const BATCH: i64 = 100;
 /// Passes between two runs of the recovery of abandoned sessions and recordings.
 const RECOVER_EVERY: u64 = 5;
+/// Passes between two removals of expired TUS uploads.
+const EXPIRE_UPLOADS_EVERY: u64 = 60;
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     for pass in 0u64.. {
@@ -50,6 +53,14 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             tracing::error!(
                 error = format!("{err:#}"),
                 "finishing sessions and recordings of stopped nodes failed"
+            );
+        }
+        if pass % EXPIRE_UPLOADS_EVERY == 0
+            && let Err(err) = crate::assets::tus::expire(&state).await
+        {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "removing expired TUS uploads failed"
             );
         }
     }

@@ -85,7 +85,19 @@ impl AppState {
             public_url.clone(),
             webhook_wake.clone(),
         )?);
-        let runner = task_runner(&config, &db, &task_wake, &webhook_wake, &recordings, assets);
+        let purges = Arc::new(crate::assets::purge::AssetPurges::new(
+            db.clone(),
+            media_store.clone(),
+        ));
+        let runner = task_runner(
+            &config,
+            &db,
+            &task_wake,
+            &webhook_wake,
+            &recordings,
+            assets,
+            purges,
+        );
         Ok(AppState(Arc::new(Inner {
             recordings,
             upload_tokens,
@@ -439,6 +451,7 @@ fn task_runner(
     webhooks: &Arc<Notify>,
     recordings: &Arc<crate::recording::RecordingTasks>,
     assets: Arc<crate::assets::pipeline::AssetTasks>,
+    purges: Arc<crate::assets::purge::AssetPurges>,
 ) -> Arc<Runner> {
     let mut runner_config =
         RunnerConfig::for_machine(config.data_dir.join("scratch").join("tasks"));
@@ -450,7 +463,12 @@ fn task_runner(
         // Without handlers the runner claims nothing.
         return Arc::new(runner);
     }
-    Arc::new(runner.with_handler(recordings.clone()).with_handler(assets))
+    Arc::new(
+        runner
+            .with_handler(recordings.clone())
+            .with_handler(assets)
+            .with_handler(purges),
+    )
 }
 
 impl RunningServer {

@@ -7,6 +7,7 @@
 
 pub mod import;
 pub mod pipeline;
+pub mod purge;
 pub mod repo;
 pub mod routes;
 pub mod tus;

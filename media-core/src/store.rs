@@ -52,6 +52,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn size<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<u64>>;
     /// Removes the object under `key`; nothing to remove is no error.
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+    /// Removes every object whose key starts with `folder/` (an asset's media, an upload's
+    /// pieces); returns how many were removed (for the local directory, 0 or 1: the folder).
+    fn delete_folder<'a>(&'a self, folder: &'a str) -> StoreFuture<'a, u64>;
     /// Bytes `start..end` of the object under `key` (`end` is clamped to its size), if it
     /// exists: what a player's `Range` request asks for.
     fn get_range<'a>(
@@ -148,6 +151,17 @@ impl ObjectStore for LocalDirStore {
             match tokio::fs::remove_file(self.root.join(key)).await {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
                 _ => Ok(()),
+            }
+        })
+    }
+
+    fn delete_folder<'a>(&'a self, folder: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            validate_key(folder)?;
+            match tokio::fs::remove_dir_all(self.root.join(folder)).await {
+                Ok(()) => Ok(1),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(err) => Err(err.into()),
             }
         })
     }

@@ -20,12 +20,19 @@ on_both_databases!(
     an_uploaded_file_becomes_a_playable_asset,
     tus_uploads_resume_and_become_playable_assets,
     a_tus_upload_resumes_after_a_restart_and_expired_ones_go,
+    assets_are_changed_and_deleted_with_their_media,
     a_url_import_becomes_a_playable_asset,
     imports_that_cannot_work_fail_with_the_reason
 );
 
 mod on_s3_storage {
     use studio_tests::{Backend, Storage};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn assets_are_changed_and_deleted_with_their_media_postgres() {
+        super::assets_are_changed_and_deleted_with_their_media_on(Backend::Postgres, Storage::S3)
+            .await
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tus_uploads_resume_and_become_playable_assets_postgres() {
@@ -711,4 +718,168 @@ async fn a_tus_upload_resumes_after_a_restart_and_expired_ones_go(backend: Backe
         state.media_store().get(&part).await.unwrap().is_none(),
         "the expired upload's pieces are removed"
     );
+}
+
+/// The keys of the app's media store below `folder` (the bucket's, or the local directory's).
+async fn stored_under(app: &TestApp, folder: &str) -> Vec<String> {
+    match &app.s3_bucket {
+        Some(bucket) => studio_tests::TestS3::from_env()
+            .keys(bucket)
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with(&format!("media/{folder}/")))
+            .collect(),
+        None => {
+            let root = app.config.data_dir.join("media").join(folder);
+            let mut found = Vec::new();
+            let mut dirs = vec![root];
+            while let Some(dir) = dirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    if entry.path().is_dir() {
+                        dirs.push(entry.path());
+                    } else {
+                        found.push(entry.path().display().to_string());
+                    }
+                }
+            }
+            found
+        }
+    }
+}
+
+async fn assets_are_changed_and_deleted_with_their_media(backend: Backend) {
+    assets_are_changed_and_deleted_with_their_media_on(backend, Storage::LocalDir).await
+}
+
+/// PATCH changes a ready asset's name and creator (`asset.updated`) under Studio's rules;
+/// DELETE makes it unplayable at once (`asset.deleted`) and its media leaves the store.
+pub(crate) async fn assets_are_changed_and_deleted_with_their_media_on(
+    backend: Backend,
+    storage: Storage,
+) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
+    let dir = TempDir::new();
+    let bytes = std::fs::read(source_file(&dir.0).await).unwrap();
+    let receiver = Receiver::start().await;
+    app.post(
+        "/webhook",
+        json!({"name": "changes", "url": receiver.url(), "events": ["asset.updated", "asset.deleted"]}),
+    )
+    .await;
+    let requested = app
+        .post(
+            "/asset/request-upload",
+            json!({"name": "before", "staticMp4": true}),
+        )
+        .await;
+    let id = requested.json["asset"]["id"].as_str().unwrap().to_string();
+    // Not ready yet: nothing may change.
+    app.patch(&format!("/asset/{id}"), json!({"name": "early"}))
+        .await
+        .assert_error(422, "only ready assets");
+    let put = reqwest::Client::new()
+        .put(requested.json["url"].as_str().unwrap())
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let asset = finished(&app, &id).await;
+    assert_eq!(asset["status"]["phase"], "ready", "{asset}");
+    let pid = asset["playbackId"].as_str().unwrap().to_string();
+
+    let patched = app
+        .patch(
+            &format!("/asset/{id}"),
+            json!({"name": "after", "creatorId": "creator-1"}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.json["name"], "after");
+    assert_eq!(patched.json["creatorId"]["value"], "creator-1");
+    assert_eq!(app.get(&format!("/asset/{id}")).await.json["name"], "after");
+    app.patch(
+        &format!("/asset/{id}"),
+        json!({"playbackPolicy": {"type": "jwt"}}),
+    )
+    .await
+    .assert_error(422, "cannot switch between public and gated");
+    app.patch(&format!("/asset/{id}"), json!({"storage": {"ipfs": true}}))
+        .await
+        .assert_error(422, "IPFS");
+    let other = app.other_tenant("other").await;
+    assert_eq!(
+        app.call(
+            Some(&other.key),
+            reqwest::Method::PATCH,
+            &format!("/asset/{id}"),
+            Some(json!({"name": "theirs"}))
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        app.call(
+            Some(&other.key),
+            reqwest::Method::DELETE,
+            &format!("/asset/{id}"),
+            None
+        )
+        .await
+        .status,
+        404
+    );
+
+    assert!(!stored_under(&app, &format!("hls/{pid}")).await.is_empty());
+    assert!(
+        !stored_under(&app, &format!("uploads/{id}"))
+            .await
+            .is_empty()
+    );
+    let deleted = app.delete(&format!("/asset/{id}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    // Unplayable at once.
+    assert_eq!(app.get(&format!("/asset/{id}")).await.status, 404);
+    let hls = asset["playbackUrl"].as_str().unwrap();
+    assert_eq!(reqwest::get(hls).await.unwrap().status(), 404);
+    let mp4 = asset["downloadUrl"].as_str().unwrap();
+    assert_eq!(reqwest::get(mp4).await.unwrap().status(), 404);
+    assert_eq!(
+        app.call(
+            None,
+            reqwest::Method::GET,
+            &format!("/playback/{pid}"),
+            None
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(app.delete(&format!("/asset/{id}")).await.status, 404);
+    // Its media leaves the store.
+    let gone = eventually(Duration::from_secs(20), || async {
+        (stored_under(&app, &format!("hls/{pid}")).await.is_empty()
+            && stored_under(&app, &format!("uploads/{id}"))
+                .await
+                .is_empty())
+        .then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the deleted asset's media is still stored");
+
+    let delivered = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let events: Vec<String> = delivered
+        .iter()
+        .map(|d| d.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    for event in ["asset.updated", "asset.deleted"] {
+        assert!(
+            events.iter().any(|e| e == event),
+            "{event} missing: {events:?}"
+        );
+    }
 }

@@ -270,7 +270,7 @@ pub async fn set_ready(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE assets SET phase = 'ready', progress = NULL, error_message = NULL, size = $1, video_spec = $2, files = $3, \
-         updated_at = $4 WHERE project_id = $5 AND id = $6",
+         updated_at = $4 WHERE project_id = $5 AND id = $6 AND deleted = 0",
     )
     .bind(size)
     .bind(db::to_json(video_spec))
@@ -364,4 +364,93 @@ pub async fn recent_import(
         .fetch_optional(db.reader())
         .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+/// The asset `id` of `project_id`, deleted or not.
+pub async fn get_any<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<Asset>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM assets WHERE project_id = $1 AND id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Marks the asset deleted (`deleting` until its media is removed); false when it already was.
+pub async fn mark_deleted(
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE assets SET deleted = 1, deleted_at = $1, phase = 'deleting', updated_at = $2 \
+         WHERE project_id = $3 AND id = $4 AND deleted = 0",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(project_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A deleted asset whose media is gone.
+pub async fn mark_purged(
+    db: &Database,
+    project_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE assets SET phase = 'deleted', updated_at = $1 WHERE project_id = $2 AND id = $3 AND deleted = 1",
+    )
+    .bind(now)
+    .bind(project_id)
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// What `PATCH /asset/{id}` may change.
+pub struct AssetChanges<'a> {
+    pub name: Option<&'a str>,
+    pub creator_id: Option<Option<&'a super::CreatorId>>,
+    pub playback_policy: Option<Option<&'a crate::streams::model::PlaybackPolicy>>,
+}
+
+/// Applies `changes` to the asset.
+pub async fn update(
+    tx: &mut Tx,
+    project_id: &str,
+    id: &str,
+    changes: &AssetChanges<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut sql = Sql::new("UPDATE assets SET updated_at = ");
+    sql.bind(now);
+    if let Some(name) = changes.name {
+        sql.push(", name = ").bind(name);
+    }
+    if let Some(creator) = changes.creator_id {
+        sql.push(", creator_id = ").bind(creator.map(db::to_json));
+    }
+    if let Some(policy) = changes.playback_policy {
+        sql.push(", playback_policy = ")
+            .bind(policy.map(db::to_json));
+    }
+    sql.push(" WHERE project_id = ")
+        .bind(project_id)
+        .push(" AND id = ")
+        .bind(id)
+        .push(" AND deleted = 0");
+    sql.query().execute(&mut **tx).await?;
+    Ok(())
 }

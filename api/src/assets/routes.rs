@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Asset, repo};
+use super::{Asset, AssetPhase, repo};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -18,7 +18,7 @@ use crate::http::list::{ListParams, ListRequest};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_assets))
-        .routes(routes!(get_asset))
+        .routes(routes!(get_asset, update_asset, delete_asset))
         .routes(routes!(super::upload::request_upload))
         .routes(routes!(super::import::upload_url))
 }
@@ -110,4 +110,154 @@ async fn get_asset(
         state.public_url(),
         wants_details(query.details.as_deref()),
     )))
+}
+
+/// What `PATCH /asset/{id}` takes (Studio's `asset-patch-payload`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = AssetPatchPayload)]
+pub struct AssetPatchPayload {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::streams::model::nullable")]
+    #[schema(value_type = Option<crate::streams::model::CreatorIdInput>)]
+    pub creator_id: Option<Option<crate::streams::model::CreatorIdInput>>,
+    #[serde(default, deserialize_with = "crate::streams::model::nullable")]
+    #[schema(value_type = Option<crate::streams::model::PlaybackPolicy>)]
+    pub playback_policy: Option<Option<crate::streams::model::PlaybackPolicy>>,
+    /// IPFS export (not supported by this server).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub storage: Option<serde_json::Value>,
+}
+
+fn is_public(policy: Option<&crate::streams::model::PlaybackPolicy>) -> bool {
+    policy.is_none_or(|p| p.kind == crate::streams::model::PlaybackPolicyType::Public)
+}
+
+/// Change an asset's name, creator or playback policy.
+#[utoipa::path(patch, path = "/asset/{id}", tag = "asset", operation_id = "updateAsset",
+    params(("id" = String, Path, description = "Asset id")),
+    request_body = AssetPatchPayload,
+    responses((status = 200, body = Asset), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_asset(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    crate::http::json::JsonBody(patch): crate::http::json::JsonBody<AssetPatchPayload>,
+) -> ApiResult<Json<Asset>> {
+    use crate::http::validate::Problems;
+    let mut problems = Problems::default();
+    if let Some(name) = &patch.name {
+        crate::streams::model::validate_name(&mut problems, name);
+    }
+    if let Some(Some(creator)) = &patch.creator_id {
+        crate::streams::model::validate_creator_id(&mut problems, creator);
+    }
+    if let Some(Some(policy)) = &patch.playback_policy {
+        crate::streams::model::validate_playback_policy(&mut problems, policy);
+    }
+    if patch
+        .storage
+        .as_ref()
+        .and_then(|s| s.get("ipfs"))
+        .is_some_and(|ipfs| !ipfs.is_null() && ipfs != &serde_json::Value::Bool(false))
+    {
+        problems.add("storage.ipfs: IPFS export is not supported by this server");
+    }
+    problems.into_result()?;
+    let now = crate::clock::now_ms();
+    let mut tx = state.db().begin().await?;
+    let asset = repo::get(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if asset.status.phase != AssetPhase::Ready {
+        return Err(ApiError::invalid(format!(
+            "the asset is {}: only ready assets can be changed",
+            asset.status.phase.as_str()
+        )));
+    }
+    if let Some(policy) = &patch.playback_policy {
+        if is_public(asset.playback_policy.as_ref()) != is_public(policy.as_ref()) {
+            return Err(ApiError::invalid(
+                "playbackPolicy cannot switch between public and gated (jwt or webhook) content",
+            ));
+        }
+        if let Some(policy) = policy {
+            crate::streams::routes::check_policy_webhook(&mut tx, &principal, policy).await?;
+        }
+    }
+    let creator = patch
+        .creator_id
+        .map(|c| c.map(crate::streams::model::CreatorIdInput::into_creator_id));
+    repo::update(
+        &mut tx,
+        &principal.project_id,
+        &id,
+        &repo::AssetChanges {
+            name: patch.name.as_deref(),
+            creator_id: creator.as_ref().map(Option::as_ref),
+            playback_policy: patch.playback_policy.as_ref().map(Option::as_ref),
+        },
+        now,
+    )
+    .await?;
+    let updated = repo::get(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    super::emit(
+        &mut tx,
+        &updated,
+        crate::events::EventType::AssetUpdated,
+        state.public_url(),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.wake_webhooks();
+    Ok(Json(updated.for_response(state.public_url(), false)))
+}
+
+/// Delete an asset: it stops playing at once, its media is removed in the background.
+#[utoipa::path(delete, path = "/asset/{id}", tag = "asset", operation_id = "deleteAsset",
+    params(("id" = String, Path, description = "Asset id")),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_asset(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    let now = crate::clock::now_ms();
+    let mut tx = state.db().begin().await?;
+    let asset = repo::get(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !repo::mark_deleted(&mut tx, &principal.project_id, &id, now).await? {
+        return Err(ApiError::not_found());
+    }
+    let deleted = repo::get_any(&mut *tx, &principal.project_id, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    super::emit(
+        &mut tx,
+        &deleted,
+        crate::events::EventType::AssetDeleted,
+        state.public_url(),
+        now,
+    )
+    .await?;
+    let mut purge = crate::tasks::repo::NewTask::new(
+        &asset.project_id,
+        &asset.user_id,
+        crate::tasks::TaskType::PurgeAsset,
+        serde_json::json!({}),
+    );
+    purge.output_asset_id = Some(id.clone());
+    purge.unique_key = Some(id.clone());
+    purge.max_attempts = 20;
+    crate::tasks::repo::spawn(&mut tx, &purge, now).await?;
+    tx.commit().await?;
+    state.wake_webhooks();
+    state.wake_tasks();
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

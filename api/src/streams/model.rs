@@ -256,7 +256,7 @@ pub struct StreamPatchPayload {
 }
 
 /// Tells "absent" (`None`) from "null" (`Some(None)`).
-fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+pub(crate) fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

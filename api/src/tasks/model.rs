@@ -18,6 +18,9 @@ pub enum TaskType {
     /// Makes a recorded session's asset.
     #[serde(skip)]
     Recording,
+    /// Removes a deleted asset's media from the store.
+    #[serde(skip)]
+    PurgeAsset,
 }
 
 impl TaskType {
@@ -30,13 +33,14 @@ impl TaskType {
         TaskType::Clip,
     ];
 
-    pub const ALL: [TaskType; 6] = [
+    pub const ALL: [TaskType; 7] = [
         TaskType::Upload,
         TaskType::Export,
         TaskType::ExportData,
         TaskType::TranscodeFile,
         TaskType::Clip,
         TaskType::Recording,
+        TaskType::PurgeAsset,
     ];
 
     /// Internal work: not listed by `/task`, no `task.*` webhooks.
@@ -53,6 +57,7 @@ impl TaskType {
             TaskType::TranscodeFile => "transcode-file",
             TaskType::Clip => "clip",
             TaskType::Recording => "recording",
+            TaskType::PurgeAsset => "purge-asset",
         }
     }
 

@@ -1,6 +1,7 @@
 //! An S3-compatible bucket as the object store: what several nodes share. Uploads stream from
 //! files (multipart above one part), reads are ranged GETs streamed chunk by chunk.
 
+use futures_util::StreamExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -404,6 +405,57 @@ impl ObjectStore for S3Store {
                 Err(err) if status(&err) == Some(404) => Ok(()),
                 Err(err) => Err(remote("removing", &object, err)),
             }
+        })
+    }
+
+    fn delete_folder<'a>(&'a self, folder: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let prefix = format!("{}/", self.object_key(folder)?);
+            let mut removed = 0u64;
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&prefix)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| remote("listing", &prefix, e))?;
+                let keys: Vec<String> = page
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string))
+                    .collect();
+                let deletes = futures_util::stream::iter(keys.into_iter().map(|key| async move {
+                    match self
+                        .client
+                        .delete_object()
+                        .bucket(&self.bucket)
+                        .key(&key)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(()),
+                        Err(err) if status(&err) == Some(404) => Ok(()),
+                        Err(err) => Err(remote("removing", &key, err)),
+                    }
+                }))
+                .buffer_unordered(16);
+                let results: Vec<Result<(), StoreError>> = deletes.collect().await;
+                for result in results {
+                    result?;
+                    removed += 1;
+                }
+                match page.next_continuation_token() {
+                    Some(next) if page.is_truncated() == Some(true) => {
+                        token = Some(next.to_string())
+                    }
+                    _ => break,
+                }
+            }
+            Ok(removed)
         })
     }
 

@@ -559,6 +559,17 @@ if (vodFile && vodUrl) {
     checkEqual(info.meta.source.map((s) => s.hrn), ["MP4", "HLS (TS)"], "vod sources");
   });
 
+  await step("asset.update", async () => {
+    const a = checkSuccess(await livepeer.asset.update({ name: `sdk-js-renamed-${run}` }, ready.id), 200, "asset");
+    checkEqual(a.name, `sdk-js-renamed-${run}`, "asset.name after update");
+  });
+
+  await step("asset.delete", async () => {
+    checkSuccess(await livepeer.asset.delete(ready.id), 204);
+  });
+
+  await step("asset.get (deleted -> 404)", () => expect404(() => livepeer.asset.get(ready.id)));
+
   await step("asset.createViaUrl", async () => {
     const data = checkSuccess(await livepeer.asset.createViaUrl({ name: `sdk-js-import-${run}`, url: vodUrl }), 201, "twoHundredAndOneApplicationJsonData");
     checkSubset(data.asset, { source: { type: "url", url: vodUrl } }, "asset");

@@ -647,6 +647,15 @@ class Suite:
 
         self.step("playback.get (uploaded asset)", playback)
 
+        def update() -> None:
+            renamed = f"sdk-py-renamed-{self.run}"
+            a = as_json(check_success(lp.asset.update(asset_id=ready["id"], asset_patch_payload={"name": renamed}), 200, "asset"))
+            check(a["name"] == renamed, f"asset.name after update: {a['name']}")
+
+        self.step("asset.update", update)
+        self.step("asset.delete", lambda: check_success(lp.asset.delete(asset_id=ready["id"]), 204))
+        self.step("asset.get (deleted -> 404)", lambda: self.expect_404(lambda: lp.asset.get(asset_id=ready["id"])))
+
         def via_url() -> None:
             res = lp.asset.create_via_url(request={"name": f"sdk-py-import-{self.run}", "url": url})
             data = as_json(check_success(res, 201, "two_hundred_and_one_application_json_data"))

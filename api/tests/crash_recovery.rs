@@ -38,6 +38,16 @@ async fn a_recording_killed_while_processing_is_finished_after_restart_on_postgr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_killed_mid_upload_and_mid_processing_ends_ready_on_sqlite() {
+    killed_mid_upload_and_processing(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_killed_mid_upload_and_mid_processing_ends_ready_on_postgres() {
+    killed_mid_upload_and_processing(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_publish_finishes_the_recording_before_exit_on_sqlite() {
     sigterm_mid_publish(Backend::Sqlite).await
 }
@@ -150,6 +160,124 @@ async fn killed_while_processing(backend: Backend) {
         (recorded - 5.0).abs() <= 0.5,
         "the recording lasts {recorded} s of 5 s"
     );
+    server.stop().await;
+    node.remove().await;
+}
+
+/// `kill -9` half way through a TUS upload, then again while the asset is being processed: the
+/// upload resumes after the restart from where the server got, and the asset ends ready and
+/// playable, its job taken over by the restarted server.
+async fn killed_mid_upload_and_processing(backend: Backend) {
+    let node = Node::new(backend).await;
+    let file = node.dir.join("upload.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "10", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast",
+        ])
+        .args(["-g", "30", "-c:a", "aac"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let half = bytes.len() / 2;
+
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let requested: Value = api
+        .http
+        .post(format!("{}/asset/request-upload", api.base))
+        .bearer_auth(&api.key)
+        .json(&serde_json::json!({"name": "killed", "staticMp4": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let asset_id = requested["asset"]["id"].as_str().unwrap().to_string();
+    let endpoint = requested["tusEndpoint"].as_str().unwrap();
+    let tus = |request: reqwest::RequestBuilder| request.header("Tus-Resumable", "1.0.0");
+    let created = tus(api.http.post(endpoint))
+        .header("Upload-Length", bytes.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let path = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .split("/api/")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let first = tus(api.http.patch(format!("{}/{path}", api.base)))
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(bytes[..half].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 204);
+    server.kill().await;
+
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let head = tus(api.http.head(format!("{}/{path}", api.base)))
+        .send()
+        .await
+        .unwrap();
+    let offset: usize = head.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(offset, half, "the stored half survives kill -9");
+    let rest = tus(api.http.patch(format!("{}/{path}", api.base)))
+        .header("Upload-Offset", offset.to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(bytes[offset..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 204);
+    assert!(
+        server
+            .wait_for_log("task started", Duration::from_secs(30))
+            .await,
+        "{}",
+        server.log()
+    );
+    let log = server.kill().await;
+    assert!(
+        !log.contains("asset ready"),
+        "killed before processing finished"
+    );
+
+    let server = node.start().await;
+    let api = Api::new(&server, &node.key);
+    let asset = eventually(Duration::from_secs(120), || async {
+        let asset = api.get(&format!("/asset/{asset_id}")).await;
+        matches!(asset["status"]["phase"].as_str(), Some("ready" | "failed")).then_some(asset)
+    })
+    .await
+    .expect("the asset finishes after the restart");
+    assert_eq!(
+        asset["status"]["phase"],
+        "ready",
+        "{asset}\n{}",
+        server.log()
+    );
+    assert_eq!(asset["size"], bytes.len() as u64);
+    let duration = support::ffprobe_duration(asset["downloadUrl"].as_str().unwrap()).await;
+    assert!((duration - 10.0).abs() <= 0.5, "the MP4 lasts {duration} s");
     server.stop().await;
     node.remove().await;
 }

@@ -345,6 +345,8 @@ pub enum FileKind {
     CatalystHlsManifest,
     /// A progressive-download MP4.
     StaticTranscodedMp4,
+    /// The WebVTT index of the thumbnails.
+    ThumbnailsVtt,
 }
 
 /// What `request-upload` and `upload/url` take (Studio's `new-asset-payload`; the import adds

@@ -46,6 +46,8 @@ pub enum JobKind {
     Probe,
     /// Reading a VOD source into segments (it waits for them to be transcoded, too).
     Demux,
+    /// A JPEG of a segment's first picture.
+    Thumbnail,
     /// Opening a test encoder to learn which H.264 encoder works (NVENC or libx264), at start-up.
     EncoderProbe,
 }
@@ -58,6 +60,7 @@ impl JobKind {
             JobKind::Remux => "remux",
             JobKind::Probe => "probe",
             JobKind::Demux => "demux",
+            JobKind::Thumbnail => "thumbnail",
             JobKind::EncoderProbe => "encoder_probe",
         }
     }
@@ -70,6 +73,7 @@ impl fmt::Display for JobKind {
             JobKind::Remux => "remuxing to MP4",
             JobKind::Probe => "probing the media",
             JobKind::Demux => "reading the source",
+            JobKind::Thumbnail => "making a thumbnail",
             JobKind::EncoderProbe => "opening a test encoder",
         })
     }

@@ -150,6 +150,24 @@ async fn assert_playable(app: &TestApp, asset: &Value) {
     assert!(sources[0]["size"].as_i64().unwrap() > 0);
     assert!(sources[0]["bitrate"].as_i64().unwrap() > 0);
     assert_eq!(sources[1]["hrn"], "HLS (TS)");
+    assert_eq!(sources[2]["hrn"], "Thumbnails", "{}", info.json);
+    assert_eq!(sources[2]["type"], "text/vtt");
+    let vtt_url = sources[2]["url"].as_str().unwrap();
+    let vtt = reqwest::get(vtt_url).await.unwrap().text().await.unwrap();
+    assert!(vtt.starts_with("WEBVTT\n"), "{vtt}");
+    let first = vtt
+        .lines()
+        .find(|l| l.ends_with(".jpg"))
+        .unwrap_or_else(|| panic!("no picture in {vtt}"));
+    assert!(vtt.contains("00:00:00.000 --> "), "{vtt}");
+    let picture = vtt_url.replace("thumbnails.vtt", first);
+    let response = reqwest::get(&picture).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        ffprobe(&picture, "stream=width,height").await,
+        "320,180",
+        "a 320 px wide preview of the 854x480 source"
+    );
 
     let spec = app
         .get(&format!(

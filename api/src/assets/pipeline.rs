@@ -4,7 +4,8 @@
 //! -> segments cut at the source's keyframes (media-core `vod`) -> for each segment: the source
 //! copied as is and the ladder transcoded by the configured transcoder (bundled or the Livepeer
 //! network, as for live), each written to the store as it is made -> VOD media playlists and the
-//! master playlist -> static MP4s of each rendition when asked (`static{height}p0.mp4`) ->
+//! master playlist -> a thumbnail per segment (its first picture as a JPEG) and their WebVTT
+//! index -> static MP4s of each rendition when asked (`static{height}p0.mp4`) ->
 //! `ready` with its size, digests and `videoSpec`, in one transaction with `asset.ready`.
 //!
 //! Progress moves forward on the task and the asset as segments are done. Memory holds a couple
@@ -28,6 +29,7 @@ use studio_media_core::store::ObjectStore;
 use studio_media_core::transcode::{
     Rendition, RenditionProfile, TranscodeError, TranscodeJob, Transcoder, plan_renditions,
 };
+use studio_media_core::vod::thumbnail::{self, Cue, vtt};
 use studio_media_core::vod::{self, SourceLimits};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
@@ -45,6 +47,10 @@ use crate::tasks::{Task, TaskType};
 
 /// How often the asset's progress is written (the task's goes with its heartbeat).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Width of the thumbnails (one per segment).
+const THUMBNAIL_WIDTH: u32 = 320;
+/// The thumbnails' WebVTT index, beside the pictures.
+const THUMBNAILS_VTT: &str = "thumbnails/thumbnails.vtt";
 
 /// Makes assets from their sources: the handler of `upload` tasks, with only what it needs.
 pub struct AssetTasks {
@@ -123,19 +129,26 @@ impl AssetTasks {
             .and_then(|v| v.as_f64())
             .map_or(self.segment, Duration::from_secs_f64);
 
-        let outputs = self
+        let packaged = self
             .package(job, &asset, &source, &info, renditions, target)
             .await?;
-        let mut files = vec![AssetFile {
-            kind: FileKind::CatalystHlsManifest,
-            path: key(&asset.playback_id, "index.m3u8"),
+        let file = |kind, path: &str| AssetFile {
+            kind,
+            path: key(&asset.playback_id, path),
             size: None,
             width: None,
             height: None,
             bitrate: None,
-        }];
+        };
+        let mut files = vec![file(FileKind::CatalystHlsManifest, "index.m3u8")];
+        if packaged.thumbnails {
+            files.push(file(FileKind::ThumbnailsVtt, THUMBNAILS_VTT));
+        }
         if asset.static_mp4 {
-            files.extend(self.static_mp4s(job, &asset, outputs, &info).await?);
+            files.extend(
+                self.static_mp4s(job, &asset, packaged.mp4_sources, &info)
+                    .await?,
+            );
         }
         self.finish_ready(&asset, size, &info, files)
             .await
@@ -239,7 +252,7 @@ impl AssetTasks {
         info: &MediaInfo,
         renditions: Vec<Rendition>,
         target: Duration,
-    ) -> Result<Vec<TsOutput>, JobError> {
+    ) -> Result<Packaged, JobError> {
         let pid = asset.playback_id.clone();
         let duration_s = info.duration_s.max(0.001);
         let renditions: Arc<[Rendition]> = renditions.into();
@@ -276,6 +289,8 @@ impl AssetTasks {
                 })
             },
         );
+        let mut cues: Vec<Cue> = Vec::new();
+        let mut first_start: Option<i64> = None;
         let consume = async {
             let mut last_progress = Instant::now();
             while let Some(segment) = receiver.recv().await {
@@ -284,6 +299,8 @@ impl AssetTasks {
                 variants[0]
                     .write(self.store.as_ref(), &pid, n, &segment)
                     .await?;
+                let origin = *first_start.get_or_insert(segment.start_ms);
+                self.thumbnail(&pid, &segment, origin, &mut cues).await?;
                 if !renditions.is_empty() && segment.video_config.is_some() {
                     let outputs = self
                         .transcoder
@@ -339,6 +356,13 @@ impl AssetTasks {
             )
             .await
             .map_err(media_store)?;
+        let thumbnails = !cues.is_empty();
+        if thumbnails {
+            self.store
+                .put(&key(&pid, THUMBNAILS_VTT), Bytes::from(vtt(&cues)))
+                .await
+                .map_err(media_store)?;
+        }
         let mut outputs = Vec::new();
         for i in mp4_of {
             let variant = &mut variants[i];
@@ -350,7 +374,45 @@ impl AssetTasks {
                 });
             }
         }
-        Ok(outputs)
+        Ok(Packaged {
+            mp4_sources: outputs,
+            thumbnails,
+        })
+    }
+
+    /// Stores the JPEG of the segment's first picture and its cue (times from `origin`, the
+    /// first segment's start).
+    async fn thumbnail(
+        &self,
+        pid: &str,
+        segment: &Arc<Segment>,
+        origin: i64,
+        cues: &mut Vec<Cue>,
+    ) -> Result<(), JobError> {
+        let source = segment.clone();
+        let jpeg = ffmpeg_job::run(
+            JobKind::Thumbnail,
+            DeadlinePolicy::PROBE.for_media(Duration::ZERO),
+            move |control| thumbnail::keyframe_jpeg(&source, THUMBNAIL_WIDTH, control),
+        )
+        .await
+        .map_err(|e| JobError::Fatal(format!("making a thumbnail failed: {e}")))?;
+        let Some(jpeg) = jpeg else {
+            return Ok(());
+        };
+        let file = format!("keyframes_{}.jpg", segment.sequence);
+        self.store
+            .put(&key(pid, &format!("thumbnails/{file}")), jpeg)
+            .await
+            .map_err(media_store)?;
+        let start_ms = (segment.start_ms - origin).max(0);
+        let start_ms = cues.last().map_or(start_ms, |c| c.end_ms.max(start_ms));
+        cues.push(Cue {
+            start_ms,
+            end_ms: start_ms + segment.duration_ms.max(0),
+            file,
+        });
+        Ok(())
     }
 
     /// Remuxes each rendition's MPEG-TS into `static{height}p0.mp4` (one per height), highest
@@ -510,6 +572,14 @@ impl TaskHandler for AssetTasks {
             }
         })
     }
+}
+
+/// What [`AssetTasks::package`] made beside the HLS.
+struct Packaged {
+    /// The MPEG-TS of each rendition that gets a static MP4.
+    mp4_sources: Vec<TsOutput>,
+    /// Whether the thumbnails and their index were written.
+    thumbnails: bool,
 }
 
 /// A rendition's MPEG-TS file, for its static MP4.

@@ -59,6 +59,10 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
         PLAYLIST_TYPE
     } else if path.ends_with(".ts") {
         SEGMENT_TYPE
+    } else if path.ends_with(".jpg") {
+        "image/jpeg"
+    } else if path.ends_with(".vtt") {
+        "text/vtt"
     } else {
         return Err(not_found());
     };
@@ -74,7 +78,7 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?
         .ok_or_else(not_found)?;
-    let cache = if content_type == PLAYLIST_TYPE {
+    let cache = if content_type == PLAYLIST_TYPE || content_type == "text/vtt" {
         "no-cache"
     } else {
         "public, max-age=31536000, immutable"

@@ -160,8 +160,8 @@ async fn get_playback_info(
     }))
 }
 
-/// An asset's sources: its MP4s (highest bitrate first), then its HLS playlist. Not ready yet:
-/// 422.
+/// An asset's sources: its MP4s (highest bitrate first), then its HLS playlist, then its
+/// thumbnails' WebVTT index. Not ready yet: 422.
 fn vod_info(asset: Asset, base: &str) -> ApiResult<PlaybackInfo> {
     if asset.status.phase != AssetPhase::Ready {
         return Err(ApiError::invalid("asset is not ready for playback"));
@@ -190,6 +190,17 @@ fn vod_info(asset: Asset, base: &str) -> ApiResult<PlaybackInfo> {
             hrn: SourceName::Hls,
             kind: SourceType::Hls,
             url: format!("{base}/{}", hls.path),
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        });
+    }
+    if let Some(vtt) = asset.file(FileKind::ThumbnailsVtt) {
+        source.push(PlaybackSource {
+            hrn: SourceName::Thumbnails,
+            kind: SourceType::Vtt,
+            url: format!("{base}/{}", vtt.path),
             size: None,
             width: None,
             height: None,

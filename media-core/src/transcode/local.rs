@@ -293,7 +293,7 @@ fn source_frame_rate(fps: f64) -> Rational {
 
 /// Decodes the video packets (Annex B, parameter sets before keyframes, millisecond
 /// timestamps) and hands every frame to `each` in presentation order.
-fn decode(
+pub(crate) fn decode(
     config: &AvcConfig,
     packets: &[&Packet],
     job: &JobControl,

@@ -556,7 +556,7 @@ if (vodFile && vodUrl) {
   await step("playback.get (uploaded asset)", async () => {
     const info = checkSuccess(await livepeer.playback.get(ready.playbackId), 200, "playbackInfo");
     checkEqual(info.type, "vod", "playbackInfo.type");
-    checkEqual(info.meta.source.map((s) => s.hrn), ["MP4", "HLS (TS)"], "vod sources");
+    checkEqual(info.meta.source.map((s) => s.hrn), ["MP4", "HLS (TS)", "Thumbnails"], "vod sources");
   });
 
   await step("asset.update", async () => {

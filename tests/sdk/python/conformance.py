@@ -643,7 +643,7 @@ class Suite:
             info = as_json(check_success(lp.playback.get(id=ready["playbackId"]), 200, "playback_info"))
             check(info["type"] == "vod", f"playbackInfo.type: {info['type']}")
             hrns = [s["hrn"] for s in info["meta"]["source"]]
-            check(hrns == ["MP4", "HLS (TS)"], f"vod sources: {hrns}")
+            check(hrns == ["MP4", "HLS (TS)", "Thumbnails"], f"vod sources: {hrns}")
 
         self.step("playback.get (uploaded asset)", playback)
 

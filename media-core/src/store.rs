@@ -48,6 +48,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Stores the file at `path` under `key`, like [`ObjectStore::put`], without holding it in
     /// memory (recordings and uploads can be gigabytes).
     fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> StoreFuture<'a, ()>;
+    /// Like [`ObjectStore::put_file`], for a file the caller no longer needs: the store may take
+    /// it (the local directory moves it in, when it is on the same filesystem, instead of
+    /// copying it). The file is gone afterwards either way.
+    fn put_file_moved<'a>(&'a self, key: &'a str, path: &'a Path) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.put_file(key, path).await?;
+            let _ = tokio::fs::remove_file(path).await;
+            Ok(())
+        })
+    }
     /// The size in bytes of the object under `key`, if any.
     fn size<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<u64>>;
     /// Removes the object under `key`; nothing to remove is no error.
@@ -152,6 +162,22 @@ impl ObjectStore for LocalDirStore {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
                 _ => Ok(()),
             }
+        })
+    }
+
+    fn put_file_moved<'a>(&'a self, key: &'a str, path: &'a Path) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            validate_key(key)?;
+            let target = self.root.join(key);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            // Another filesystem (EXDEV and the like): copy, then let the file go.
+            if tokio::fs::rename(path, &target).await.is_err() {
+                self.put_file(key, path).await?;
+                let _ = tokio::fs::remove_file(path).await;
+            }
+            Ok(())
         })
     }
 
@@ -288,6 +314,20 @@ mod tests {
             store.get("x/z.bin").await.unwrap().unwrap(),
             Bytes::from_static(b"from a file")
         );
+        // A file handed over is moved in, and gone from where it was.
+        store.put_file_moved("w/moved.bin", &file).await.unwrap();
+        assert!(!file.exists());
+        assert_eq!(
+            store.get("w/moved.bin").await.unwrap().unwrap(),
+            Bytes::from_static(b"from a file")
+        );
+        // Removing: one object, then a folder and everything below it.
+        store.delete("x/y.txt").await.unwrap();
+        store.delete("x/y.txt").await.unwrap();
+        assert!(store.get("x/y.txt").await.unwrap().is_none());
+        assert_eq!(store.delete_folder("x").await.unwrap(), 1);
+        assert!(store.get("x/z.bin").await.unwrap().is_none());
+        assert_eq!(store.delete_folder("x").await.unwrap(), 0);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

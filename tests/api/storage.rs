@@ -161,6 +161,31 @@ async fn behaves_as_a_media_store(store: &dyn ObjectStore, scratch: &std::path::
     );
     assert!(store.size("hls/x/gone.mp4").await.unwrap().is_none());
 
+    // Removing: one object (twice is no error), a folder with everything below it and nothing
+    // beside it, and a file handed over (moved in, gone from where it was).
+    for key in ["del/a/1.ts", "del/a/deeper/2.ts", "del/b/1.ts"] {
+        store.put(key, Bytes::from_static(b"x")).await.unwrap();
+    }
+    assert!(store.delete_folder("del/a").await.unwrap() >= 1);
+    assert!(store.get("del/a/1.ts").await.unwrap().is_none());
+    assert!(store.get("del/a/deeper/2.ts").await.unwrap().is_none());
+    assert!(store.get("del/b/1.ts").await.unwrap().is_some());
+    assert_eq!(store.delete_folder("del/a").await.unwrap(), 0);
+    store.delete("del/b/1.ts").await.unwrap();
+    store.delete("del/b/1.ts").await.unwrap();
+    assert!(store.get("del/b/1.ts").await.unwrap().is_none());
+    let handed = scratch.join("handed-over.bin");
+    std::fs::write(&handed, b"handed over").unwrap();
+    store
+        .put_file_moved("del/moved.bin", &handed)
+        .await
+        .unwrap();
+    assert!(!handed.exists());
+    assert_eq!(
+        store.get("del/moved.bin").await.unwrap().unwrap(),
+        Bytes::from_static(b"handed over")
+    );
+
     // Keys that could escape the store or mean something else are refused before any request.
     for bad in [
         "",

@@ -310,7 +310,7 @@ async fn store_upload(
     let key = format!("uploads/{}/{}", asset.id, crate::ids::new_id());
     state
         .media_store()
-        .put_file(&key, path)
+        .put_file_moved(&key, path)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("storing the upload: {e}")))?;
     let hash = received.hashes();

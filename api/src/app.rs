@@ -23,7 +23,7 @@ use crate::db::Database;
 use crate::error::{ApiError, ErrorBody};
 use crate::http;
 use crate::live::registry::Registry;
-use crate::tasks::runner::{Runner, RunnerConfig};
+use crate::tasks::runner::{Runner, RunnerConfig, TaskHandler};
 use crate::webhooks::delivery::{self, Sender};
 use studio_media_core::ingest::{IngestLimits, MemoryBudget};
 use studio_media_core::store::s3::{S3Settings, S3Store};
@@ -85,19 +85,18 @@ impl AppState {
             public_url.clone(),
             webhook_wake.clone(),
         )?);
+        let transcodes = Arc::new(crate::assets::transcode::TranscodeFiles::new(
+            assets.clone(),
+            db.clone(),
+            config.webhooks.allow_private_destinations,
+        ));
         let purges = Arc::new(crate::assets::purge::AssetPurges::new(
             db.clone(),
             media_store.clone(),
         ));
-        let runner = task_runner(
-            &config,
-            &db,
-            &task_wake,
-            &webhook_wake,
-            &recordings,
-            assets,
-            purges,
-        );
+        let handlers: Vec<Arc<dyn TaskHandler>> =
+            vec![recordings.clone(), assets, transcodes, purges];
+        let runner = task_runner(&config, &db, &task_wake, &webhook_wake, handlers);
         Ok(AppState(Arc::new(Inner {
             recordings,
             upload_tokens,
@@ -449,26 +448,21 @@ fn task_runner(
     db: &Database,
     wake: &Arc<Notify>,
     webhooks: &Arc<Notify>,
-    recordings: &Arc<crate::recording::RecordingTasks>,
-    assets: Arc<crate::assets::pipeline::AssetTasks>,
-    purges: Arc<crate::assets::purge::AssetPurges>,
+    handlers: Vec<Arc<dyn TaskHandler>>,
 ) -> Arc<Runner> {
     let mut runner_config =
         RunnerConfig::for_machine(config.data_dir.join("scratch").join("tasks"));
     runner_config.lease = std::time::Duration::from_secs(config.stream_idle_after_secs.max(1));
-    let runner = Runner::new(db.clone(), runner_config)
+    let mut runner = Runner::new(db.clone(), runner_config)
         .with_waker(wake.clone())
         .with_webhook_wake(webhooks.clone());
-    if !config.tasks.run {
-        // Without handlers the runner claims nothing.
-        return Arc::new(runner);
+    // Without handlers the runner claims nothing.
+    if config.tasks.run {
+        for handler in handlers {
+            runner = runner.with_handler(handler);
+        }
     }
-    Arc::new(
-        runner
-            .with_handler(recordings.clone())
-            .with_handler(assets)
-            .with_handler(purges),
-    )
+    Arc::new(runner)
 }
 
 impl RunningServer {

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod purge;
 pub mod repo;
 pub mod routes;
+pub mod transcode;
 pub mod tus;
 pub mod upload;
 

@@ -76,6 +76,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tus",
         sql: include_str!("../../migrations/0008_tus.sql"),
     },
+    Migration {
+        version: 9,
+        name: "task_secrets",
+        sql: include_str!("../../migrations/0009_task_secrets.sql"),
+    },
 ];
 
 impl Database {

@@ -63,6 +63,18 @@ pub(crate) async fn run_client_with(
     text
 }
 
+/// The `storage` of a transcode payload: a fresh bucket of the test S3 server.
+async fn transcode_storage() -> String {
+    let s3 = studio_tests::TestS3::from_env();
+    serde_json::json!({
+        "type": "s3",
+        "endpoint": s3.endpoint,
+        "bucket": s3.fresh_bucket().await,
+        "credentials": {"accessKeyId": s3.access_key, "secretAccessKey": s3.secret_key},
+    })
+    .to_string()
+}
+
 /// A file for the SDKs to upload, and a URL for them to import it from (a local HTTP server).
 async fn vod_source() -> (studio_tests::TempDir, String, String) {
     let dir = studio_tests::TempDir::new();
@@ -80,12 +92,20 @@ async fn typescript_sdk_drives_every_operation(backend: Backend) {
         "node".into(),
         &["tests/sdk/js/conformance.mjs"],
         &app.key,
-        &[("STUDIO_VOD_FILE", &file), ("STUDIO_VOD_URL", &url)],
+        &[
+            ("STUDIO_VOD_FILE", &file),
+            ("STUDIO_VOD_URL", &url),
+            ("STUDIO_TRANSCODE_STORAGE", &transcode_storage().await),
+        ],
     )
     .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
     assert!(out.contains("ok asset.createViaUrl"), "{out}");
+    assert!(
+        out.contains("ok task.get (transcode, until completed)"),
+        "{out}"
+    );
 }
 
 async fn python_sdk_drives_every_operation(backend: Backend) {
@@ -96,12 +116,20 @@ async fn python_sdk_drives_every_operation(backend: Backend) {
         python(),
         &["tests/sdk/python/conformance.py"],
         &app.key,
-        &[("STUDIO_VOD_FILE", &file), ("STUDIO_VOD_URL", &url)],
+        &[
+            ("STUDIO_VOD_FILE", &file),
+            ("STUDIO_VOD_URL", &url),
+            ("STUDIO_TRANSCODE_STORAGE", &transcode_storage().await),
+        ],
     )
     .await;
     assert!(out.contains(", 0 failed"), "{out}");
     assert!(out.contains("ok stream.create"), "{out}");
     assert!(out.contains("ok asset.create_via_url"), "{out}");
+    assert!(
+        out.contains("ok task.get (transcode, until completed)"),
+        "{out}"
+    );
 }
 
 /// Every operation of our document, fuzzed: no 5xx, every response matches the document

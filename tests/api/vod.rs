@@ -21,6 +21,7 @@ on_both_databases!(
     tus_uploads_resume_and_become_playable_assets,
     a_tus_upload_resumes_after_a_restart_and_expired_ones_go,
     assets_are_changed_and_deleted_with_their_media,
+    the_transcode_api_writes_into_the_callers_bucket,
     a_url_import_becomes_a_playable_asset,
     imports_that_cannot_work_fail_with_the_reason
 );
@@ -899,5 +900,168 @@ pub(crate) async fn assets_are_changed_and_deleted_with_their_media_on(
             events.iter().any(|e| e == event),
             "{event} missing: {events:?}"
         );
+    }
+}
+
+/// Downloads every object of `bucket` below `prefix/` into `dir`, keeping their paths.
+async fn download(s3: &studio_tests::TestS3, bucket: &str, prefix: &str, dir: &Path) {
+    let client = s3.client();
+    for key in s3.keys(bucket).await {
+        let Some(relative) = key.strip_prefix(&format!("{prefix}/")) else {
+            continue;
+        };
+        let object = client
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        let bytes = object.body.collect().await.unwrap().into_bytes();
+        let path = dir.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// `POST /transcode` (the SDKs' `transcode.create`): a file from the caller's S3 bucket, or
+/// from a URL, becomes HLS and MP4s in the caller's bucket; the credentials never come back
+/// and are gone once the task ends.
+async fn the_transcode_api_writes_into_the_callers_bucket(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s3 = studio_tests::TestS3::from_env();
+    let dir = TempDir::new();
+    let file = source_file(&dir.0).await;
+    let (input, output) = (s3.fresh_bucket().await, s3.fresh_bucket().await);
+    s3.client()
+        .put_object()
+        .bucket(&input)
+        .key("in/source.mp4")
+        .body(std::fs::read(&file).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let credentials = json!({"accessKeyId": s3.access_key, "secretAccessKey": s3.secret_key});
+    let storage = json!({"type": "s3", "endpoint": s3.endpoint, "bucket": output, "credentials": credentials});
+    let created = app
+        .post(
+            "/transcode",
+            json!({
+                "input": {"type": "s3", "endpoint": s3.endpoint, "bucket": input, "path": "/in/source.mp4", "credentials": credentials},
+                "storage": storage,
+                "outputs": {"hls": {"path": "/out/hls"}, "mp4": {"path": "/out/mp4"}},
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    assert_eq!(created.json["type"], "transcode-file");
+    assert!(!created.text.contains(&s3.secret_key), "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_string();
+    let task = eventually(Duration::from_secs(120), || async {
+        let task = app.get(&format!("/task/{id}")).await.json;
+        matches!(
+            task["status"]["phase"].as_str(),
+            Some("completed" | "failed")
+        )
+        .then_some(task)
+    })
+    .await
+    .expect("the transcode finishes");
+    assert_eq!(task["status"]["phase"], "completed", "{task}");
+    assert!(!task.to_string().contains(&s3.secret_key), "{task}");
+    assert_eq!(
+        task["output"]["transcode-file"]["hls"]["path"],
+        "out/hls/index.m3u8"
+    );
+    let secrets: Option<String> =
+        sqlx::query_scalar("SELECT secret_params FROM tasks WHERE id = $1")
+            .bind(&id)
+            .fetch_one(app.server.as_ref().unwrap().state.db().reader())
+            .await
+            .unwrap();
+    assert!(
+        secrets.is_none(),
+        "the credentials are scrubbed when the task ends"
+    );
+
+    let keys = s3.keys(&output).await;
+    for key in [
+        "out/hls/index.m3u8",
+        "out/hls/source/index.m3u8",
+        "out/hls/360p0/index.m3u8",
+        "out/mp4/static360p0.mp4",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
+    }
+    let local = dir.0.join("out");
+    download(&s3, &output, "out", &local).await;
+    for media in [
+        local.join("hls/index.m3u8"),
+        local.join("mp4/static360p0.mp4"),
+    ] {
+        let path = media.to_str().unwrap();
+        assert_decodes_cleanly(path).await;
+        let duration: f64 = ffprobe(path, "format=duration").await.parse().unwrap();
+        assert!(
+            (duration - SECONDS).abs() <= 0.5,
+            "{path} lasts {duration} s"
+        );
+    }
+
+    // From a URL, MP4 only: no HLS is left in the bucket.
+    let server = file_server(file).await;
+    let mp4_only = app
+        .post(
+            "/transcode",
+            json!({
+                "input": {"url": format!("http://{server}/video.mp4")},
+                "storage": storage,
+                "outputs": {"mp4": {"path": "mp4-only"}},
+                "profiles": [{"name": "low", "width": 426, "height": 240, "bitrate": 400000}],
+            }),
+        )
+        .await;
+    assert_eq!(mp4_only.status, 200, "{}", mp4_only.text);
+    let id = mp4_only.json["id"].as_str().unwrap().to_string();
+    let task = eventually(Duration::from_secs(120), || async {
+        let task = app.get(&format!("/task/{id}")).await.json;
+        matches!(
+            task["status"]["phase"].as_str(),
+            Some("completed" | "failed")
+        )
+        .then_some(task)
+    })
+    .await
+    .expect("the transcode finishes");
+    assert_eq!(task["status"]["phase"], "completed", "{task}");
+    let keys: Vec<String> = s3
+        .keys(&output)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("mp4-only/"))
+        .collect();
+    assert_eq!(keys, ["mp4-only/static240p0.mp4"], "{keys:?}");
+
+    for (body, fragment) in [
+        (
+            json!({"input": {"url": "http://example.com/a.mp4"}, "storage": {"type": "web3.storage", "credentials": {"proof": "x"}}, "outputs": {"hls": {"path": "x"}}}),
+            "storage.type",
+        ),
+        (
+            json!({"input": {"url": "http://example.com/a.mp4"}, "storage": storage, "outputs": {"fmp4": {"path": "x"}}}),
+            "fmp4",
+        ),
+        (
+            json!({"input": {"url": "http://example.com/a.mp4"}, "storage": storage, "outputs": {}}),
+            "outputs must name",
+        ),
+        (
+            json!({"input": {"url": "http://example.com/a.mp4"}, "storage": storage, "outputs": {"hls": {"path": "../up"}}}),
+            "outputs.hls.path",
+        ),
+    ] {
+        app.post("/transcode", body)
+            .await
+            .assert_error(422, fragment);
     }
 }

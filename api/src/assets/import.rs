@@ -104,7 +104,7 @@ pub(super) async fn upload_url(
 }
 
 /// The http(s) URL to fetch for an import URL: itself, or its IPFS or Arweave gateway URL.
-fn resolve(url: &str, config: &Config) -> ApiResult<String> {
+pub(crate) fn resolve(url: &str, config: &Config) -> ApiResult<String> {
     let bad = || {
         ApiError::invalid(format!(
             "url must be an http://, https://, ipfs:// or ar:// URL, got {url:?}"

@@ -113,24 +113,20 @@ impl AssetTasks {
         self.progress(&asset, 0.0).await;
         job.set_progress(0.05);
 
-        let probe_path = source.clone();
-        let info = ffmpeg_job::run(
-            JobKind::Probe,
-            DeadlinePolicy::PROBE.for_media(Duration::ZERO),
-            move |control| mp4::probe(&probe_path, control),
-        )
-        .await
-        .map_err(|e| JobError::Fatal(format!("the file could not be read as media: {e}")))?;
-        vod::check_source(&info, &self.limits).map_err(|e| JobError::Fatal(e.to_string()))?;
-        let renditions = self.ladder(&asset, &info);
-        let target = job
-            .params()
-            .get("targetSegmentSizeSecs")
-            .and_then(|v| v.as_f64())
-            .map_or(self.segment, Duration::from_secs_f64);
+        let info = self.probe(&source).await?;
+        let renditions = self.ladder(asset.profiles.as_deref(), &info);
+        let target = self.segment_target(job);
 
+        let folder = format!("hls/{}", asset.playback_id);
+        let dest = Destination {
+            store: self.store.as_ref(),
+            hls: folder.clone(),
+            mp4: asset.static_mp4.then(|| folder.clone()),
+            asset: Some(&asset),
+            name: &asset.id,
+        };
         let packaged = self
-            .package(job, &asset, &source, &info, renditions, target)
+            .package(job, &dest, &source, &info, renditions, target)
             .await?;
         let file = |kind, path: &str| AssetFile {
             kind,
@@ -146,7 +142,7 @@ impl AssetTasks {
         }
         if asset.static_mp4 {
             files.extend(
-                self.static_mp4s(job, &asset, packaged.mp4_sources, &info)
+                self.static_mp4s(job, &dest, packaged.mp4_sources, &info)
                     .await?,
             );
         }
@@ -212,10 +208,7 @@ impl AssetTasks {
             return Ok(received.size);
         }
         if let Some(url) = params.get("url").and_then(|v| v.as_str()) {
-            let received = self.importer.fetch(url, path).await.map_err(|e| match e {
-                ImportError::Fatal(m) => JobError::Fatal(m),
-                ImportError::Retriable(m) => JobError::Retriable(m),
-            })?;
+            let received = self.fetch_url(url, path).await?;
             repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
                 .await
                 .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
@@ -224,13 +217,52 @@ impl AssetTasks {
         Err(JobError::Fatal("the task names no source".into()))
     }
 
-    /// The renditions of the asset's profiles (or the default ladder) that fit its source.
-    fn ladder(&self, asset: &Asset, info: &MediaInfo) -> Vec<Rendition> {
+    /// Probes the source and checks it against the limits; a file that is not media, or not
+    /// media this server makes assets of, fails for good.
+    pub(crate) async fn probe(&self, source: &std::path::Path) -> Result<MediaInfo, JobError> {
+        let path = source.to_path_buf();
+        let info = ffmpeg_job::run(
+            JobKind::Probe,
+            DeadlinePolicy::PROBE.for_media(Duration::ZERO),
+            move |control| mp4::probe(&path, control),
+        )
+        .await
+        .map_err(|e| JobError::Fatal(format!("the file could not be read as media: {e}")))?;
+        vod::check_source(&info, &self.limits).map_err(|e| JobError::Fatal(e.to_string()))?;
+        Ok(info)
+    }
+
+    /// The segment length the job asks for (`targetSegmentSizeSecs`), or the configured one.
+    pub(crate) fn segment_target(&self, job: &Job) -> Duration {
+        job.params()
+            .get("targetSegmentSizeSecs")
+            .and_then(|v| v.as_f64())
+            .map_or(self.segment, Duration::from_secs_f64)
+    }
+
+    /// Downloads an import URL into `path` through the destination guard.
+    pub(crate) async fn fetch_url(
+        &self,
+        url: &str,
+        path: &std::path::Path,
+    ) -> Result<super::upload::Received, JobError> {
+        self.importer.fetch(url, path).await.map_err(|e| match e {
+            ImportError::Fatal(m) => JobError::Fatal(m),
+            ImportError::Retriable(m) => JobError::Retriable(m),
+        })
+    }
+
+    /// The renditions of `profiles` (or the default ladder) that fit the source.
+    pub(crate) fn ladder(
+        &self,
+        profiles: Option<&[crate::profiles::TranscodeProfile]>,
+        info: &MediaInfo,
+    ) -> Vec<Rendition> {
         let Some(video) = info.tracks.iter().find(|t| t.kind == TrackKind::Video) else {
             return Vec::new();
         };
         let (width, height) = (video.width.unwrap_or(0), video.height.unwrap_or(0));
-        let profiles: Vec<RenditionProfile> = match &asset.profiles {
+        let profiles: Vec<RenditionProfile> = match profiles {
             Some(profiles) => profiles
                 .iter()
                 .enumerate()
@@ -241,19 +273,19 @@ impl AssetTasks {
         plan_renditions(width, height, video.fps.unwrap_or(30.0), &profiles)
     }
 
-    /// Writes the source and every rendition as VOD HLS, segment by segment, then the
-    /// playlists. Returns, for static MP4s, the MPEG-TS file each rendition (or the source when
-    /// there is none) was also written to, with its picture.
-    async fn package(
+    /// Writes the source and every rendition as VOD HLS into `dest`, segment by segment, then
+    /// the playlists and the thumbnails' index. Returns, for static MP4s, the MPEG-TS file each
+    /// rendition (or the source when there is none) was also written to.
+    pub(crate) async fn package(
         &self,
         job: &Job,
-        asset: &Asset,
+        dest: &Destination<'_>,
         source: &std::path::Path,
         info: &MediaInfo,
         renditions: Vec<Rendition>,
         target: Duration,
     ) -> Result<Packaged, JobError> {
-        let pid = asset.playback_id.clone();
+        let base = dest.hls.as_str();
         let duration_s = info.duration_s.max(0.001);
         let renditions: Arc<[Rendition]> = renditions.into();
         let mut variants: Vec<VariantOutput> = std::iter::once("source".to_string())
@@ -266,7 +298,7 @@ impl AssetTasks {
         } else {
             (1..=renditions.len()).collect()
         };
-        if asset.static_mp4 {
+        if dest.mp4.is_some() {
             for &i in &mp4_of {
                 let path = job.scratch.join(format!("{}.ts", variants[i].dir));
                 variants[i].ts_file = Some((
@@ -296,31 +328,29 @@ impl AssetTasks {
             while let Some(segment) = receiver.recv().await {
                 let segment = Arc::new(segment);
                 let n = segment.sequence;
-                variants[0]
-                    .write(self.store.as_ref(), &pid, n, &segment)
-                    .await?;
+                variants[0].write(dest.store, base, n, &segment).await?;
                 let origin = *first_start.get_or_insert(segment.start_ms);
-                self.thumbnail(&pid, &segment, origin, &mut cues).await?;
+                self.thumbnail(dest, &segment, origin, &mut cues).await?;
                 if !renditions.is_empty() && segment.video_config.is_some() {
                     let outputs = self
                         .transcoder
                         .transcode(TranscodeJob {
-                            stream: Arc::from(asset.id.as_str()),
+                            stream: Arc::from(dest.name),
                             segment: segment.clone(),
                             renditions: renditions.clone(),
                         })
                         .await
                         .map_err(transcode_error)?;
                     for (i, output) in outputs.iter().enumerate() {
-                        variants[i + 1]
-                            .write(self.store.as_ref(), &pid, n, output)
-                            .await?;
+                        variants[i + 1].write(dest.store, base, n, output).await?;
                     }
                 }
                 let done = ((segment.start_ms + segment.duration_ms) as f64 / 1000.0 / duration_s)
                     .clamp(0.0, 1.0);
                 job.set_progress(0.05 + 0.85 * done);
-                if last_progress.elapsed() >= PROGRESS_EVERY {
+                if last_progress.elapsed() >= PROGRESS_EVERY
+                    && let Some(asset) = dest.asset
+                {
                     last_progress = Instant::now();
                     self.progress(asset, 0.9 * done).await;
                 }
@@ -333,7 +363,7 @@ impl AssetTasks {
             vod::VodError::Job(stopped) => JobError::Retriable(stopped.to_string()),
             other => JobError::Fatal(other.to_string()),
         })?;
-        self.transcoder.stream_ended(&asset.id);
+        self.transcoder.stream_ended(dest.name);
 
         let mut master = Vec::new();
         for variant in &mut variants {
@@ -341,25 +371,25 @@ impl AssetTasks {
                 continue;
             }
             let playlist = Bytes::from(variant.playlist.render());
-            self.store
-                .put(&key(&pid, &format!("{}/index.m3u8", variant.dir)), playlist)
+            dest.store
+                .put(&format!("{base}/{}/index.m3u8", variant.dir), playlist)
                 .await
                 .map_err(media_store)?;
             if let Some(entry) = variant.master_entry() {
                 master.push(entry);
             }
         }
-        self.store
+        dest.store
             .put(
-                &key(&pid, "index.m3u8"),
+                &format!("{base}/index.m3u8"),
                 Bytes::from(master_playlist(&master)),
             )
             .await
             .map_err(media_store)?;
         let thumbnails = !cues.is_empty();
         if thumbnails {
-            self.store
-                .put(&key(&pid, THUMBNAILS_VTT), Bytes::from(vtt(&cues)))
+            dest.store
+                .put(&format!("{base}/{THUMBNAILS_VTT}"), Bytes::from(vtt(&cues)))
                 .await
                 .map_err(media_store)?;
         }
@@ -384,7 +414,7 @@ impl AssetTasks {
     /// first segment's start).
     async fn thumbnail(
         &self,
-        pid: &str,
+        dest: &Destination<'_>,
         segment: &Arc<Segment>,
         origin: i64,
         cues: &mut Vec<Cue>,
@@ -401,8 +431,8 @@ impl AssetTasks {
             return Ok(());
         };
         let file = format!("keyframes_{}.jpg", segment.sequence);
-        self.store
-            .put(&key(pid, &format!("thumbnails/{file}")), jpeg)
+        dest.store
+            .put(&format!("{}/thumbnails/{file}", dest.hls), jpeg)
             .await
             .map_err(media_store)?;
         let start_ms = (segment.start_ms - origin).max(0);
@@ -415,15 +445,18 @@ impl AssetTasks {
         Ok(())
     }
 
-    /// Remuxes each rendition's MPEG-TS into `static{height}p0.mp4` (one per height), highest
-    /// bitrate first.
-    async fn static_mp4s(
+    /// Remuxes each rendition's MPEG-TS into `static{height}p0.mp4` (one per height) in the
+    /// destination's MP4 folder, highest bitrate first.
+    pub(crate) async fn static_mp4s(
         &self,
         job: &Job,
-        asset: &Asset,
+        dest: &Destination<'_>,
         mut outputs: Vec<TsOutput>,
         info: &MediaInfo,
     ) -> Result<Vec<AssetFile>, JobError> {
+        let Some(folder) = dest.mp4.as_deref() else {
+            return Ok(Vec::new());
+        };
         outputs.sort_by_key(|o| std::cmp::Reverse(o.bitrate));
         let media = Duration::from_secs_f64(info.duration_s.max(0.0));
         let mut files: Vec<AssetFile> = Vec::new();
@@ -438,13 +471,13 @@ impl AssetTasks {
                 Some(height) => format!("static{height}p0.mp4"),
                 None => "audio.mp4".to_string(),
             };
-            let object = key(&asset.playback_id, &name);
+            let object = format!("{folder}/{name}");
             if files.iter().any(|f| f.path == object) {
                 continue;
             }
             let size = tokio::fs::metadata(&mp4_path).await.map_err(scratch)?.len();
-            self.store
-                .put_file(&object, &mp4_path)
+            dest.store
+                .put_file_moved(&object, &mp4_path)
                 .await
                 .map_err(media_store)?;
             let _ = tokio::fs::remove_file(&mp4_path).await;
@@ -574,16 +607,30 @@ impl TaskHandler for AssetTasks {
     }
 }
 
+/// Where a job's HLS and MP4s go.
+pub(crate) struct Destination<'a> {
+    pub store: &'a dyn ObjectStore,
+    /// The folder of the HLS (master playlist, variants, thumbnails): `hls/{playbackId}` for an
+    /// asset.
+    pub hls: String,
+    /// The folder of the static MP4s, when they are made.
+    pub mp4: Option<String>,
+    /// The asset whose progress is written as the work goes, if any.
+    pub asset: Option<&'a Asset>,
+    /// Names the work for the transcoder (one stream per job).
+    pub name: &'a str,
+}
+
 /// What [`AssetTasks::package`] made beside the HLS.
-struct Packaged {
+pub(crate) struct Packaged {
     /// The MPEG-TS of each rendition that gets a static MP4.
-    mp4_sources: Vec<TsOutput>,
+    pub mp4_sources: Vec<TsOutput>,
     /// Whether the thumbnails and their index were written.
-    thumbnails: bool,
+    pub thumbnails: bool,
 }
 
 /// A rendition's MPEG-TS file, for its static MP4.
-struct TsOutput {
+pub(crate) struct TsOutput {
     path: std::path::PathBuf,
     bitrate: u64,
 }
@@ -614,11 +661,12 @@ impl VariantOutput {
         }
     }
 
-    /// Muxes segment `n` and stores it (and appends it to the MP4's MPEG-TS, if any).
+    /// Muxes segment `n` and stores it below `base` (and appends it to the MP4's MPEG-TS, if
+    /// any).
     async fn write(
         &mut self,
         store: &dyn ObjectStore,
-        pid: &str,
+        base: &str,
         n: u64,
         segment: &Segment,
     ) -> Result<(), JobError> {
@@ -640,7 +688,7 @@ impl VariantOutput {
             file.write_all(&ts).await.map_err(scratch)?;
         }
         store
-            .put(&key(pid, &format!("{}/{name}", self.dir)), ts)
+            .put(&format!("{base}/{}/{name}", self.dir), ts)
             .await
             .map_err(media_store)?;
         self.playlist.push(name, seconds, segment.discontinuity);

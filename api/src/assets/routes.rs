@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_asset, update_asset, delete_asset))
         .routes(routes!(super::upload::request_upload))
         .routes(routes!(super::import::upload_url))
+        .routes(routes!(super::transcode::transcode))
 }
 
 /// Routes that take a whole file in their body: outside the API's request timeout and body

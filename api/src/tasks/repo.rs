@@ -55,6 +55,8 @@ pub struct NewTask {
     pub scheduled_at: Option<i64>,
     /// Held `pending` until [`schedule`] queues it (an upload waits for its file).
     pub held: bool,
+    /// What the job needs but the API never shows (credentials); removed when the task ends.
+    pub secrets: Option<serde_json::Value>,
     /// Claims allowed before the task fails, a dead node's included.
     pub max_attempts: i64,
     /// How long one attempt may run (ms).
@@ -78,6 +80,7 @@ impl NewTask {
             unique_key: None,
             scheduled_at: None,
             held: false,
+            secrets: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             deadline_ms: DEFAULT_DEADLINE_MS,
         }
@@ -177,8 +180,8 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
     // statement would abort the caller's transaction.
     let inserted = sqlx::query(
         "INSERT INTO tasks (id, project_id, user_id, type, phase, params, input_asset_id, output_asset_id, \
-         created_at, updated_at, scheduled_at, unique_key, run_at, max_attempts, deadline_ms) \
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         created_at, updated_at, scheduled_at, unique_key, run_at, max_attempts, deadline_ms, secret_params) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          ON CONFLICT (project_id, type, unique_key) DO NOTHING",
     )
     .bind(&id)
@@ -195,6 +198,7 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
     .bind(if new.held { i64::MAX } else { scheduled_at })
     .bind(new.max_attempts.max(1))
     .bind(new.deadline_ms.max(1))
+    .bind(new.secrets.as_ref().map(db::to_json))
     .execute(&mut **tx)
     .await?
     .rows_affected()
@@ -347,7 +351,8 @@ pub async fn cancel(
 ) -> ApiResult<Option<Task>> {
     let mut tx = db.begin().await?;
     let queued = sqlx::query(
-        "UPDATE tasks SET phase = 'cancelled', error_message = 'cancelled', updated_at = $1, lease_owner = NULL, lease_until = 0 \
+        "UPDATE tasks SET phase = 'cancelled', error_message = 'cancelled', updated_at = $1, lease_owner = NULL, lease_until = 0, \
+         secret_params = NULL \
          WHERE project_id = $2 AND id = $3 AND phase IN ('pending', 'waiting')",
     )
     .bind(now)
@@ -550,6 +555,10 @@ pub async fn finish(
     let mut tx = db.begin().await?;
     let mut sql = Sql::new("UPDATE tasks SET lease_owner = NULL, lease_until = 0, updated_at = ");
     sql.bind(now);
+    if !matches!(outcome, Finish::Retry { .. }) {
+        // The task is over: what it needed to keep secret goes.
+        sql.push(", secret_params = NULL");
+    }
     let event = match outcome {
         Finish::Completed(output) => {
             let output = serde_json::json!({ task.task_type.params_key(): output });
@@ -625,4 +634,21 @@ pub async fn queue_depth(db: &Database) -> Result<Vec<(String, i64)>, sqlx::Erro
     rows.iter()
         .map(|row| Ok((row.try_get("type")?, row.try_get("queued")?)))
         .collect()
+}
+
+/// The secret parameters of a task (`None` once it ended, or when it has none).
+pub async fn secrets(
+    db: &Database,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    let row = sqlx::query("SELECT secret_params FROM tasks WHERE project_id = $1 AND id = $2")
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    match row {
+        Some(row) => db::get_json(&row, "secret_params"),
+        None => Ok(None),
+    }
 }

@@ -577,6 +577,31 @@ if (vodFile && vodUrl) {
   });
 
   await step("task.get (unknown -> 404)", () => expect404(() => livepeer.task.get("00000000-0000-4000-8000-000000000000")));
+
+  // Only with an S3 bucket to write to (STUDIO_TRANSCODE_STORAGE, the `storage` of the payload).
+  const storage = process.env.STUDIO_TRANSCODE_STORAGE;
+  if (storage) {
+    const task = await step("transcode.create", async () => {
+      const t = checkSuccess(
+        await livepeer.transcode.create({ input: { url: vodUrl }, storage: JSON.parse(storage), outputs: { hls: { path: `/sdk-js-${run}` } } }),
+        200,
+        "task",
+      );
+      checkEqual(t.type, "transcode-file", "task.type");
+      check(!JSON.stringify(t).includes(JSON.parse(storage).credentials.secretAccessKey), "the task shows the bucket's secret");
+      return t;
+    });
+    await step("task.get (transcode, until completed)", async () => {
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const t = checkSuccess(await livepeer.task.get(task.id), 200, "task");
+        check(t.status.phase !== "failed", `the transcode failed: ${show(t.status)}`);
+        if (t.status.phase === "completed") return;
+        check(Date.now() < deadline, `the transcode is still ${t.status.phase}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    });
+  }
 }
 
 console.log(`conformance: ${passed} passed, 0 failed`);

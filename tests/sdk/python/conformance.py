@@ -663,6 +663,31 @@ class Suite:
 
         self.step("asset.create_via_url", via_url)
 
+        storage = os.environ.get("STUDIO_TRANSCODE_STORAGE")
+        if storage:
+            bucket = json.loads(storage)
+
+            def transcode() -> Any:
+                payload = {"input": {"url": url}, "storage": bucket, "outputs": {"hls": {"path": f"/sdk-py-{self.run}"}}}
+                t = as_json(check_success(lp.transcode.create(request=payload), 200, "task"))
+                check(t["type"] == "transcode-file", f"task.type: {t['type']}")
+                check(bucket["credentials"]["secretAccessKey"] not in json.dumps(t), "the task shows the bucket's secret")
+                return t
+
+            task = self.step("transcode.create", transcode)
+
+            def until_completed() -> None:
+                deadline = time.time() + 120
+                while True:
+                    t = as_json(check_success(lp.task.get(task_id=task["id"]), 200, "task"))
+                    check(t["status"]["phase"] != "failed", f"the transcode failed: {show(t['status'])}")
+                    if t["status"]["phase"] == "completed":
+                        return
+                    check(time.time() < deadline, f"the transcode is still {t['status']['phase']}")
+                    time.sleep(0.5)
+
+            self.step("task.get (transcode, until completed)", until_completed)
+
 
 def main() -> None:
     server_url = os.environ.get("STUDIO_API_URL")

@@ -22,6 +22,7 @@ on_both_databases!(
     a_tus_upload_resumes_after_a_restart_and_expired_ones_go,
     assets_are_changed_and_deleted_with_their_media,
     the_transcode_api_writes_into_the_callers_bucket,
+    an_audio_only_file_becomes_a_playable_asset,
     a_url_import_becomes_a_playable_asset,
     imports_that_cannot_work_fail_with_the_reason
 );
@@ -1063,5 +1064,122 @@ async fn the_transcode_api_writes_into_the_callers_bucket(backend: Backend) {
         app.post("/transcode", body)
             .await
             .assert_error(422, fragment);
+    }
+}
+
+/// An audio file (AAC in M4A): HLS of the source only, an `audio.mp4`, no thumbnails.
+async fn an_audio_only_file_becomes_a_playable_asset(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dir = TempDir::new();
+    let path = dir.0.join("voice.m4a");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "8", "-c:a", "aac"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let requested = app
+        .post(
+            "/asset/request-upload",
+            json!({"name": "voice", "staticMp4": true}),
+        )
+        .await;
+    let put = reqwest::Client::new()
+        .put(requested.json["url"].as_str().unwrap())
+        .body(std::fs::read(&path).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let asset = finished(&app, requested.json["asset"]["id"].as_str().unwrap()).await;
+    assert_eq!(asset["status"]["phase"], "ready", "{asset}");
+    let hls = asset["playbackUrl"].as_str().unwrap();
+    assert_decodes_cleanly(hls).await;
+    let duration: f64 = ffprobe(hls, "format=duration").await.parse().unwrap();
+    assert!((duration - 8.0).abs() <= 0.5, "HLS lasts {duration} s");
+    let mp4 = asset["downloadUrl"].as_str().unwrap();
+    assert!(mp4.ends_with("/audio.mp4"), "{mp4}");
+    assert_eq!(ffprobe(mp4, "stream=codec_type").await, "audio");
+    let info = app
+        .call(
+            None,
+            reqwest::Method::GET,
+            &format!("/playback/{}", asset["playbackId"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let hrns: Vec<&str> = info.json["meta"]["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hrn"].as_str().unwrap())
+        .collect();
+    assert_eq!(hrns, ["MP4", "HLS (TS)"], "no thumbnails without pictures");
+}
+
+/// A page on another origin can upload: the preflights of the direct PUT and of TUS are
+/// answered, and TUS answers expose the headers a browser client reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_work_from_any_origin() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let requested = app
+        .post("/asset/request-upload", json!({"name": "cors"}))
+        .await;
+    let http = reqwest::Client::new();
+    let origin = "https://uploader.example";
+    for (url, method, headers) in [
+        (
+            requested.json["url"].as_str().unwrap(),
+            "PUT",
+            "content-type",
+        ),
+        (
+            requested.json["tusEndpoint"].as_str().unwrap(),
+            "POST",
+            "tus-resumable,upload-length,upload-metadata",
+        ),
+    ] {
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, url)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", method)
+            .header("Access-Control-Request-Headers", headers)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 204, "{method} {url}");
+        assert_eq!(preflight.headers()["access-control-allow-origin"], origin);
+        assert!(
+            preflight.headers()["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains(method)
+        );
+        assert_eq!(preflight.headers()["access-control-allow-headers"], headers);
+    }
+    let created = http
+        .post(requested.json["tusEndpoint"].as_str().unwrap())
+        .header("Origin", origin)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["access-control-allow-origin"], origin);
+    let exposed = created.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in [
+        "location",
+        "upload-offset",
+        "tus-resumable",
+        "upload-expires",
+    ] {
+        assert!(exposed.contains(header), "{header} not exposed: {exposed}");
     }
 }

@@ -160,40 +160,30 @@ impl AssetTasks {
         path: &std::path::Path,
     ) -> Result<u64, JobError> {
         let params = job.params();
-        if let Some(object) = params.get("sourceKey").and_then(|v| v.as_str()) {
-            let stream = self
-                .store
-                .stream_range(object, 0, u64::MAX)
-                .await
-                .map_err(|e| JobError::Retriable(format!("the media store: {e}")))?
-                .ok_or_else(|| JobError::Fatal("the uploaded file is gone".into()))?;
-            let mut stream = stream;
-            let file = tokio::fs::File::create(path).await.map_err(scratch)?;
-            let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk =
-                    chunk.map_err(|e| JobError::Retriable(format!("the media store: {e}")))?;
-                size += chunk.len() as u64;
-                file.write_all(&chunk).await.map_err(scratch)?;
-            }
-            file.flush().await.map_err(scratch)?;
-            return Ok(size);
-        }
-        if let Some(upload) = params.get("tusUpload").and_then(|v| v.as_str()) {
-            let parts = super::tus::parts(&self.db, upload)
-                .await
-                .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
+        // An upload: its object (direct PUT) or its pieces (TUS), copied into the scratch file
+        // while the file's digests are computed.
+        let objects = if let Some(object) = params.get("sourceKey").and_then(|v| v.as_str()) {
+            Some(vec![object.to_string()])
+        } else if let Some(upload) = params.get("tusUpload").and_then(|v| v.as_str()) {
+            Some(
+                super::tus::parts(&self.db, upload)
+                    .await
+                    .map_err(|e| JobError::Retriable(format!("the database: {e}")))?,
+            )
+        } else {
+            None
+        };
+        if let Some(objects) = objects {
             let file = tokio::fs::File::create(path).await.map_err(scratch)?;
             let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
             let mut digests = Digests::default();
-            for part in parts {
+            for object in objects {
                 let mut stream = self
                     .store
-                    .stream_range(&part, 0, u64::MAX)
+                    .stream_range(&object, 0, u64::MAX)
                     .await
                     .map_err(media_store)?
-                    .ok_or_else(|| JobError::Fatal("a piece of the upload is gone".into()))?;
+                    .ok_or_else(|| JobError::Fatal("the uploaded file is gone".into()))?;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(media_store)?;
                     digests.update(&chunk);

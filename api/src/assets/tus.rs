@@ -4,9 +4,9 @@
 //!
 //! - The upload's state (length, offset, expiry) is a row in the database; its bytes are
 //!   objects in the media store, one per stored piece (`tus/{uploadId}/{start}-{nonce}`, up to
-//!   [`PIECE_BYTES`] each), listed in `tus_parts`. A `PATCH` stores its body piece by piece, so
-//!   a connection that breaks keeps every piece stored before (and what it had received of the
-//!   last one), and `HEAD` tells the client where to resume.
+//!   [`PIECE_BYTES`] each), listed in `tus_parts`. A `PATCH` stores its body piece by piece (each
+//!   while the next arrives), so a connection that breaks keeps every piece stored before (and
+//!   what it had received of the last one), and `HEAD` tells the client where to resume.
 //! - Each piece is committed by one conditional update of the offset: two writers at the same
 //!   offset (two nodes, a client retrying) cannot both win; the loser's object is removed and it
 //!   gets 409, as for a wrong `Upload-Offset`.
@@ -17,6 +17,7 @@
 //!
 //! The upload URL (`Location`) is a capability: its id is 128 random bits.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
@@ -281,6 +282,7 @@ fn content_type_is_offset_stream(headers: &HeaderMap) -> bool {
 }
 
 /// An upload as the database has it.
+#[derive(Clone)]
 struct Upload {
     id: String,
     project_id: String,
@@ -415,15 +417,22 @@ pub(super) async fn delete(
 
 /// Stores `body` from `offset` on, piece by piece; returns the offset reached. A body that
 /// breaks off keeps what was received; one that goes past `Upload-Length` is cut there (400).
+/// Each full piece is stored while the next one arrives.
 async fn receive(
     state: &AppState,
     upload: &Upload,
-    mut offset: u64,
+    offset: u64,
     body: Body,
 ) -> Result<u64, Answer> {
     let mut stream = body.into_data_stream();
     let mut piece = BytesMut::new();
-    let remaining = |offset: u64, piece: &BytesMut| upload.length - offset - piece.len() as u64;
+    let mut writer = PieceWriter {
+        state: state.clone(),
+        upload: Arc::new(upload.clone()),
+        committed: offset,
+        next_start: offset,
+        in_flight: None,
+    };
     loop {
         let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await;
         let chunk = match next {
@@ -432,8 +441,9 @@ async fn receive(
             Ok(Some(Err(_))) | Err(_) => {
                 // Keep what arrived; the client resumes from the offset HEAD tells.
                 if !piece.is_empty() {
-                    offset = store_piece(state, upload, offset, piece.split().freeze()).await?;
+                    writer.push(piece.split().freeze()).await?;
                 }
+                let offset = writer.settle().await?;
                 return Err(Answer::error(
                     StatusCode::BAD_REQUEST,
                     "the upload broke off; resume from the offset HEAD gives",
@@ -442,22 +452,24 @@ async fn receive(
             }
         };
         let mut chunk: Bytes = chunk;
-        let too_long = chunk.len() as u64 > remaining(offset, &piece);
+        let remaining = upload.length - writer.next_start - piece.len() as u64;
+        let too_long = chunk.len() as u64 > remaining;
         if too_long {
-            chunk.truncate(remaining(offset, &piece) as usize);
+            chunk.truncate(remaining as usize);
         }
         while !chunk.is_empty() {
             let room = PIECE_BYTES - piece.len();
             let take = chunk.split_to(room.min(chunk.len()));
             piece.extend_from_slice(&take);
             if piece.len() == PIECE_BYTES {
-                offset = store_piece(state, upload, offset, piece.split().freeze()).await?;
+                writer.push(piece.split().freeze()).await?;
             }
         }
         if too_long {
             if !piece.is_empty() {
-                offset = store_piece(state, upload, offset, piece.split().freeze()).await?;
+                writer.push(piece.split().freeze()).await?;
             }
+            let offset = writer.settle().await?;
             return Err(
                 Answer::error(StatusCode::BAD_REQUEST, "the body goes past Upload-Length")
                     .header(&UPLOAD_OFFSET, offset),
@@ -465,9 +477,46 @@ async fn receive(
         }
     }
     if !piece.is_empty() {
-        offset = store_piece(state, upload, offset, piece.freeze()).await?;
+        writer.push(piece.freeze()).await?;
     }
-    Ok(offset)
+    writer.settle().await
+}
+
+/// Stores an upload's pieces in order, one while the next one arrives.
+struct PieceWriter {
+    state: AppState,
+    upload: Arc<Upload>,
+    /// The offset committed so far.
+    committed: u64,
+    /// Where the next piece starts: the committed offset plus the piece being stored.
+    next_start: u64,
+    in_flight: Option<tokio::task::JoinHandle<Result<u64, Answer>>>,
+}
+
+impl PieceWriter {
+    /// Waits for the piece being stored, then starts storing `data`.
+    async fn push(&mut self, data: Bytes) -> Result<(), Answer> {
+        self.settle().await?;
+        let (state, upload, start) = (self.state.clone(), self.upload.clone(), self.next_start);
+        self.next_start += data.len() as u64;
+        self.in_flight = Some(tokio::spawn(async move {
+            store_piece(&state, &upload, start, data).await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the piece being stored; returns the committed offset.
+    async fn settle(&mut self) -> Result<u64, Answer> {
+        if let Some(storing) = self.in_flight.take() {
+            self.committed = storing.await.map_err(|e| {
+                Answer::from(ApiError::Internal(anyhow::anyhow!(
+                    "storing an upload piece: {e}"
+                )))
+            })??;
+            self.next_start = self.committed;
+        }
+        Ok(self.committed)
+    }
 }
 
 /// Stores one piece at `start` and commits it; the piece that completes the upload hands the

@@ -2,9 +2,10 @@
 //! held `pending` until the file arrives, and answers two URLs that carry a signed, expiring
 //! token naming the asset: `url` for one direct `PUT` of the file, `tusEndpoint` for TUS.
 //!
-//! A direct `PUT` is streamed to a scratch file while its MD5 and SHA-256 are computed (memory
-//! stays bounded whatever the size), then stored in the object store under a key of its own
-//! (`uploads/{assetId}/{uploadId}`, never served). The asset moves to `waiting` and the task is
+//! A direct `PUT` is streamed to a scratch file (memory stays bounded whatever the size), then
+//! stored in the object store under a key of its own (`uploads/{assetId}/{uploadId}`, never
+//! served; a local media directory takes the file as it is). Its MD5 and SHA-256 are computed by
+//! the asset's job, off the upload's path. The asset moves to `waiting` and the task is
 //! queued in one transaction, which only one upload can win: a second `PUT` of the same asset
 //! gets 422 and its object is removed. Any origin may upload (the token is the credential).
 
@@ -193,7 +194,7 @@ pub(super) async fn upload_direct(
         .join(format!("{asset_id}-{}", crate::ids::new_id()));
     let received = receive(body, &scratch, limit).await;
     let outcome = match received {
-        Ok(received) => store_upload(&state, &asset, &scratch, received).await,
+        Ok(size) => store_upload(&state, &asset, &scratch, size).await,
         Err(err) => Err(err),
     };
     let _ = tokio::fs::remove_file(&scratch).await;
@@ -255,8 +256,9 @@ impl Digests {
     }
 }
 
-/// Streams `body` into the file `path`, at most `limit` bytes, hashing as it goes.
-async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> {
+/// Streams `body` into the file `path`, at most `limit` bytes; returns its size. (The file's
+/// digests are computed by its job, off the upload's path.)
+async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<u64> {
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(|e| {
             ApiError::Internal(anyhow::anyhow!("creating {}: {e}", parent.display()))
@@ -266,7 +268,7 @@ async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> 
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("creating {}: {e}", path.display())))?;
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut digests = Digests::default();
+    let mut size = 0u64;
     let mut stream = body.into_data_stream();
     loop {
         let chunk = match tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await {
@@ -282,10 +284,10 @@ async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> 
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
-        if digests.size() + chunk.len() as u64 > limit {
+        size += chunk.len() as u64;
+        if size > limit {
             return Err(too_large(limit));
         }
-        digests.update(&chunk);
         file.write_all(&chunk)
             .await
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("writing the upload: {e}")))?;
@@ -293,10 +295,10 @@ async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<Received> 
     file.flush()
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("writing the upload: {e}")))?;
-    if digests.size() == 0 {
+    if size == 0 {
         return Err(ApiError::invalid("the upload is empty"));
     }
-    Ok(digests.finish())
+    Ok(size)
 }
 
 /// Puts the received file in the store and hands the asset to its task; only the first upload
@@ -305,7 +307,7 @@ async fn store_upload(
     state: &AppState,
     asset: &Asset,
     path: &std::path::Path,
-    received: Received,
+    size: u64,
 ) -> ApiResult<()> {
     let key = format!("uploads/{}/{}", asset.id, crate::ids::new_id());
     state
@@ -313,14 +315,13 @@ async fn store_upload(
         .put_file_moved(&key, path)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("storing the upload: {e}")))?;
-    let hash = received.hashes();
     let arrived = async {
         let mut tx = state.db().begin().await?;
         let won = super::source_arrived(
             &mut tx,
             asset,
-            Some(&hash),
-            serde_json::json!({ "sourceKey": key, "size": received.size }),
+            None,
+            serde_json::json!({ "sourceKey": key, "size": size }),
             state.public_url(),
         )
         .await?;

@@ -361,7 +361,7 @@ pub(super) async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let answer = async {
+    let checked = async {
         check_version(&headers)?;
         if !content_type_is_offset_stream(&headers) {
             return Err(Answer::error(
@@ -381,14 +381,23 @@ pub(super) async fn patch(
                 ),
             ));
         }
-        let offset = receive(&state, &upload, offset, body).await?;
-        Ok(Answer::new(StatusCode::NO_CONTENT)
-            .header(&UPLOAD_OFFSET, offset)
-            .header(&UPLOAD_EXPIRES, http_date(upload.expires_at)))
+        Ok((upload, offset))
     }
     .await;
-    let (Ok(answer) | Err(answer)) = answer;
-    answer.into_response()
+    let (upload, offset) = match checked {
+        Ok(checked) => checked,
+        Err(refusal) => {
+            super::upload::drain_refused(&headers, body).await;
+            return refusal.into_response();
+        }
+    };
+    match receive(&state, &upload, offset, body).await {
+        Ok(offset) => Answer::new(StatusCode::NO_CONTENT)
+            .header(&UPLOAD_OFFSET, offset)
+            .header(&UPLOAD_EXPIRES, http_date(upload.expires_at))
+            .into_response(),
+        Err(answer) => answer.into_response(),
+    }
 }
 
 /// `DELETE`: the upload and its pieces go (termination). A finished upload belongs to its

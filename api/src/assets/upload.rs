@@ -36,6 +36,8 @@ use crate::tasks::repo::NewTask;
 const AUDIENCE: &str = "studio-upload";
 /// A `PUT` body that sends nothing for this long is dropped.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Refused uploads up to this size are read to their end before the refusal is sent.
+const DRAIN_BEFORE_REFUSING: u64 = 16 * 1024 * 1024;
 
 /// What an upload token says.
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,6 +168,40 @@ pub(super) async fn upload_direct(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<StatusCode> {
+    let limit = state.config().vod.max_upload_bytes;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let asset = match accept_upload(&state, query, declared, limit).await {
+        Ok(asset) => asset,
+        Err(refusal) => {
+            drain_refused(&headers, body).await;
+            return Err(refusal);
+        }
+    };
+    let scratch = state
+        .config()
+        .data_dir
+        .join("scratch")
+        .join("uploads")
+        .join(format!("{}-{}", asset.id, crate::ids::new_id()));
+    let received = receive(body, &scratch, limit).await;
+    let outcome = match received {
+        Ok(size) => store_upload(&state, &asset, &scratch, size).await,
+        Err(err) => Err(err),
+    };
+    let _ = tokio::fs::remove_file(&scratch).await;
+    outcome.map(|()| StatusCode::OK)
+}
+
+/// The asset a direct upload is for, if the upload may go ahead.
+async fn accept_upload(
+    state: &AppState,
+    query: TokenQuery,
+    declared: Option<u64>,
+    limit: u64,
+) -> ApiResult<Asset> {
     let token = query
         .token
         .ok_or_else(|| ApiError::Forbidden("the upload URL has no token".into()))?;
@@ -178,27 +214,28 @@ pub(super) async fn upload_direct(
             "the asset's file has already been uploaded",
         ));
     }
-    let limit = state.config().vod.max_upload_bytes;
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    Ok(asset)
+}
+
+/// Reads and drops the body of a refused upload request, if it is small: a client still
+/// sending it reads the refusal only if it is let finish (a large one is cut, which is
+/// cheaper). At most a few seconds.
+pub(super) async fn drain_refused(headers: &HeaderMap, body: Body) {
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
+    if declared.is_none_or(|n| n > DRAIN_BEFORE_REFUSING) {
+        return;
     }
-    let scratch = state
-        .config()
-        .data_dir
-        .join("scratch")
-        .join("uploads")
-        .join(format!("{asset_id}-{}", crate::ids::new_id()));
-    let received = receive(body, &scratch, limit).await;
-    let outcome = match received {
-        Ok(size) => store_upload(&state, &asset, &scratch, size).await,
-        Err(err) => Err(err),
-    };
-    let _ = tokio::fs::remove_file(&scratch).await;
-    outcome.map(|()| StatusCode::OK)
+    let mut stream = body.into_data_stream();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 fn too_large(limit: u64) -> ApiError {

@@ -124,7 +124,11 @@ impl ObjectStore for LocalDirStore {
             }
             // Write aside, then rename: a playlist rewritten while a player reads it is never torn.
             let temp = path.with_extension(format!("tmp{}", std::process::id()));
-            tokio::fs::write(&temp, &body).await?;
+            // The body moves to the blocking thread as it is (`tokio::fs::write` would copy it).
+            let written = temp.clone();
+            tokio::task::spawn_blocking(move || std::fs::write(&written, &body))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
             tokio::fs::rename(&temp, &path).await?;
             Ok(())
         })

@@ -434,7 +434,7 @@ async fn receive(
     body: Body,
 ) -> Result<u64, Answer> {
     let mut stream = body.into_data_stream();
-    let mut piece = BytesMut::new();
+    let mut piece = BytesMut::with_capacity(PIECE_BYTES.min(upload.length as usize));
     let mut writer = PieceWriter {
         state: state.clone(),
         upload: Arc::new(upload.clone()),
@@ -472,6 +472,8 @@ async fn receive(
             piece.extend_from_slice(&take);
             if piece.len() == PIECE_BYTES {
                 writer.push(piece.split().freeze()).await?;
+                // One allocation per piece, not a doubling series of them.
+                piece.reserve(PIECE_BYTES);
             }
         }
         if too_long {

@@ -47,6 +47,13 @@ use crate::tasks::{Task, TaskType};
 
 /// How often the asset's progress is written (the task's goes with its heartbeat).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Segments being transcoded at once: two keep the cores busy while one segment's encoders
+/// drain and the next one decodes.
+const TRANSCODES_IN_FLIGHT: usize = 2;
+/// A segment's renditions being made.
+type Transcoding = tokio_util::task::AbortOnDropHandle<
+    Result<studio_media_core::transcode::TranscodeOutput, TranscodeError>,
+>;
 /// Width of the thumbnails (one per segment).
 const THUMBNAIL_WIDTH: u32 = 320;
 /// The thumbnails' WebVTT index, beside the pictures.
@@ -315,22 +322,47 @@ impl AssetTasks {
         let mut first_start: Option<i64> = None;
         let consume = async {
             let mut last_progress = Instant::now();
-            while let Some(segment) = receiver.recv().await {
-                let segment = Arc::new(segment);
+            // Segments are transcoded TRANSCODES_IN_FLIGHT at a time (one decodes while the
+            // other's encoders finish), and written in order.
+            let stream: Arc<str> = Arc::from(dest.name);
+            let mut in_flight: std::collections::VecDeque<(Arc<Segment>, Option<Transcoding>)> =
+                std::collections::VecDeque::new();
+            let mut more = true;
+            loop {
+                while more && in_flight.len() < TRANSCODES_IN_FLIGHT {
+                    let Some(segment) = receiver.recv().await else {
+                        more = false;
+                        break;
+                    };
+                    let segment = Arc::new(segment);
+                    let transcoding = (!renditions.is_empty() && segment.video_config.is_some())
+                        .then(|| {
+                            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                                self.transcoder.transcode(TranscodeJob {
+                                    stream: stream.clone(),
+                                    segment: segment.clone(),
+                                    renditions: renditions.clone(),
+                                }),
+                            ))
+                        });
+                    in_flight.push_back((segment, transcoding));
+                }
+                let Some((segment, transcoding)) = in_flight.pop_front() else {
+                    break;
+                };
+                let outputs =
+                    match transcoding {
+                        Some(handle) => Some(handle.await.map_err(|e| {
+                            JobError::Retriable(format!("transcoding stopped: {e}"))
+                        })?),
+                        None => None,
+                    };
                 let n = segment.sequence;
                 variants[0].write(dest.store, base, n, &segment).await?;
                 let origin = *first_start.get_or_insert(segment.start_ms);
                 self.thumbnail(dest, &segment, origin, &mut cues).await?;
-                if !renditions.is_empty() && segment.video_config.is_some() {
-                    let outputs = self
-                        .transcoder
-                        .transcode(TranscodeJob {
-                            stream: Arc::from(dest.name),
-                            segment: segment.clone(),
-                            renditions: renditions.clone(),
-                        })
-                        .await
-                        .map_err(transcode_error)?;
+                if let Some(outputs) = outputs {
+                    let outputs = outputs.map_err(transcode_error)?;
                     for (i, output) in outputs.iter().enumerate() {
                         variants[i + 1].write(dest.store, base, n, output).await?;
                     }

@@ -415,10 +415,8 @@ impl TaskHandler for RecordingTasks {
         TaskType::Recording
     }
 
-    /// Remuxing keeps about one core busy.
-    fn cores(&self) -> usize {
-        1
-    }
+    // Remuxing copies packets: mostly I/O, so recordings take I/O slots and never wait behind
+    // the uploads that keep every core busy.
 
     fn run<'a>(&'a self, job: Job) -> BoxFuture<'a, Result<serde_json::Value, JobError>> {
         Box::pin(async move { self.make(&job).await })

@@ -27,6 +27,7 @@ on_both_databases!(
     two_nodes_claiming_at_once_run_each_task_once,
     shutdown_hands_back_unfinished_jobs,
     task_list_pages_filters_and_isolates_tenants,
+    one_projects_queue_does_not_hold_back_anothers,
 );
 
 #[derive(Clone, Copy)]
@@ -626,4 +627,45 @@ async fn task_list_pages_filters_and_isolates_tenants(backend: Backend) {
     app.call(None, reqwest::Method::GET, "/task", None)
         .await
         .assert_error(401, "");
+}
+
+/// Project A queues three jobs, then project B one: with room for one job at a time, B's job
+/// runs second, not after all of A's.
+async fn one_projects_queue_does_not_hold_back_anothers(backend: Backend) {
+    let app = jobless_app(backend).await;
+    let other = app.other_project("b").await;
+    let mut a = Vec::new();
+    for _ in 0..3 {
+        a.push(spawn(&app, upload(&app)).await.0.id);
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let b = spawn(
+        &app,
+        NewTask::new(
+            &other.project_id,
+            &other.user_id,
+            TaskType::Upload,
+            json!({}),
+        ),
+    )
+    .await
+    .0
+    .id;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let now = now_ms();
+        let claimed = repo::claim(
+            &db(&app),
+            "node-a",
+            &[TaskType::Upload],
+            1,
+            now + 60_000,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed.len(), 1);
+        order.push(claimed[0].task.id.clone());
+    }
+    assert_eq!(order, [a[0].clone(), b, a[1].clone(), a[2].clone()]);
 }

@@ -381,7 +381,8 @@ pub async fn cancel(
 
 /// Leases up to `max` due tasks of `types` to `owner` until `lease_until`: queued tasks whose
 /// time has come, and running tasks whose holder's lease expired (a node that died, or
-/// stopped renewing). Each claim counts as an attempt.
+/// stopped renewing), those of projects with the fewest tasks running first. Each claim counts
+/// as an attempt.
 ///
 /// On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets nodes claim concurrently without waiting on
 /// each other; SQLite has one writer, so the conditional UPDATE is already atomic. Both
@@ -402,7 +403,7 @@ pub async fn claim(
     if postgres {
         // In a CTE the locking subquery runs once: inside `id IN (...)` PostgreSQL may run it
         // again per row, and SKIP LOCKED then yields other rows, exceeding the LIMIT.
-        sql.push("WITH due AS (SELECT id FROM tasks WHERE ");
+        sql.push("WITH due AS (SELECT id FROM tasks q WHERE ");
         push_due(&mut sql, types, max, now);
         sql.push(" FOR UPDATE SKIP LOCKED) ");
     }
@@ -419,7 +420,7 @@ pub async fn claim(
         sql.push(" FROM due WHERE tasks.id = due.id");
     } else {
         // SQLite has one writer: the subquery and the update see the same rows.
-        sql.push(" WHERE id IN (SELECT id FROM tasks WHERE ");
+        sql.push(" WHERE id IN (SELECT id FROM tasks q WHERE ");
         push_due(&mut sql, types, max, now);
         sql.push(")");
     }
@@ -468,7 +469,9 @@ pub async fn claim_one(
     row.as_ref().map(claimed_from_row).transpose()
 }
 
-/// The claimable tasks of `types`, first due first, at most `max`.
+/// The claimable tasks of `types` (the candidates are `q`), at most `max`: those of projects
+/// with the fewest tasks running first, so that one project's queue never holds back another's,
+/// then first due first.
 fn push_due(sql: &mut Sql, types: &[TaskType], max: i64, now: i64) {
     push_claimable(sql, now);
     sql.push(" AND type IN (");
@@ -478,7 +481,11 @@ fn push_due(sql: &mut Sql, types: &[TaskType], max: i64, now: i64) {
         }
         sql.bind(t.as_str());
     }
-    sql.push(") ORDER BY run_at, id LIMIT ").bind(max);
+    sql.push(
+        ") ORDER BY (SELECT COUNT(*) FROM tasks r WHERE r.project_id = q.project_id AND r.phase = 'running'), \
+         q.run_at, q.id LIMIT ",
+    )
+    .bind(max);
 }
 
 fn push_claimable(sql: &mut Sql, now: i64) {

@@ -180,10 +180,10 @@ pub(super) async fn upload_direct(
             return Err(refusal);
         }
     };
+    // In this node's scratch space: a file left by a crash goes with it.
     let scratch = state
-        .config()
-        .data_dir
-        .join("scratch")
+        .runner()
+        .scratch_dir()
         .join("uploads")
         .join(format!("{}-{}", asset.id, crate::ids::new_id()));
     let received = receive(body, &scratch, limit).await;

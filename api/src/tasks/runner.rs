@@ -208,6 +208,13 @@ impl Runner {
         &self.config
     }
 
+    /// This node's scratch space (`{scratch_dir}/{node_id}`), for work outside jobs too (an
+    /// upload being received): whatever the node leaves there when it dies is removed by the
+    /// next runner to start.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        &self.scratch.dir
+    }
+
     fn cores_of(&self, handler: &dyn TaskHandler) -> usize {
         // A job wider than the machine still runs, alone.
         handler.cores().min(self.config.cores.max(1))

@@ -181,11 +181,11 @@ pub(super) async fn upload_direct(
         }
     };
     // In this node's scratch space: a file left by a crash goes with it.
-    let scratch = state
-        .runner()
-        .scratch_dir()
-        .join("uploads")
-        .join(format!("{}-{}", asset.id, crate::ids::new_id()));
+    let scratch = state.runner().scratch_dir().join("uploads").join(format!(
+        "{}-{}",
+        asset.id,
+        crate::ids::new_id()
+    ));
     let received = receive(body, &scratch, limit).await;
     let outcome = match received {
         Ok(size) => store_upload(&state, &asset, &scratch, size).await,

@@ -637,6 +637,8 @@ async fn one_projects_queue_does_not_hold_back_anothers(backend: Backend) {
     let mut a = Vec::new();
     for _ in 0..3 {
         a.push(spawn(&app, upload(&app)).await.0.id);
+        // Distinct due times: equal ones are taken in id order, which is random.
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
     let b = spawn(

@@ -891,7 +891,8 @@ pub(crate) async fn assets_are_changed_and_deleted_with_their_media_on(
     .await;
     assert!(gone.is_some(), "the deleted asset's media is still stored");
 
-    let delivered = receiver.wait_for(2, Duration::from_secs(10)).await;
+    // asset.updated when the file arrived and when it was renamed, then asset.deleted.
+    let delivered = receiver.wait_for(3, Duration::from_secs(10)).await;
     let events: Vec<String> = delivered
         .iter()
         .map(|d| d.json()["event"].as_str().unwrap().to_string())

@@ -457,6 +457,32 @@ pub(crate) async fn assert_media_in_the_store(app: &TestApp, playback_id: &str, 
     assert!(!local.exists(), "media written to the local directory too");
 }
 
+/// The `EXT-X-PROGRAM-DATE-TIME` (unix ms) and duration (ms) of each segment of a media
+/// playlist, by segment number (`*_n.ts`).
+fn program_dates(playlist: &str) -> Vec<(String, i64, i64)> {
+    let mut out = Vec::new();
+    let (mut date, mut duration) = (None, 0);
+    for line in playlist.lines() {
+        if let Some(text) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            date = studio_media_core::hls::playlist::parse_program_date(text);
+        } else if let Some(text) = line.strip_prefix("#EXTINF:") {
+            duration = (text.trim_end_matches(',').parse::<f64>().unwrap() * 1000.0).round() as i64;
+        } else if line.ends_with(".ts") {
+            let number = line
+                .trim_end_matches(".ts")
+                .rsplit('_')
+                .next()
+                .unwrap()
+                .to_string();
+            let date = date
+                .take()
+                .unwrap_or_else(|| panic!("{line} has no program date: {playlist}"));
+            out.push((number, date, duration));
+        }
+    }
+    out
+}
+
 /// The stream's profiles become renditions beside the source: listed in the master playlist with
 /// their sizes, each a playlist of its own that ffprobe reads with the right size, frame rate
 /// and duration, and that decodes without errors. Profiles larger than the source are skipped.
@@ -482,9 +508,11 @@ pub(crate) async fn renditions_of_the_profiles_play_over_hls_on(
     let pid = stream["playbackId"].as_str().unwrap().to_string();
     let url = |path: &str| format!("{}/hls/{pid}/{path}", app.base);
 
+    let published_at = studio_api::clock::now_ms();
     let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 6);
     assert!(ffmpeg.wait().await.unwrap().success());
-    for rendition in ["240p", "180p15"] {
+    let mut dates = Vec::new();
+    for rendition in ["source", "240p", "180p15"] {
         let closed = eventually(Duration::from_secs(15), || async {
             let reply = app
                 .http
@@ -517,6 +545,27 @@ pub(crate) async fn renditions_of_the_profiles_play_over_hls_on(
             "{rendition}: {numbers:?}"
         );
         assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+        dates.push(program_dates(&playlist));
+    }
+    // Every segment has its wall-clock time, within the publish, advancing by its duration, and
+    // the same in every rendition (players switching renditions, and clips, rely on it).
+    let finished_at = studio_api::clock::now_ms();
+    let source = &dates[0];
+    for (i, (_, date, duration)) in source.iter().enumerate() {
+        assert!(*date >= published_at && *date <= finished_at, "{source:?}");
+        if let Some((_, next, _)) = source.get(i + 1) {
+            assert!((next - date - duration).abs() <= 5, "{source:?}");
+        }
+    }
+    for rendition in &dates[1..] {
+        for (name, date, _) in rendition {
+            let same = source.iter().find(|(n, _, _)| n == name);
+            assert_eq!(
+                same.map(|s| s.1),
+                Some(*date),
+                "{name}: {rendition:?} vs {source:?}"
+            );
+        }
     }
 
     let master = app

@@ -3,7 +3,10 @@
 //! `EXT-X-ENDLIST` when the session ends), and the master playlist players open first.
 //!
 //! Layout under `hls/{playbackId}/`: `index.m3u8` (master), `source/index.m3u8` and its
-//! segments, `{rendition}/index.m3u8` and its segments.
+//! segments, `{rendition}/index.m3u8` and its segments. Every segment is listed with its
+//! `EXT-X-PROGRAM-DATE-TIME`, the same in every rendition ([`SessionClock`]).
+
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use studio_media_core::flv::{AacConfig, AvcConfig};
@@ -15,12 +18,29 @@ use studio_media_core::segment::Segment;
 use studio_media_core::store::ObjectStore;
 use studio_media_core::transcode::Rendition;
 
+use crate::clock::now_ms;
 use crate::playback::hls::key;
 
 /// Segments listed in a live playlist (about 12 s at the 2 s target).
 const WINDOW: usize = 6;
 /// The folder of the source rendition.
 pub const SOURCE_DIR: &str = "source";
+
+/// Maps a session's media time to wall-clock time, the same for its source and every rendition,
+/// so players (and clips) can tell the time of any moment: set by the first segment written,
+/// whose first frame arrived about its duration ago.
+#[derive(Debug, Clone, Default)]
+pub struct SessionClock(Arc<OnceLock<(i64, i64)>>);
+
+impl SessionClock {
+    /// The wall-clock time (unix ms) of the segment's first frame.
+    pub fn program_date(&self, segment: &Segment) -> i64 {
+        let (wall, media) = *self
+            .0
+            .get_or_init(|| (now_ms() - segment.duration_ms.max(0), segment.start_ms));
+        wall + (segment.start_ms - media)
+    }
+}
 
 /// One rendition's playlist and segments.
 pub struct RenditionWriter {
@@ -34,6 +54,7 @@ pub struct RenditionWriter {
     /// A segment was skipped (not transcoded in time, or failed): the next one listed does not
     /// continue the previous one.
     after_gap: bool,
+    clock: SessionClock,
 }
 
 /// A segment as stored: its object key and muxed size.
@@ -52,6 +73,7 @@ impl RenditionWriter {
         playback_id: &str,
         dir: &str,
         session_id: &str,
+        clock: SessionClock,
     ) -> RenditionWriter {
         let previous = match store
             .get(&key(playback_id, &format!("{dir}/index.m3u8")))
@@ -76,6 +98,7 @@ impl RenditionWriter {
             muxer: TsMuxer::new(),
             after_gap: resumed.is_some(),
             playlist: resumed.unwrap_or_else(|| MediaPlaylist::new(WINDOW)),
+            clock,
         }
     }
 
@@ -90,10 +113,11 @@ impl RenditionWriter {
         let name = format!("{}_{}.ts", self.tag, segment.sequence);
         let object = key(&self.playback_id, &format!("{}/{name}", self.dir));
         store.put(&object, ts).await?;
-        self.playlist.push(
+        self.playlist.push_at(
             name,
             segment.duration_ms.max(0) as f64 / 1000.0,
             segment.discontinuity || self.after_gap,
+            Some(self.clock.program_date(segment)),
         );
         self.after_gap = false;
         self.write_playlist(store).await?;

@@ -23,7 +23,7 @@ use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::transcode::{Rendition, RenditionProfile, plan_renditions};
 use tokio::sync::{mpsc, watch};
 
-use super::hls_output::{RenditionWriter, SOURCE_DIR, rendition_dir, write_master};
+use super::hls_output::{RenditionWriter, SOURCE_DIR, SessionClock, rendition_dir, write_master};
 use super::registry::Publisher;
 use super::transcoding::{SessionRef, TranscodePipeline};
 use crate::app::AppState;
@@ -317,21 +317,25 @@ struct Progress {
 /// transcode pipeline (started with the first segment, once the source's picture is known).
 struct LiveOutput {
     source: RenditionWriter,
+    clock: SessionClock,
     wrote_master: bool,
     transcoding: Option<TranscodePipeline>,
 }
 
 impl LiveOutput {
     async fn open(state: &AppState, session: &OpenSession) -> LiveOutput {
+        let clock = SessionClock::default();
         let source = RenditionWriter::open(
             state.media_store(),
             &session.playback_id,
             SOURCE_DIR,
             &session.id,
+            clock.clone(),
         )
         .await;
         LiveOutput {
             source,
+            clock,
             wrote_master: false,
             transcoding: None,
         }
@@ -367,6 +371,7 @@ impl LiveOutput {
                 project_id: session.project_id.clone(),
                 stream_id: session.stream_id.clone(),
                 playback_id: session.playback_id.clone(),
+                clock: self.clock.clone(),
             };
             let lock = state.live().renditions_lock(&session.stream_id);
             self.transcoding = Some(TranscodePipeline::start(

@@ -34,6 +34,8 @@ pub struct SessionRef {
     pub project_id: String,
     pub stream_id: String,
     pub playback_id: String,
+    /// The session's wall clock, shared with its source playlist.
+    pub clock: super::hls_output::SessionClock,
 }
 
 /// A running transcode of one session.
@@ -147,8 +149,14 @@ async fn run(
     let mut writers = Vec::with_capacity(renditions.len());
     for (dir, _) in &renditions {
         writers.push(
-            RenditionWriter::open(state.media_store(), &session.playback_id, dir, &session.id)
-                .await,
+            RenditionWriter::open(
+                state.media_store(),
+                &session.playback_id,
+                dir,
+                &session.id,
+                session.clock.clone(),
+            )
+            .await,
         );
     }
     let stream: Arc<str> = session.stream_id.as_str().into();

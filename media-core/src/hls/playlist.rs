@@ -9,6 +9,8 @@ struct Entry {
     uri: String,
     duration_s: f64,
     discontinuity: bool,
+    /// The wall-clock time of the segment's first frame (unix ms): `EXT-X-PROGRAM-DATE-TIME`.
+    program_date_ms: Option<i64>,
 }
 
 /// A media playlist of one rendition. While live it keeps the newest `window` segments; after
@@ -67,6 +69,7 @@ impl MediaPlaylist {
         let mut playlist = Self::new(window);
         let mut duration: Option<f64> = None;
         let mut discontinuity = false;
+        let mut program_date: Option<i64> = None;
         for line in lines.map(str::trim_end).filter(|l| !l.is_empty()) {
             if let Some(value) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
                 playlist.longest_ms = playlist
@@ -78,6 +81,8 @@ impl MediaPlaylist {
                 playlist.discontinuity_sequence = value.parse().ok()?;
             } else if line == "#EXT-X-DISCONTINUITY" {
                 discontinuity = true;
+            } else if let Some(value) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                program_date = parse_program_date(value);
             } else if let Some(value) = line.strip_prefix("#EXTINF:") {
                 duration = Some(value.split(',').next()?.parse().ok()?);
             } else if line.starts_with("#EXT-X-PLAYLIST-TYPE") {
@@ -89,6 +94,7 @@ impl MediaPlaylist {
                     uri: line.to_string(),
                     duration_s,
                     discontinuity,
+                    program_date_ms: program_date.take(),
                 });
                 discontinuity = false;
             }
@@ -110,6 +116,18 @@ impl MediaPlaylist {
     /// Appends a segment, dropping the oldest one if the window is full. `discontinuity`
     /// marks a segment whose timestamps or encoding do not continue the previous one's.
     pub fn push(&mut self, uri: String, duration_s: f64, discontinuity: bool) {
+        self.push_at(uri, duration_s, discontinuity, None);
+    }
+
+    /// [`MediaPlaylist::push`] with the wall-clock time of the segment's first frame (unix ms),
+    /// rendered as `EXT-X-PROGRAM-DATE-TIME` so players can tell the time of any moment.
+    pub fn push_at(
+        &mut self,
+        uri: String,
+        duration_s: f64,
+        discontinuity: bool,
+        program_date_ms: Option<i64>,
+    ) {
         // A negative or NaN duration would render an invalid tag; it can only be a bug
         // upstream, and 0 keeps the playlist parseable.
         let duration_s = if duration_s.is_finite() && duration_s > 0.0 {
@@ -122,6 +140,7 @@ impl MediaPlaylist {
             uri,
             duration_s,
             discontinuity,
+            program_date_ms,
         });
         while self.window > 0 && self.entries.len() > self.window {
             let dropped = self.entries.pop_front().expect("longer than the window");
@@ -175,6 +194,9 @@ impl MediaPlaylist {
             if entry.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
+            if let Some(ms) = entry.program_date_ms {
+                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", program_date(ms));
+            }
             let _ = writeln!(out, "#EXTINF:{:.3},", entry.duration_s);
             out.push_str(&entry.uri);
             out.push('\n');
@@ -184,6 +206,56 @@ impl MediaPlaylist {
         }
         out
     }
+}
+
+/// Unix milliseconds as ISO 8601 in UTC with milliseconds (`2026-12-02T12:00:00.250Z`).
+pub fn program_date(ms: i64) -> String {
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
+}
+
+/// The unix milliseconds of a [`program_date`] (only the form it writes); `None` otherwise.
+pub fn parse_program_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second, milli) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (the inverse of `program_date`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + milli)
 }
 
 fn millis(seconds: f64) -> u64 {
@@ -235,6 +307,37 @@ pub fn master_playlist(variants: &[Variant]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_dates_are_iso_8601_utc_and_read_back() {
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_796_214_290_836, "2026-12-02T12:24:50.836Z"),
+            (951_782_400_001, "2000-02-29T00:00:00.001Z"),
+            (4_107_542_399_999, "2100-02-28T23:59:59.999Z"),
+        ] {
+            assert_eq!(program_date(ms), text);
+            assert_eq!(parse_program_date(text), Some(ms));
+        }
+        assert_eq!(parse_program_date("2026-13-01T00:00:00.000Z"), None);
+        assert_eq!(parse_program_date("yesterday"), None);
+    }
+
+    #[test]
+    fn segments_carry_their_program_date_through_a_resume() {
+        let mut p = MediaPlaylist::new(3);
+        p.push_at("a.ts".into(), 2.0, false, Some(1_796_214_290_000));
+        p.push_at("b.ts".into(), 2.0, false, Some(1_796_214_292_000));
+        let text = p.render();
+        assert!(
+            text.contains(
+                "#EXT-X-PROGRAM-DATE-TIME:2026-12-02T12:24:50.000Z\n#EXTINF:2.000,\na.ts\n"
+            ),
+            "{text}"
+        );
+        let resumed = MediaPlaylist::resume(&text, 3).unwrap();
+        assert_eq!(resumed.render(), text);
+    }
 
     fn pushed(window: usize, segments: &[(f64, bool)]) -> MediaPlaylist {
         let mut p = MediaPlaylist::new(window);

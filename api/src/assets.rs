@@ -397,21 +397,11 @@ impl NewAssetPayload {
         if let Some(creator) = &self.creator_id {
             validate_creator_id(&mut problems, creator);
         }
-        if let Some(profiles) = &self.profiles {
-            validate_transcode_profiles(&mut problems, "profiles", profiles);
-            for (i, p) in profiles.iter().enumerate() {
-                if p.encoder.is_some_and(|e| e != VodEncoder::H264) {
-                    problems.add(format!(
-                        "profiles[{i}].encoder: only H.264 renditions are made by this server"
-                    ));
-                }
-            }
-        }
-        if let Some(secs) = self.target_segment_size_secs
-            && !(1.0..=60.0).contains(&secs)
-        {
-            problems.add("targetSegmentSizeSecs must be between 1 and 60");
-        }
+        validate_ladder(
+            &mut problems,
+            self.profiles.as_deref(),
+            self.target_segment_size_secs,
+        );
         if self.encryption.as_ref().is_some_and(|e| !e.is_null()) {
             problems.add("encryption: encrypted uploads are not supported by this server");
         }
@@ -430,6 +420,30 @@ impl NewAssetPayload {
             ));
         }
         Ok(())
+    }
+}
+
+/// Checks what a VOD job is asked to make: its profiles (H.264 renditions only) and segment
+/// length.
+pub(crate) fn validate_ladder(
+    problems: &mut Problems,
+    profiles: Option<&[TranscodeProfile]>,
+    target_segment_size_secs: Option<f64>,
+) {
+    if let Some(profiles) = profiles {
+        validate_transcode_profiles(problems, "profiles", profiles);
+        for (i, p) in profiles.iter().enumerate() {
+            if p.encoder.is_some_and(|e| e != VodEncoder::H264) {
+                problems.add(format!(
+                    "profiles[{i}].encoder: only H.264 renditions are made by this server"
+                ));
+            }
+        }
+    }
+    if let Some(secs) = target_segment_size_secs
+        && !(1.0..=60.0).contains(&secs)
+    {
+        problems.add("targetSegmentSizeSecs must be between 1 and 60");
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Api, Studio, eventually, execute, field, publish, studio, temp_dir};
+use support::{Api, PostgresDatabase, Studio, eventually, field, publish, studio, temp_dir};
 
 #[derive(Clone, Copy)]
 enum Backend {
@@ -287,7 +287,7 @@ struct Node {
     dir: PathBuf,
     database_url: String,
     /// The throwaway PostgreSQL database, to drop at the end.
-    postgres: Option<(String, String)>,
+    postgres: Option<PostgresDatabase>,
     key: String,
 }
 
@@ -300,12 +300,8 @@ impl Node {
                 None,
             ),
             Backend::Postgres => {
-                let admin = std::env::var("STUDIO_TEST_POSTGRES_URL")
-                    .expect("STUDIO_TEST_POSTGRES_URL names a PostgreSQL server for tests");
-                let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-                execute(&admin, &format!("CREATE DATABASE {name}")).await;
-                let base = admin.rsplit_once('/').unwrap().0.to_string();
-                (format!("{base}/{name}"), Some((admin, name)))
+                let database = PostgresDatabase::create().await;
+                (database.url.clone(), Some(database))
             }
         };
         let out = studio()
@@ -374,12 +370,8 @@ impl Node {
     }
 
     async fn remove(self) {
-        if let Some((admin, name)) = &self.postgres {
-            execute(
-                admin,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await;
+        if let Some(database) = &self.postgres {
+            database.drop_it().await;
         }
         std::fs::remove_dir_all(&self.dir).ok();
     }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Api, Studio, eventually, execute, field, publish, studio, temp_dir};
+use support::{Api, PostgresDatabase, Studio, eventually, field, publish, studio, temp_dir};
 
 const ACCESS_KEY: &str = "topology";
 const SECRET_KEY: &str = "topology-secret";
@@ -150,9 +150,7 @@ async fn a_recording_job_whose_node_dies_is_taken_over_by_the_other() {
 /// PostgreSQL, an S3 server, a webhook receiver, an API key, and data directories for nodes.
 struct Topology {
     dir: PathBuf,
-    admin_url: String,
-    database: String,
-    database_url: String,
+    database: PostgresDatabase,
     s3: tokio::process::Child,
     s3_endpoint: String,
     key: String,
@@ -165,11 +163,7 @@ struct Topology {
 impl Topology {
     async fn new() -> Topology {
         let dir = temp_dir();
-        let admin_url = std::env::var("STUDIO_TEST_POSTGRES_URL")
-            .expect("STUDIO_TEST_POSTGRES_URL names a PostgreSQL server for tests");
-        let database = format!("t_{}", uuid::Uuid::new_v4().simple());
-        execute(&admin_url, &format!("CREATE DATABASE {database}")).await;
-        let database_url = format!("{}/{database}", admin_url.rsplit_once('/').unwrap().0);
+        let database = PostgresDatabase::create().await;
 
         let s3_root = dir.join("s3");
         std::fs::create_dir_all(s3_root.join(BUCKET)).unwrap();
@@ -198,7 +192,7 @@ impl Topology {
         let out = studio()
             .args(["api-key", "create", "--name", "topology", "--data-dir"])
             .arg(dir.join("admin"))
-            .args(["--database-url", &database_url])
+            .args(["--database-url", &database.url])
             .output()
             .unwrap();
         assert!(
@@ -214,9 +208,7 @@ impl Topology {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         Topology {
             dir,
-            admin_url,
             database,
-            database_url,
             s3,
             s3_endpoint,
             key,
@@ -232,7 +224,7 @@ impl Topology {
         command
             .args(["serve", "--data-dir"])
             .arg(self.dir.join(name))
-            .args(["--database-url", &self.database_url])
+            .args(["--database-url", &self.database.url])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--rtmp-addr", "127.0.0.1:0", "--srt-addr", "127.0.0.1:0"])
             .env("STUDIO_STORAGE__URL", format!("s3://{BUCKET}/live"))
@@ -276,7 +268,7 @@ impl Topology {
     async fn recording_job(&self, id: &str) -> (String, i64) {
         use sqlx::{Connection, Row};
         sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.database_url)
+        let mut conn = sqlx::AnyConnection::connect(&self.database.url)
             .await
             .unwrap();
         let rows = sqlx::query(
@@ -318,11 +310,7 @@ impl Topology {
 
     async fn remove(mut self) {
         let _ = self.s3.kill().await;
-        execute(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
-        )
-        .await;
+        self.database.drop_it().await;
         std::fs::remove_dir_all(&self.dir).ok();
     }
 }

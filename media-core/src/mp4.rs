@@ -96,10 +96,7 @@ fn remux(input: &Path, output: &Path, job: &JobControl) -> Result<(), Mp4Error> 
         let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
         ost.set_parameters(params);
         mapping[ist.index()] = Some((ost.index(), ist.time_base()));
-        if ist.start_time() != i64::MIN {
-            let start = ist
-                .start_time()
-                .rescale(ist.time_base(), ffmpeg::rescale::TIME_BASE);
+        if let Some(start) = start_us_of(&ist) {
             start_us = Some(start_us.map_or(start, |s: i64| s.min(start)));
         }
     }
@@ -109,12 +106,33 @@ fn remux(input: &Path, output: &Path, job: &JobControl) -> Result<(), Mp4Error> 
     let mut options = Dictionary::new();
     options.set("movflags", "+faststart");
     octx.write_header_with(options)?;
+    copy_packets(&mut ictx, &mut octx, &mapping, start_us.unwrap_or(0), job)
+}
+
+/// When `ist` starts, in microseconds; `None` if the container does not say.
+pub(crate) fn start_us_of(ist: &ffmpeg::Stream) -> Option<i64> {
+    (ist.start_time() != i64::MIN).then(|| {
+        ist.start_time()
+            .rescale(ist.time_base(), ffmpeg::rescale::TIME_BASE)
+    })
+}
+
+/// Copies the packets of the input streams `mapping` names (input index -> output index and
+/// input time base) into `octx`, whose header is written, timestamps shifted back by
+/// `start_us`; then writes the trailer. Checks `job` between packets (an endless input keeps
+/// delivering them).
+pub(crate) fn copy_packets<E: From<ffmpeg::Error> + From<JobError>>(
+    ictx: &mut format::context::Input,
+    octx: &mut format::context::Output,
+    mapping: &[Option<(usize, Rational)>],
+    start_us: i64,
+    job: &JobControl,
+) -> Result<(), E> {
     let out_time_bases: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
-    let start_us = start_us.unwrap_or(0);
     let mut packet = Packet::empty();
     loop {
         job.check()?;
-        match packet.read(&mut ictx) {
+        match packet.read(ictx) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
             // A demuxer resyncs past a corrupt packet.
@@ -130,7 +148,7 @@ fn remux(input: &Path, output: &Path, job: &JobControl) -> Result<(), Mp4Error> 
         packet.rescale_ts(in_tb, out_time_bases[out_index]);
         packet.set_position(-1);
         packet.set_stream(out_index);
-        packet.write_interleaved(&mut octx)?;
+        packet.write_interleaved(octx)?;
     }
     octx.write_trailer()?;
     Ok(())

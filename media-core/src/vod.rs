@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use std::io::Read;
 
-use ffmpeg::{Rational, Rescale, codec, encoder, format, media};
+use ffmpeg::{Rational, codec, encoder, format, media};
 use ffmpeg_next as ffmpeg;
 
 use crate::ffmpeg_job::{self, JobControl, JobError};
@@ -205,10 +205,7 @@ fn copy_to_mpegts(input: &Path, output: &Path, job: &JobControl) -> Result<(), V
         let mut ost = octx.add_stream(encoder::find(codec::Id::None))?;
         ost.set_parameters(ist.parameters());
         mapping[ist.index()] = Some((ost.index(), ist.time_base()));
-        if ist.start_time() != i64::MIN {
-            let start = ist
-                .start_time()
-                .rescale(ist.time_base(), ffmpeg::rescale::TIME_BASE);
+        if let Some(start) = crate::mp4::start_us_of(&ist) {
             start_us = Some(start_us.map_or(start, |s: i64| s.min(start)));
         }
     }
@@ -218,31 +215,7 @@ fn copy_to_mpegts(input: &Path, output: &Path, job: &JobControl) -> Result<(), V
         ));
     }
     octx.write_header()?;
-    let out_time_bases: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
-    let start_us = start_us.unwrap_or(0);
-    let mut packet = ffmpeg::Packet::empty();
-    loop {
-        job.check()?;
-        match packet.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => break,
-            // A demuxer resyncs past a corrupt packet.
-            Err(ffmpeg::Error::InvalidData) => continue,
-            Err(err) => return Err(err.into()),
-        }
-        let Some(Some((out_index, in_tb))) = mapping.get(packet.stream()).copied() else {
-            continue;
-        };
-        let shift = start_us.rescale(ffmpeg::rescale::TIME_BASE, in_tb);
-        packet.set_pts(packet.pts().map(|t| t - shift));
-        packet.set_dts(packet.dts().map(|t| t - shift));
-        packet.rescale_ts(in_tb, out_time_bases[out_index]);
-        packet.set_position(-1);
-        packet.set_stream(out_index);
-        packet.write_interleaved(&mut octx)?;
-    }
-    octx.write_trailer()?;
-    Ok(())
+    crate::mp4::copy_packets(&mut ictx, &mut octx, &mapping, start_us.unwrap_or(0), job)
 }
 
 fn io_error(err: std::io::Error) -> VodError {

@@ -17,19 +17,7 @@ fn job(kind: JobKind) -> JobControl {
     JobControl::new(kind, Duration::from_secs(60))
 }
 
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed (scripts/test-deps installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-use support::TempDir;
+use support::{TempDir, ffmpeg};
 
 fn ffprobe(path: &Path, entries: &str) -> String {
     let out = Command::new("ffprobe")

@@ -13,23 +13,10 @@ use studio_media_core::hls::ts::TsMuxer;
 use studio_media_core::mp4::probe;
 use studio_media_core::segment::Segment;
 use studio_media_core::vod::{SourceLimits, VodError, check_source, segment_file};
-use support::TempDir;
+use support::{TempDir, ffmpeg};
 
 fn job() -> JobControl {
     JobControl::new(JobKind::Demux, Duration::from_secs(60))
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed (scripts/test-deps installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `seconds` of 320x240 test video (keyframe every second) and a tone, as `path`'s container.

@@ -681,12 +681,7 @@ async fn a_tus_upload_resumes_after_a_restart_and_expired_ones_go(backend: Backe
     assert_eq!(created.status(), 201);
     let location = created.headers()["location"].to_str().unwrap().to_string();
     let half = bytes.len() / 2;
-    let first = tus(http
-        .patch(&location)
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(bytes[..half].to_vec()))
-    .await;
+    let first = tus_patch(&http, &location, 0, bytes[..half].to_vec()).await;
     assert_eq!(first.status(), 204);
 
     app.restart().await;
@@ -696,12 +691,7 @@ async fn a_tus_upload_resumes_after_a_restart_and_expired_ones_go(backend: Backe
     );
     let head = tus(http.head(&location)).await;
     assert_eq!(head.headers()["upload-offset"], half.to_string().as_str());
-    let rest = tus(http
-        .patch(&location)
-        .header("Upload-Offset", half.to_string())
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(bytes[half..].to_vec()))
-    .await;
+    let rest = tus_patch(&http, &location, half as u64, bytes[half..].to_vec()).await;
     assert_eq!(rest.status(), 204);
     let asset = finished(&app, &id).await;
     assert_eq!(asset["status"]["phase"], "ready", "{asset}");
@@ -711,12 +701,7 @@ async fn a_tus_upload_resumes_after_a_restart_and_expired_ones_go(backend: Backe
     let (_, endpoint) = request_upload(&app, "abandoned").await;
     let created = tus(http.post(&endpoint).header("Upload-Length", "100")).await;
     let location = created.headers()["location"].to_str().unwrap().to_string();
-    let patched = tus(http
-        .patch(&location)
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(vec![7u8; 40]))
-    .await;
+    let patched = tus_patch(&http, &location, 0, vec![7u8; 40]).await;
     assert_eq!(patched.status(), 204);
     let state = app.server.as_ref().unwrap().state.clone();
     let upload_id = location.rsplit('/').next().unwrap().to_string();
@@ -959,16 +944,7 @@ async fn the_transcode_api_writes_into_the_callers_bucket(backend: Backend) {
     assert_eq!(created.json["type"], "transcode-file");
     assert!(!created.text.contains(&s3.secret_key), "{}", created.text);
     let id = created.json["id"].as_str().unwrap().to_string();
-    let task = eventually(Duration::from_secs(120), || async {
-        let task = app.get(&format!("/task/{id}")).await.json;
-        matches!(
-            task["status"]["phase"].as_str(),
-            Some("completed" | "failed")
-        )
-        .then_some(task)
-    })
-    .await
-    .expect("the transcode finishes");
+    let task = task_finished(&app, &id).await;
     assert_eq!(task["status"]["phase"], "completed", "{task}");
     assert!(!task.to_string().contains(&s3.secret_key), "{task}");
     assert_eq!(
@@ -1025,16 +1001,7 @@ async fn the_transcode_api_writes_into_the_callers_bucket(backend: Backend) {
         .await;
     assert_eq!(mp4_only.status, 200, "{}", mp4_only.text);
     let id = mp4_only.json["id"].as_str().unwrap().to_string();
-    let task = eventually(Duration::from_secs(120), || async {
-        let task = app.get(&format!("/task/{id}")).await.json;
-        matches!(
-            task["status"]["phase"].as_str(),
-            Some("completed" | "failed")
-        )
-        .then_some(task)
-    })
-    .await
-    .expect("the transcode finishes");
+    let task = task_finished(&app, &id).await;
     assert_eq!(task["status"]["phase"], "completed", "{task}");
     let keys: Vec<String> = s3
         .keys(&output)
@@ -1183,4 +1150,33 @@ async fn uploads_work_from_any_origin() {
     ] {
         assert!(exposed.contains(header), "{header} not exposed: {exposed}");
     }
+}
+
+/// Polls task `id` until it completed or failed.
+async fn task_finished(app: &TestApp, id: &str) -> Value {
+    eventually(Duration::from_secs(120), || async {
+        let task = app.get(&format!("/task/{id}")).await.json;
+        matches!(
+            task["status"]["phase"].as_str(),
+            Some("completed" | "failed")
+        )
+        .then_some(task)
+    })
+    .await
+    .unwrap_or_else(|| panic!("task {id} never finished"))
+}
+
+/// A TUS `PATCH` of `body` at `offset`.
+async fn tus_patch(
+    http: &reqwest::Client,
+    location: &str,
+    offset: u64,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    tus(http
+        .patch(location)
+        .header("Upload-Offset", offset.to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(body))
+    .await
 }

@@ -181,24 +181,10 @@ impl AssetTasks {
             None
         };
         if let Some(objects) = objects {
-            let file = tokio::fs::File::create(path).await.map_err(scratch)?;
-            let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-            let mut digests = Digests::default();
-            for object in objects {
-                let mut stream = self
-                    .store
-                    .stream_range(&object, 0, u64::MAX)
-                    .await
-                    .map_err(media_store)?
-                    .ok_or_else(|| JobError::Fatal("the uploaded file is gone".into()))?;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(media_store)?;
-                    digests.update(&chunk);
-                    file.write_all(&chunk).await.map_err(scratch)?;
-                }
-            }
-            file.flush().await.map_err(scratch)?;
-            let received = digests.finish();
+            let received = download(self.store.as_ref(), &objects, path, |_| {
+                "the uploaded file is gone".into()
+            })
+            .await?;
             repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
                 .await
                 .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
@@ -627,6 +613,34 @@ impl TaskHandler for AssetTasks {
             }
         })
     }
+}
+
+/// Copies `objects` of `store`, one after the other, into the file `path`, computing the
+/// digests of what it writes. A missing object fails for good, with `missing(key)` as the
+/// reason.
+pub(crate) async fn download(
+    store: &dyn ObjectStore,
+    objects: &[String],
+    path: &std::path::Path,
+    missing: impl Fn(&str) -> String,
+) -> Result<super::upload::Received, JobError> {
+    let file = tokio::fs::File::create(path).await.map_err(scratch)?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut digests = Digests::default();
+    for object in objects {
+        let mut stream = store
+            .stream_range(object, 0, u64::MAX)
+            .await
+            .map_err(media_store)?
+            .ok_or_else(|| JobError::Fatal(missing(object)))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(media_store)?;
+            digests.update(&chunk);
+            file.write_all(&chunk).await.map_err(scratch)?;
+        }
+    }
+    file.flush().await.map_err(scratch)?;
+    Ok(digests.finish())
 }
 
 /// Where a job's HLS and MP4s go.

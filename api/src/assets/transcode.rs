@@ -12,12 +12,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use studio_media_core::store::ObjectStore;
 use studio_media_core::store::s3::{S3Settings, S3Store};
-use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
 use super::pipeline::{AssetTasks, Destination};
@@ -27,7 +25,7 @@ use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::json::JsonBody;
 use crate::http::validate::Problems;
-use crate::profiles::{TranscodeProfile, VodEncoder, validate_transcode_profiles};
+use crate::profiles::TranscodeProfile;
 use crate::tasks::repo::NewTask;
 use crate::tasks::runner::{Job, JobError, TaskHandler};
 use crate::tasks::{Task, TaskType};
@@ -289,23 +287,13 @@ pub(super) async fn transcode(
         .mp4
         .as_ref()
         .map(|o| folder("outputs.mp4.path", &o.path, &mut problems));
-    if let Some(profiles) = &payload.profiles {
-        validate_transcode_profiles(&mut problems, "profiles", profiles);
-        if profiles.is_empty() {
-            problems.add("profiles must name at least one profile");
-        }
-        for (i, p) in profiles.iter().enumerate() {
-            if p.encoder.is_some_and(|e| e != VodEncoder::H264) {
-                problems.add(format!(
-                    "profiles[{i}].encoder: only H.264 renditions are made by this server"
-                ));
-            }
-        }
-    }
-    if let Some(secs) = payload.target_segment_size_secs
-        && !(1.0..=60.0).contains(&secs)
-    {
-        problems.add("targetSegmentSizeSecs must be between 1 and 60");
+    super::validate_ladder(
+        &mut problems,
+        payload.profiles.as_deref(),
+        payload.target_segment_size_secs,
+    );
+    if payload.profiles.as_ref().is_some_and(Vec::is_empty) {
+        problems.add("profiles must name at least one profile");
     }
     problems.into_result()?;
     let allow_private = state.config().webhooks.allow_private_destinations;
@@ -409,28 +397,10 @@ impl TranscodeFiles {
             (None, Some(bucket)) => {
                 let store = bucket.open().await?;
                 let key = params["input"]["path"].as_str().unwrap_or_default();
-                let mut stream = store
-                    .stream_range(key, 0, u64::MAX)
-                    .await
-                    .map_err(|e| JobError::Retriable(format!("reading the input: {e}")))?
-                    .ok_or_else(|| {
-                        JobError::Fatal(format!("{key} is not in the bucket {}", bucket.bucket))
-                    })?;
-                let mut file = tokio::io::BufWriter::new(
-                    tokio::fs::File::create(&source)
-                        .await
-                        .map_err(|e| JobError::Retriable(format!("the scratch directory: {e}")))?,
-                );
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk
-                        .map_err(|e| JobError::Retriable(format!("reading the input: {e}")))?;
-                    file.write_all(&chunk)
-                        .await
-                        .map_err(|e| JobError::Retriable(format!("the scratch directory: {e}")))?;
-                }
-                file.flush()
-                    .await
-                    .map_err(|e| JobError::Retriable(format!("the scratch directory: {e}")))?;
+                super::pipeline::download(&store, &[key.to_string()], &source, |key| {
+                    format!("{key} is not in the bucket {}", bucket.bucket)
+                })
+                .await?;
             }
             (None, None) => return Err(JobError::Fatal("the task names no input".into())),
         }

@@ -169,10 +169,7 @@ pub(super) async fn upload_direct(
     body: Body,
 ) -> ApiResult<StatusCode> {
     let limit = state.config().vod.max_upload_bytes;
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&headers);
     let asset = match accept_upload(&state, query, declared, limit).await {
         Ok(asset) => asset,
         Err(refusal) => {
@@ -220,15 +217,19 @@ async fn accept_upload(
     Ok(asset)
 }
 
+/// The body length a request declares (`Content-Length`), if it does.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads and drops the body of a refused upload request, if it is small: a client still
 /// sending it reads the refusal only if it is let finish (a large one is cut, which is
 /// cheaper). At most a few seconds.
 pub(super) async fn drain_refused(headers: &HeaderMap, body: Body) {
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_none_or(|n| n > DRAIN_BEFORE_REFUSING) {
+    if declared_length(headers).is_none_or(|n| n > DRAIN_BEFORE_REFUSING) {
         return;
     }
     let mut stream = body.into_data_stream();

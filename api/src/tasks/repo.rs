@@ -204,16 +204,11 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
     .rows_affected()
         == 1;
     if !inserted {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tasks WHERE project_id = $1 AND type = $2 AND unique_key = $3"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&new.project_id)
-            .bind(new.task_type.as_str())
-            .bind(&new.unique_key)
-            .fetch_one(&mut **tx)
-            .await?;
-        return Ok((from_row(&row)?, false));
+        let key = new.unique_key.as_deref().unwrap_or_default();
+        let task = find_unique_in(&mut **tx, &new.project_id, new.task_type, key)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        return Ok((task, false));
     }
     let task = get_in(&mut **tx, &new.project_id, &id)
         .await?
@@ -233,16 +228,7 @@ pub async fn schedule(
     params: serde_json::Value,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM tasks WHERE project_id = $1 AND type = $2 AND unique_key = $3"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(project_id)
-        .bind(task_type.as_str())
-        .bind(unique_key)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(task) = row.as_ref().map(from_row).transpose()? else {
+    let Some(task) = find_unique_in(&mut **tx, project_id, task_type, unique_key).await? else {
         return Ok(false);
     };
     let id = task.id.as_str();
@@ -285,6 +271,16 @@ pub async fn find_unique(
     task_type: TaskType,
     unique_key: &str,
 ) -> Result<Option<Task>, sqlx::Error> {
+    find_unique_in(db.reader(), project_id, task_type, unique_key).await
+}
+
+/// Like [`find_unique`], on any executor (e.g. inside a transaction).
+async fn find_unique_in<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    project_id: &str,
+    task_type: TaskType,
+    unique_key: &str,
+) -> Result<Option<Task>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM tasks WHERE project_id = $1 AND type = $2 AND unique_key = $3"
     );
@@ -292,7 +288,7 @@ pub async fn find_unique(
         .bind(project_id)
         .bind(task_type.as_str())
         .bind(unique_key)
-        .fetch_optional(db.reader())
+        .fetch_optional(exec)
         .await?;
     row.as_ref().map(from_row).transpose()
 }

@@ -136,6 +136,33 @@ pub fn field(line: &str, name: &str) -> String {
     start.trim_matches('"').to_string()
 }
 
+/// A throwaway database of the test PostgreSQL server (`STUDIO_TEST_POSTGRES_URL`), dropped by
+/// [`PostgresDatabase::drop_it`].
+pub struct PostgresDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    pub async fn create() -> PostgresDatabase {
+        let admin = std::env::var("STUDIO_TEST_POSTGRES_URL")
+            .expect("STUDIO_TEST_POSTGRES_URL names a PostgreSQL server for tests");
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        execute(&admin, &format!("CREATE DATABASE {name}")).await;
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        PostgresDatabase { url, admin, name }
+    }
+
+    pub async fn drop_it(&self) {
+        execute(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
 /// Runs `sql` (statements without results) on the database at `url`.
 pub async fn execute(url: &str, sql: &str) {
     use sqlx::Connection;

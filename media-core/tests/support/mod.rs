@@ -12,6 +12,20 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
+/// Runs the ffmpeg CLI (quiet, overwriting) and fails the test with its stderr if it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg must be installed (scripts/test-deps installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A scratch directory, removed when dropped (kept when `KEEP` is set, for a look at the files).
 pub struct TempDir(PathBuf);
 

@@ -55,6 +55,8 @@ struct Inner {
     tasks: TaskTracker,
     store_probe: crate::health::StoreProbe,
     metrics: PrometheusHandle,
+    /// Salts clip requester ids (made on first use, shared by every node).
+    clip_salt: tokio::sync::OnceCell<String>,
 }
 
 impl AppState {
@@ -94,8 +96,13 @@ impl AppState {
             db.clone(),
             media_store.clone(),
         ));
+        let clips = Arc::new(crate::assets::clip::ClipTasks::new(
+            assets.clone(),
+            db.clone(),
+            media_store.clone(),
+        ));
         let handlers: Vec<Arc<dyn TaskHandler>> =
-            vec![recordings.clone(), assets, transcodes, purges];
+            vec![recordings.clone(), assets, clips, transcodes, purges];
         let runner = task_runner(&config, &db, &task_wake, &webhook_wake, handlers);
         Ok(AppState(Arc::new(Inner {
             recordings,
@@ -117,6 +124,7 @@ impl AppState {
             task_wake,
             webhook_sender,
             metrics: http::metrics::install_recorder(),
+            clip_salt: tokio::sync::OnceCell::new(),
         })))
     }
 
@@ -155,6 +163,16 @@ impl AppState {
     /// Makes the assets of recorded sessions (the `recording` tasks).
     pub fn recordings(&self) -> &crate::recording::RecordingTasks {
         &self.0.recordings
+    }
+
+    /// The secret that salts clip requester ids.
+    pub async fn clip_salt(&self) -> anyhow::Result<&str> {
+        let salt = self
+            .0
+            .clip_salt
+            .get_or_try_init(|| crate::secrets::server_secret(&self.0.db, "clip_requester_salt"))
+            .await?;
+        Ok(salt.as_str())
     }
 
     /// Signs and checks the tokens of upload URLs.
@@ -230,6 +248,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::streams::routes::router())
         .merge(crate::sessions::routes::router())
         .merge(crate::assets::routes::router())
+        .merge(crate::assets::clip::router())
         .merge(crate::multistream::router())
         .merge(crate::webhooks::routes::router())
         .merge(crate::signing_keys::router())

@@ -5,6 +5,7 @@
 //! streams use, so `/hls/{playbackId}/...` serves both. Which objects make up the asset is kept
 //! in its `files`, never shown to clients; the URLs they see are built from them.
 
+pub mod clip;
 pub mod import;
 pub mod pipeline;
 pub mod purge;
@@ -27,6 +28,7 @@ use crate::profiles::{TranscodeProfile, VodEncoder, validate_transcode_profiles}
 use crate::streams::model::{
     CreatorId, CreatorIdInput, PlaybackPolicy, validate_creator_id, validate_playback_policy,
 };
+use crate::tasks::repo::NewTask;
 
 /// An asset as the API shows it (Studio's `asset`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -459,6 +461,26 @@ pub(crate) async fn create(
     params: serde_json::Value,
     held: bool,
 ) -> ApiResult<(Asset, String)> {
+    let mut params = params;
+    if let Some(secs) = payload.target_segment_size_secs {
+        params["targetSegmentSizeSecs"] = serde_json::json!(secs);
+    }
+    create_with(state, principal, payload, source, phase, |asset| {
+        upload::upload_task(asset, params, held)
+    })
+    .await
+}
+
+/// Like [`create`], with the task `task` makes of the new asset (which has its playback id by
+/// then; `task` may also rename it).
+pub(crate) async fn create_with(
+    state: &AppState,
+    principal: &Principal,
+    payload: NewAssetPayload,
+    source: AssetSource,
+    phase: AssetPhase,
+    task: impl FnOnce(&mut Asset) -> NewTask,
+) -> ApiResult<(Asset, String)> {
     payload.validate()?;
     let now = now_ms();
     let mut tx = state.db().begin().await?;
@@ -492,12 +514,17 @@ pub(crate) async fn create(
         files: Vec::new(),
     };
     repo::insert(&mut tx, &mut asset).await?;
-    let mut params = params;
-    if let Some(secs) = payload.target_segment_size_secs {
-        params["targetSegmentSizeSecs"] = serde_json::json!(secs);
+    let name = asset.name.clone();
+    let new_task = task(&mut asset);
+    if asset.name != name {
+        let changes = repo::AssetChanges {
+            name: Some(&asset.name),
+            ..Default::default()
+        };
+        repo::update(&mut tx, &asset.project_id, &asset.id, &changes, now).await?;
     }
-    let (task, _) =
-        crate::tasks::repo::spawn(&mut tx, &upload::upload_task(&asset, params, held), now).await?;
+    let held = new_task.held;
+    let (task, _) = crate::tasks::repo::spawn(&mut tx, &new_task, now).await?;
     emit(
         &mut tx,
         &asset,

@@ -81,6 +81,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "task_secrets",
         sql: include_str!("../../migrations/0009_task_secrets.sql"),
     },
+    Migration {
+        version: 10,
+        name: "clips",
+        sql: include_str!("../../migrations/0010_clips.sql"),
+    },
 ];
 
 impl Database {

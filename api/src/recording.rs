@@ -9,7 +9,8 @@
 //! (`recording.ready`), or `failed` with its error (`asset.failed`).
 //!
 //! What a recording needs is written to the database as its segments arrive (one small insert
-//! per segment, see `repo`), and its processing is a task of the job system (leased, retried,
+//! per segment into the session's segment index, `sessions::segments`, which clips are cut from
+//! too, recorded or not), and its processing is a task of the job system (leased, retried,
 //! taken over when its node dies), so a node that dies loses no recording: [`recovery`] ends on
 //! any node the sessions a dead node left open and spawns the tasks it did not get to spawn.
 //!
@@ -30,46 +31,36 @@ use studio_media_core::segment::Segment;
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::events::{self, EventType, NewEvent};
+use crate::sessions::segments::{self, IndexedSegment, MAX_SEGMENTS};
 use crate::sessions::{self, Session};
 use crate::streams;
 
 pub use task::RecordingTasks;
 
-/// Segments kept per recording: a day of 2 s segments. Later segments are not recorded.
-const MAX_SEGMENTS: i64 = 43_200;
-
-/// The recordings of the sessions this node ingests.
+/// The sessions this node ingests, as far as their segment index and recording got.
 #[derive(Default)]
 pub struct Recorder {
     sessions: Mutex<HashMap<String, Tracked>>,
 }
 
-enum Tracked {
-    /// The session's stream does not record.
-    NotRecorded,
-    Recording(Progress),
-}
-
-/// How far the recording of a live session got in the database.
-struct Progress {
-    /// The number the next segment is stored under.
+/// How far a live session got in the database.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    /// The session's stream records.
+    recorded: bool,
+    /// The number the next segment is indexed under.
     next_seq: i64,
-    /// The recording's row exists; until then each segment tries to begin it.
+    /// The recording's row exists; until then each segment of a recorded session tries to
+    /// begin it.
     begun: bool,
     truncated: bool,
 }
 
 /// What a recorded session stored: what its asset is made from.
 struct Recording {
-    segments: Vec<StoredSegment>,
+    segments: Vec<IndexedSegment>,
     /// Codecs, picture size and frame rate, from the first segment.
     variant: Variant,
-}
-
-struct StoredSegment {
-    key: String,
-    duration_s: f64,
-    discontinuity: bool,
 }
 
 impl Recorder {
@@ -78,98 +69,93 @@ impl Recorder {
     }
 }
 
-/// The live pipeline stored `segment` of session `session_id` under `key`. The first call for a
-/// session decides whether it records (`recording.started`); a recorded segment is written to
-/// the database before this returns.
+/// The live pipeline stored `segment` of session `session_id` under `key`; its first frame was
+/// shown at `program_date_ms`. The segment is added to the session's index (what clips are cut
+/// from) before this returns. The first call for a session decides whether it records
+/// (`recording.started`); the first segment of a recorded session begins its recording, in the
+/// same transaction.
 pub async fn segment_stored(
     state: &AppState,
     project_id: &str,
     session_id: &str,
     key: String,
+    program_date_ms: i64,
     segment: &Segment,
 ) {
-    let stored = StoredSegment {
+    let indexed = IndexedSegment {
         key,
+        start_ms: Some(program_date_ms),
         duration_s: segment.duration_ms.max(0) as f64 / 1000.0,
         discontinuity: segment.discontinuity,
     };
     // Only one task per session calls this, so the entry does not change between the lock
     // here and the one that records the outcome below.
-    let known = state
-        .recorder()
-        .sessions()
-        .get(session_id)
-        .map(|tracked| match tracked {
-            Tracked::NotRecorded => None,
-            Tracked::Recording(progress) => Some((progress.next_seq, progress.begun)),
-        });
-    let (seq, begun) = match known {
-        Some(None) => return,
-        Some(Some(position)) => position,
+    let known = state.recorder().sessions().get(session_id).copied();
+    let tracked = match known {
+        Some(tracked) => tracked,
         None => {
             let session = match sessions::repo::get(state.db(), project_id, session_id).await {
                 Ok(Some(session)) => session,
                 Ok(None) => return,
                 Err(err) => {
-                    tracing::error!(error = %err, session = %session_id, "reading a session to record failed");
+                    tracing::error!(error = %err, session = %session_id, "reading a live session failed; its segment is not indexed");
                     return;
                 }
             };
-            if !session.record {
-                state
-                    .recorder()
-                    .sessions()
-                    .insert(session_id.to_string(), Tracked::NotRecorded);
-                return;
-            }
-            state.recorder().sessions().insert(
-                session_id.to_string(),
-                Tracked::Recording(Progress {
-                    next_seq: 0,
-                    begun: false,
-                    truncated: false,
-                }),
-            );
-            if let Err(err) = emit_started(state, session).await {
+            let tracked = Tracked {
+                recorded: session.record,
+                next_seq: 0,
+                begun: false,
+                truncated: false,
+            };
+            state
+                .recorder()
+                .sessions()
+                .insert(session_id.to_string(), tracked);
+            if session.record
+                && let Err(err) = emit_started(state, session).await
+            {
                 tracing::error!(error = format!("{err:#}"), session = %session_id, "emitting recording.started failed");
             }
-            (0, false)
+            tracked
         }
     };
-    if seq >= MAX_SEGMENTS {
-        if let Some(Tracked::Recording(progress)) = state.recorder().sessions().get_mut(session_id)
-            && !progress.truncated
+    if tracked.next_seq >= MAX_SEGMENTS {
+        if let Some(tracked) = state.recorder().sessions().get_mut(session_id)
+            && !tracked.truncated
         {
-            progress.truncated = true;
-            tracing::warn!(session = %session_id, "the recording reached {MAX_SEGMENTS} segments; later ones are not recorded");
+            tracked.truncated = true;
+            tracing::warn!(session = %session_id, "the session reached {MAX_SEGMENTS} segments; later ones are neither recorded nor clipped");
         }
         return;
     }
-    let written = if begun {
-        repo::add_segment(state.db(), project_id, session_id, seq, &stored).await
-    } else {
-        // The recording begins with the first segment the database takes.
-        repo::begin(
-            state.db(),
-            project_id,
-            session_id,
-            &variant_of(segment, "source/index.m3u8"),
-            &stored,
-            now_ms(),
-        )
-        .await
-    };
+    let begin = tracked.recorded && !tracked.begun;
+    let written = async {
+        let mut tx = state.db().begin().await?;
+        segments::add(&mut tx, project_id, session_id, tracked.next_seq, &indexed).await?;
+        if begin {
+            // The recording begins with the first segment the database takes.
+            repo::begin(
+                &mut tx,
+                project_id,
+                session_id,
+                &variant_of(segment, "source/index.m3u8"),
+                now_ms(),
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+    .await;
     match written {
         Ok(()) => {
-            if let Some(Tracked::Recording(progress)) =
-                state.recorder().sessions().get_mut(session_id)
-            {
-                progress.next_seq = if begun { seq + 1 } else { 1 };
-                progress.begun = true;
+            if let Some(tracked) = state.recorder().sessions().get_mut(session_id) {
+                tracked.next_seq += 1;
+                tracked.begun |= begin;
             }
         }
         Err(err) => {
-            tracing::error!(error = %err, session = %session_id, key = %stored.key, "keeping a recorded segment failed; the recording misses it")
+            tracing::error!(error = %err, session = %session_id, key = %indexed.key, "indexing a segment failed; the session's recording and clips miss it")
         }
     }
 }
@@ -177,10 +163,13 @@ pub async fn segment_stored(
 /// Session `session_id` ended: a recorded one becomes an asset, and this node starts its
 /// processing at once (shutdown waits for it).
 pub async fn session_ended(state: &AppState, project_id: &str, session_id: &str) {
-    let Some(Tracked::Recording(progress)) = state.recorder().sessions().remove(session_id) else {
+    let Some(tracked) = state.recorder().sessions().remove(session_id) else {
         return;
     };
-    if !progress.begun {
+    if !tracked.recorded {
+        return;
+    }
+    if !tracked.begun {
         tracing::warn!(session = %session_id, "no segment of the recorded session could be kept: no recording");
         return;
     }

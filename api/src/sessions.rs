@@ -2,6 +2,7 @@
 
 pub mod repo;
 pub mod routes;
+pub mod segments;
 pub mod stats;
 
 use std::collections::HashMap;

@@ -8,6 +8,7 @@
 //! audio are taken as they are; other codecs are refused with a message that says which codecs
 //! work.
 
+pub mod clip;
 pub mod thumbnail;
 
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! End-to-end API tests: the real server on loopback, on SQLite and on PostgreSQL.
 
 mod clients;
+mod clips;
 mod conventions;
 mod edge;
 mod failures;

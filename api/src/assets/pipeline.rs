@@ -35,7 +35,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use super::import::{ImportError, Importer};
-use super::upload::Digests;
+use super::upload::{Digests, Received};
 use super::{Asset, AssetFile, AssetPhase, FileKind, VideoSpec, repo};
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -96,7 +96,14 @@ impl AssetTasks {
         })
     }
 
-    async fn process(&self, job: &Job) -> Result<serde_json::Value, JobError> {
+    /// Makes the job's asset: `source` puts its source file in the path it is given (an upload,
+    /// a download, a clip's cut) and says its size and digests; the rest is the same for every
+    /// source.
+    pub(crate) async fn process(
+        &self,
+        job: &Job,
+        source: &dyn SourceFile,
+    ) -> Result<serde_json::Value, JobError> {
         let project_id = job.task.project_id.as_str();
         let asset_id = job
             .task
@@ -115,12 +122,16 @@ impl AssetTasks {
                 return Err(JobError::Fatal(format!("the asset is {}", other.as_str())));
             }
         }
-        let source = job.scratch.join("source");
-        let size = self.fetch_source(job, &asset, &source).await?;
+        let source_path = job.scratch.join("source");
+        let received = source.fetch(job, &asset, &source_path).await?;
+        repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
+            .await
+            .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
+        let size = received.size;
         self.progress(&asset, 0.0).await;
         job.set_progress(0.05);
 
-        let info = self.probe(&source).await?;
+        let info = self.probe(&source_path).await?;
         let renditions = self.ladder(asset.profiles.as_deref(), &info);
         let target = self.segment_target(job);
 
@@ -133,7 +144,7 @@ impl AssetTasks {
             name: &asset.id,
         };
         let packaged = self
-            .package(job, &dest, &source, &info, renditions, target)
+            .package(job, &dest, &source_path, &info, renditions, target)
             .await?;
         let file = |kind, path: &str| AssetFile {
             kind,
@@ -159,13 +170,9 @@ impl AssetTasks {
         Ok(done)
     }
 
-    /// Puts the source in `path`: the uploaded object, or the URL downloaded. Returns its size.
-    async fn fetch_source(
-        &self,
-        job: &Job,
-        asset: &Asset,
-        path: &std::path::Path,
-    ) -> Result<u64, JobError> {
+    /// Puts the source of an upload or import in `path`: the uploaded object, or the URL
+    /// downloaded.
+    async fn fetch_source(&self, job: &Job, path: &std::path::Path) -> Result<Received, JobError> {
         let params = job.params();
         // An upload: its object (direct PUT) or its pieces (TUS), copied into the scratch file
         // while the file's digests are computed.
@@ -181,21 +188,13 @@ impl AssetTasks {
             None
         };
         if let Some(objects) = objects {
-            let received = download(self.store.as_ref(), &objects, path, |_| {
+            return download(self.store.as_ref(), &objects, path, |_| {
                 "the uploaded file is gone".into()
             })
-            .await?;
-            repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
-                .await
-                .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
-            return Ok(received.size);
+            .await;
         }
         if let Some(url) = params.get("url").and_then(|v| v.as_str()) {
-            let received = self.fetch_url(url, path).await?;
-            repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
-                .await
-                .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
-            return Ok(received.size);
+            return self.fetch_url(url, path).await;
         }
         Err(JobError::Fatal("the task names no source".into()))
     }
@@ -603,7 +602,7 @@ impl TaskHandler for AssetTasks {
     }
 
     fn run<'a>(&'a self, job: Job) -> BoxFuture<'a, Result<serde_json::Value, JobError>> {
-        Box::pin(async move { self.process(&job).await })
+        Box::pin(async move { self.process(&job, self).await })
     }
 
     fn failed<'a>(&'a self, task: &'a Task, error: &'a str) -> BoxFuture<'a, ()> {
@@ -612,6 +611,29 @@ impl TaskHandler for AssetTasks {
                 tracing::error!(error = format!("{err:#}"), task = %task.id, "failing the asset of a failed upload failed");
             }
         })
+    }
+}
+
+/// Where an asset's source file comes from.
+pub(crate) trait SourceFile: Send + Sync {
+    /// Writes the source of the job's `asset` into the file `path`; returns its size and digests.
+    fn fetch<'a>(
+        &'a self,
+        job: &'a Job,
+        asset: &'a Asset,
+        path: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Received, JobError>>;
+}
+
+/// Uploads and imports: the uploaded object, or the URL downloaded.
+impl SourceFile for AssetTasks {
+    fn fetch<'a>(
+        &'a self,
+        job: &'a Job,
+        _asset: &'a Asset,
+        path: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Received, JobError>> {
+        Box::pin(self.fetch_source(job, path))
     }
 }
 

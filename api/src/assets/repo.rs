@@ -420,6 +420,7 @@ pub async fn mark_purged(
 }
 
 /// What `PATCH /asset/{id}` may change.
+#[derive(Default)]
 pub struct AssetChanges<'a> {
     pub name: Option<&'a str>,
     pub creator_id: Option<Option<&'a super::CreatorId>>,
@@ -453,4 +454,43 @@ pub async fn update(
         .push(" AND deleted = 0");
     sql.query().execute(&mut **tx).await?;
     Ok(())
+}
+
+/// What clips are listed of.
+#[derive(Debug, Clone, Copy)]
+pub enum ClipsOf<'a> {
+    /// Every session of the stream with this id.
+    Stream(&'a str),
+    /// The session with this id.
+    Session(&'a str),
+}
+
+/// The clips of a stream or session in the project, newest first (at most `limit`).
+pub async fn clips(
+    db: &Database,
+    project_id: &str,
+    of: ClipsOf<'_>,
+    limit: i64,
+) -> Result<Vec<Asset>, sqlx::Error> {
+    // The stream's sessions are its clips' sessions (a clip names the session it was cut from).
+    let (filter, id) = match of {
+        ClipsOf::Stream(id) => (
+            "source_session_id IN (SELECT id FROM sessions WHERE project_id = $1 AND stream_id = $2)",
+            id,
+        ),
+        ClipsOf::Session(id) => ("source_session_id = $2", id),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM assets WHERE project_id = $1 AND deleted = 0 AND source_type = 'clip' \
+         AND {filter} ORDER BY created_at DESC, id LIMIT $3"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
 }

@@ -12,15 +12,18 @@
 //! HTTP/1.1 to it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 /// How long a client may take to send a request head, and how long a connection may sit idle
 /// before its first request or between two.
@@ -50,10 +53,11 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     connections.spawn(serve_connection(
                         builder.clone(),
                         stream,
+                        peer,
                         app.clone(),
                         closing_rx.clone(),
                     ));
@@ -94,10 +98,17 @@ pub async fn serve(
 async fn serve_connection(
     builder: http1::Builder,
     stream: TcpStream,
+    peer: SocketAddr,
     app: Router,
     mut closing: watch::Receiver<bool>,
 ) {
-    let service = TowerToHyperService::new(app);
+    // Every request carries the client's address (`ClientAddr`), as axum's own server does.
+    let service = TowerToHyperService::new(app.map_request(
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        },
+    ));
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {

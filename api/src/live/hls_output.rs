@@ -57,11 +57,13 @@ pub struct RenditionWriter {
     clock: SessionClock,
 }
 
-/// A segment as stored: its object key and muxed size.
+/// A segment as stored: its object key, muxed size and the wall-clock time of its first frame
+/// (unix ms).
 #[derive(Debug, Clone)]
 pub struct StoredSegment {
     pub key: String,
     pub bytes: usize,
+    pub program_date_ms: i64,
 }
 
 impl RenditionWriter {
@@ -113,15 +115,20 @@ impl RenditionWriter {
         let name = format!("{}_{}.ts", self.tag, segment.sequence);
         let object = key(&self.playback_id, &format!("{}/{name}", self.dir));
         store.put(&object, ts).await?;
+        let program_date_ms = self.clock.program_date(segment);
         self.playlist.push_at(
             name,
             segment.duration_ms.max(0) as f64 / 1000.0,
             segment.discontinuity || self.after_gap,
-            Some(self.clock.program_date(segment)),
+            Some(program_date_ms),
         );
         self.after_gap = false;
         self.write_playlist(store).await?;
-        Ok(StoredSegment { key: object, bytes })
+        Ok(StoredSegment {
+            key: object,
+            bytes,
+            program_date_ms,
+        })
     }
 
     /// Notes a segment that will not be listed: the next one is marked as a discontinuity.

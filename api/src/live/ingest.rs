@@ -445,6 +445,7 @@ async fn publish(
         &session.project_id,
         &session.id,
         stored.key,
+        stored.program_date_ms,
         &segment,
     )
     .await;

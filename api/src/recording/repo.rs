@@ -1,12 +1,14 @@
-//! Rows of recordings in progress (`recordings`, `recording_segments`): what a recording needs
-//! to be finished by any node, written as its segments arrive.
+//! Rows of recordings in progress (`recordings`, with their segments in the session's index,
+//! `sessions::segments`): what a recording needs to be finished by any node, written as its
+//! segments arrive.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use studio_media_core::hls::playlist::Variant;
 
-use super::{Recording, StoredSegment};
+use super::Recording;
 use crate::db::{self, Database, Tx};
+use crate::sessions::segments;
 
 /// The recording's entry in its master playlist, as stored; bandwidths are measured when the
 /// recording is packaged.
@@ -17,14 +19,13 @@ struct StoredVariant {
     frame_rate: Option<f64>,
 }
 
-/// Begins the recording of session `session_id` with its first stored segment, in one
-/// transaction.
+/// Begins the recording of session `session_id` (its first segment is indexed in the same
+/// transaction).
 pub(super) async fn begin(
-    db: &Database,
+    tx: &mut Tx,
     project_id: &str,
     session_id: &str,
     variant: &Variant,
-    first: &StoredSegment,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let variant = StoredVariant {
@@ -32,7 +33,6 @@ pub(super) async fn begin(
         codecs: variant.codecs.clone(),
         frame_rate: variant.frame_rate,
     };
-    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO recordings (session_id, project_id, variant, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -40,44 +40,6 @@ pub(super) async fn begin(
     .bind(project_id)
     .bind(db::to_json(&variant))
     .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    insert_segment(&mut tx, project_id, session_id, 0, first).await?;
-    tx.commit().await
-}
-
-/// Adds segment number `seq` to the recording, unless the recording is gone (another node
-/// already finished it: the session was taken as abandoned).
-pub(super) async fn add_segment(
-    db: &Database,
-    project_id: &str,
-    session_id: &str,
-    seq: i64,
-    segment: &StoredSegment,
-) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    insert_segment(&mut tx, project_id, session_id, seq, segment).await?;
-    tx.commit().await
-}
-
-async fn insert_segment(
-    tx: &mut Tx,
-    project_id: &str,
-    session_id: &str,
-    seq: i64,
-    segment: &StoredSegment,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO recording_segments (session_id, project_id, seq, object_key, duration, discontinuity) \
-         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM recordings WHERE session_id = $7)",
-    )
-    .bind(session_id)
-    .bind(project_id)
-    .bind(seq)
-    .bind(&segment.key)
-    .bind(segment.duration_s)
-    .bind(segment.discontinuity as i64)
-    .bind(session_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -88,33 +50,20 @@ pub(super) async fn load(
     db: &Database,
     session_id: &str,
 ) -> Result<Option<Recording>, sqlx::Error> {
-    let Some(row) = sqlx::query("SELECT variant FROM recordings WHERE session_id = $1")
+    let Some(row) = sqlx::query("SELECT project_id, variant FROM recordings WHERE session_id = $1")
         .bind(session_id)
         .fetch_optional(db.reader())
         .await?
     else {
         return Ok(None);
     };
+    let project_id: String = row.try_get("project_id")?;
     let stored: StoredVariant =
         db::get_json(&row, "variant")?.ok_or_else(|| sqlx::Error::ColumnDecode {
             index: "variant".into(),
             source: "NULL variant".into(),
         })?;
-    let segments = sqlx::query(
-        "SELECT object_key, duration, discontinuity FROM recording_segments WHERE session_id = $1 ORDER BY seq",
-    )
-    .bind(session_id)
-    .fetch_all(db.reader())
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(StoredSegment {
-            key: row.try_get("object_key")?,
-            duration_s: row.try_get("duration")?,
-            discontinuity: db::get_bool(row, "discontinuity")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let segments = segments::all(db.reader(), &project_id, session_id).await?;
     let variant = Variant {
         uri: "source/index.m3u8".into(),
         bandwidth: 0,
@@ -126,12 +75,9 @@ pub(super) async fn load(
     Ok(Some(Recording { segments, variant }))
 }
 
-/// Removes the recording of `session_id`: its asset is finished.
+/// Removes the recording of `session_id`: its asset is finished. The session's segment index
+/// stays (clips are cut from it).
 pub(super) async fn forget(tx: &mut Tx, session_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM recording_segments WHERE session_id = $1")
-        .bind(session_id)
-        .execute(&mut **tx)
-        .await?;
     sqlx::query("DELETE FROM recordings WHERE session_id = $1")
         .bind(session_id)
         .execute(&mut **tx)

@@ -18,8 +18,8 @@ use studio_media_core::store::ObjectStore;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
+use super::Recording;
 use super::repo::{self, AssetState};
-use super::{Recording, StoredSegment};
 use crate::assets::{
     self, Asset, AssetFile, AssetPhase, AssetSource, AssetStatus, FileKind, VideoSpec,
 };
@@ -28,6 +28,7 @@ use crate::db::Database;
 use crate::events::{self, EventType, NewEvent};
 use crate::playback::hls::key;
 use crate::sessions;
+use crate::sessions::segments::IndexedSegment;
 use crate::streams;
 use crate::tasks::repo::NewTask;
 use crate::tasks::runner::{Job, JobError, TaskHandler};
@@ -209,8 +210,9 @@ impl RecordingTasks {
         let count = recording.segments.len().max(1) as f64;
         for (index, segment) in recording.segments.iter().enumerate() {
             job.set_progress(0.9 * index as f64 / count);
-            let StoredSegment {
+            let IndexedSegment {
                 key: segment_key,
+                start_ms,
                 duration_s,
                 discontinuity,
             } = segment;
@@ -231,10 +233,13 @@ impl RecordingTasks {
                 .put(&key(pid, &format!("source/{name}")), data)
                 .await
                 .map_err(media_store)?;
-            playlist.push(
+            // The time each segment was shown live, so a player of the recording can tell the
+            // time of any moment (and clip it).
+            playlist.push_at(
                 name,
                 *duration_s,
                 *discontinuity || std::mem::take(&mut gap),
+                *start_ms,
             );
         }
         ts_file.flush().await.map_err(scratch)?;

@@ -135,6 +135,23 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
+/// The stream of `project_id` with `playback_id`, unless deleted.
+pub async fn get_by_playback_id<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    project_id: &str,
+    playback_id: &str,
+) -> ApiResult<Option<Stream>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM streams WHERE project_id = $1 AND playback_id = $2 AND deleted = 0"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(playback_id)
+        .fetch_optional(exec)
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
 /// Like [`get`], inside a transaction, locking the row on PostgreSQL until the transaction ends.
 pub async fn get_for_update(
     db: &Database,

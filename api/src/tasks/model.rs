@@ -165,6 +165,10 @@ pub struct Task {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
+    /// Who asked for a clip: a digest of the caller's address and the clipped playback id
+    /// (clips only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::http::list::{FieldKind, ListRequest, ListSpec, PageInfo, Sql, field};
 
 const COLUMNS: &str = "id, project_id, user_id, type, phase, progress, error_message, retries, input_asset_id, \
     output_asset_id, params, output, created_at, updated_at, scheduled_at, attempts, max_attempts, deadline_ms, \
-    cancel_requested";
+    cancel_requested, requester_id";
 
 /// Studio's filter and order whitelist for tasks (plus `phase`, which Studio's list lacks and
 /// users filter by most).
@@ -61,6 +61,8 @@ pub struct NewTask {
     pub max_attempts: i64,
     /// How long one attempt may run (ms).
     pub deadline_ms: i64,
+    /// Who asked for a clip (Studio's `requesterId`), for the clip quota.
+    pub requester_id: Option<String>,
 }
 
 impl NewTask {
@@ -83,6 +85,7 @@ impl NewTask {
             secrets: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             deadline_ms: DEFAULT_DEADLINE_MS,
+            requester_id: None,
         }
     }
 }
@@ -125,6 +128,7 @@ fn from_row(row: &AnyRow) -> Result<Task, sqlx::Error> {
             retries: row.try_get("retries")?,
         },
         output: db::get_json(row, "output")?,
+        requester_id: row.try_get("requester_id")?,
     })
 }
 
@@ -180,8 +184,8 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
     // statement would abort the caller's transaction.
     let inserted = sqlx::query(
         "INSERT INTO tasks (id, project_id, user_id, type, phase, params, input_asset_id, output_asset_id, \
-         created_at, updated_at, scheduled_at, unique_key, run_at, max_attempts, deadline_ms, secret_params) \
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         created_at, updated_at, scheduled_at, unique_key, run_at, max_attempts, deadline_ms, secret_params, requester_id) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (project_id, type, unique_key) DO NOTHING",
     )
     .bind(&id)
@@ -199,6 +203,7 @@ pub async fn spawn(tx: &mut Tx, new: &NewTask, now: i64) -> Result<(Task, bool),
     .bind(new.max_attempts.max(1))
     .bind(new.deadline_ms.max(1))
     .bind(new.secrets.as_ref().map(db::to_json))
+    .bind(&new.requester_id)
     .execute(&mut **tx)
     .await?
     .rows_affected()

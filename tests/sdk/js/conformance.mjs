@@ -503,6 +503,38 @@ if (recordedSessionId) {
     checkEqual(info.type, "recording", "playbackInfo.type");
     checkEqual(info.meta.source.map((s) => s.url), [asset.playbackUrl], "recording sources");
   });
+
+  // A clip of the recorded session, at times read from the recording's playlist as a player
+  // reads them (EXT-X-PROGRAM-DATE-TIME).
+  const clip = await step("stream.createClip", async () => {
+    const stream = checkSuccess(await livepeer.stream.get(session.parentId), 200, "stream");
+    const playlist = await (await fetch(asset.playbackUrl.replace("index.m3u8", "source/index.m3u8"))).text();
+    const dates = playlist
+      .split("\n")
+      .filter((l) => l.startsWith("#EXT-X-PROGRAM-DATE-TIME:"))
+      .map((l) => Date.parse(l.slice("#EXT-X-PROGRAM-DATE-TIME:".length)));
+    check(dates.length > 1 && dates.every((d) => d > 0), `program dates in the recording's playlist: ${show(playlist)}`);
+    const startTime = dates[1] + 200;
+    const name = `sdk-js-clip-${run}`;
+    const data = checkSuccess(
+      await livepeer.stream.createClip({ playbackId: stream.playbackId, sessionId: recordedSessionId, startTime, endTime: startTime + 2000, name }),
+      200,
+      "data",
+    );
+    checkSubset(data.asset, { name, source: { type: "clip", playbackId: stream.playbackId, sessionId: recordedSessionId } }, "clip asset");
+    checkId(data.task.id, "task.id");
+    return data.asset;
+  });
+
+  await step("stream.getClips", async () => {
+    const clips = checkSuccess(await livepeer.stream.getClips(session.parentId), 200, "data");
+    check(clips.some((c) => c.id === clip.id), `clip ${clip.id} missing from the stream's clips`);
+  });
+
+  await step("session.getClips", async () => {
+    const clips = checkSuccess(await livepeer.session.getClips(recordedSessionId), 200, "data");
+    check(clips.some((c) => c.id === clip.id), `clip ${clip.id} missing from the session's clips`);
+  });
 }
 
 // ---------------------------------------------------------------- VOD (assets and tasks)

@@ -20,6 +20,7 @@ import os
 import secrets
 import sys
 import time
+from datetime import datetime
 from typing import Any, Callable, Optional
 
 import httpx
@@ -585,6 +586,40 @@ class Suite:
             check_equal([s["url"] for s in info["meta"]["source"]], [asset["playbackUrl"]], "recording sources")
 
         self.step("playback.get (session id)", playback_session)
+
+        # A clip of the recorded session, at times read from the recording's playlist as a
+        # player reads them (EXT-X-PROGRAM-DATE-TIME).
+        stream = as_json(check_success(lp.stream.get(id=session["parentId"]), 200, "stream"))
+        playlist_url = asset["playbackUrl"].replace("index.m3u8", "source/index.m3u8")
+        playlist = httpx.get(playlist_url, timeout=10).text
+        dates = [
+            datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00"))
+            for line in playlist.splitlines()
+            if line.startswith("#EXT-X-PROGRAM-DATE-TIME:")
+        ]
+        start = int(dates[1].timestamp() * 1000) + 200 if len(dates) > 1 else 0
+
+        def create_clip() -> Any:
+            check(start > 0, f"the recording's playlist carries program dates: {playlist!r}")
+            payload = {"playbackId": stream["playbackId"], "sessionId": session_id, "startTime": start, "endTime": start + 2000, "name": f"sdk-py-clip-{self.run}"}
+            data = as_json(check_success(lp.stream.create_clip(request=payload), 200, "data"))
+            check_subset(data["asset"], {"name": f"sdk-py-clip-{self.run}", "source": {"type": "clip", "playbackId": stream["playbackId"], "sessionId": session_id}}, "clip asset")
+            check_id(data["task"].get("id"), "task.id")
+            return data["asset"]
+
+        clip = self.step("stream.create_clip", create_clip)
+
+        def stream_clips() -> None:
+            clips = as_json(check_success(lp.stream.get_clips(id=session["parentId"]), 200, "data"))
+            check(any(c["id"] == clip["id"] for c in clips), f"clip {clip['id']} missing from the stream's clips")
+
+        self.step("stream.get_clips", stream_clips)
+
+        def session_clips() -> None:
+            clips = as_json(check_success(lp.session.get_clips(id=session_id), 200, "data"))
+            check(any(c["id"] == clip["id"] for c in clips), f"clip {clip['id']} missing from the session's clips")
+
+        self.step("session.get_clips", session_clips)
 
     def vod(self, file: str, url: str) -> None:
         """A file to upload and a URL to import (tests/api/clients.rs sets STUDIO_VOD_FILE and

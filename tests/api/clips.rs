@@ -8,12 +8,25 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use studio_media_core::hls::playlist::parse_program_date;
-use studio_tests::{Backend, TestApp, assert_decodes_cleanly, eventually, on_both_databases};
+use studio_tests::{
+    Backend, Storage, TestApp, assert_decodes_cleanly, eventually, on_both_databases,
+};
 use tokio::process::Command;
 
 use crate::live::publish;
 
 on_both_databases!(clips_of_live_and_past_sessions_play_and_last_as_long_as_asked);
+
+/// The clip test with media in S3 (the s3s-fs server of scripts/test): the segments are cut
+/// from the bucket and the clip's files written to it.
+mod on_s3_storage {
+    use studio_tests::{Backend, Storage};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clips_of_live_and_past_sessions_play_and_last_as_long_as_asked_postgres() {
+        super::clips_on(Backend::Postgres, Storage::S3).await
+    }
+}
 
 /// The wall-clock times (unix ms) of the segments a media playlist lists, in order.
 async fn program_dates(url: &str) -> Vec<i64> {
@@ -69,7 +82,11 @@ async fn assert_clip(app: &TestApp, id: &str, seconds: f64) -> Value {
 }
 
 async fn clips_of_live_and_past_sessions_play_and_last_as_long_as_asked(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    clips_on(backend, Storage::LocalDir).await
+}
+
+async fn clips_on(backend: Backend, storage: Storage) {
+    let app = TestApp::spawn_on(backend, storage, |_| {}).await;
     let stream = app
         .create_stream(json!({"name": "clipped", "record": true}))
         .await;

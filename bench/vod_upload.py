@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """VOD upload throughput and memory: a file of SIZE_MIB (default 1024) uploaded on loopback to the
 release `studio` binary (local media directory), by direct PUT and by TUS (one PATCH streaming the
-whole file, as tus-js-client does with its default chunk size), against the same machine's disk
+whole file, as tus-js-client does with its default chunk size), against the same machine's durable disk
 write speed (the same bytes written to a file in the same directory, in 1 MiB blocks, then
-closed). Reports each upload's throughput, its ratio to the disk's, and how far the server's RSS
+synced to disk: the server syncs what it stores before it says it has it). Reports each upload's throughput, its ratio to the disk's, and how far the server's RSS
 rose above where it was before the upload.
 
 The server runs with tasks.run=false: what is measured is receiving and storing the file, not
@@ -48,11 +48,14 @@ class Peak:
 
 
 def disk_write(path):
-    """Seconds to write the file's bytes into `path` (a file in the server's data directory)."""
+    """Seconds to write the file's bytes into `path` (a file in the server's data directory) and
+    sync them to disk."""
     started = time.monotonic()
     with open(SOURCE, "rb") as src, open(path, "wb") as dst:
         while chunk := src.read(BLOCK):
             dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
     elapsed = time.monotonic() - started
     os.remove(path)
     return elapsed

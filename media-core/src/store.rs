@@ -46,7 +46,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The object under `key`, if any.
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;
     /// Stores the file at `path` under `key`, like [`ObjectStore::put`], without holding it in
-    /// memory (recordings and uploads can be gigabytes).
+    /// memory (recordings and uploads can be gigabytes). The object is durable when this returns
+    /// (a local directory syncs it to disk), so a database row may name it at once.
     fn put_file<'a>(&'a self, key: &'a str, path: &'a Path) -> StoreFuture<'a, ()>;
     /// Like [`ObjectStore::put_file`], for a file the caller no longer needs: the store may take
     /// it (the local directory moves it in, when it is on the same filesystem, instead of
@@ -102,6 +103,19 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Flushes the file at `path` to disk.
+async fn sync_file(path: &Path) -> std::io::Result<()> {
+    tokio::fs::File::open(path).await?.sync_all().await
+}
+
+/// Flushes the directory entry of `path` (a rename into it) to disk.
+async fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::File::open(parent).await?.sync_all().await?;
+    }
+    Ok(())
+}
+
 /// Objects as files below a directory.
 #[derive(Debug, Clone)]
 pub struct LocalDirStore {
@@ -154,8 +168,9 @@ impl ObjectStore for LocalDirStore {
             }
             let temp = target.with_extension(format!("tmp{}", std::process::id()));
             tokio::fs::copy(path, &temp).await?;
+            sync_file(&temp).await?;
             tokio::fs::rename(&temp, &target).await?;
-            Ok(())
+            sync_parent(&target).await
         })
     }
 
@@ -176,12 +191,16 @@ impl ObjectStore for LocalDirStore {
             if let Some(parent) = target.parent() {
                 tokio::fs::create_dir_all(parent).await?;
             }
+            // On disk before it is named: a machine that dies right after never shows the name
+            // with a torn file behind it.
+            sync_file(path).await?;
             // Another filesystem (EXDEV and the like): copy, then let the file go.
             if tokio::fs::rename(path, &target).await.is_err() {
                 self.put_file(key, path).await?;
                 let _ = tokio::fs::remove_file(path).await;
+                return Ok(());
             }
-            Ok(())
+            sync_parent(&target).await
         })
     }
 

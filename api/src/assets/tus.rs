@@ -5,7 +5,7 @@
 //! - The upload's state (length, offset, expiry) is a row in the database; its bytes are
 //!   objects in the media store, one per stored piece (`tus/{uploadId}/{start}-{nonce}`, up to
 //!   [`PIECE_BYTES`] each), listed in `tus_parts`. A `PATCH` stores its body piece by piece (each
-//!   while the next arrives), so a connection that breaks keeps every piece stored before (and
+//!   written to a scratch file as it arrives, made durable and stored while the next arrives), so a connection that breaks keeps every piece stored before (and
 //!   what it had received of the last one), and `HEAD` tells the client where to resume.
 //! - Each piece is committed by one conditional update of the offset: two writers at the same
 //!   offset (two nodes, a client retrying) cannot both win; the loser's object is removed and it
@@ -24,9 +24,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
 use futures::StreamExt;
 use sqlx::Row;
+use tokio::io::AsyncWriteExt;
 
 use super::{AssetPhase, repo as assets_repo};
 use crate::app::AppState;
@@ -37,8 +37,10 @@ use crate::error::{ApiError, ErrorBody};
 /// The protocol version this server speaks.
 const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration";
-/// The largest piece stored as one object (and held in memory while it arrives).
-pub const PIECE_BYTES: usize = 8 * 1024 * 1024;
+/// The largest piece stored as one object (written to a scratch file as it arrives).
+pub const PIECE_BYTES: u64 = 32 * 1024 * 1024;
+/// The buffer of a piece's scratch file.
+const WRITE_BUFFER: usize = 1 << 20;
 /// Largest `Upload-Metadata` header kept.
 const MAX_METADATA_BYTES: usize = 4096;
 /// A `PATCH` body that sends nothing for this long is cut; what it sent is kept.
@@ -426,7 +428,9 @@ pub(super) async fn delete(
 
 /// Stores `body` from `offset` on, piece by piece; returns the offset reached. A body that
 /// breaks off keeps what was received; one that goes past `Upload-Length` is cut there (400).
-/// Each full piece is stored while the next one arrives.
+/// Each piece is written to a scratch file as its bytes arrive and stored (moved into a local
+/// media directory, uploaded to S3) while the next one arrives: memory holds a write buffer,
+/// whatever the piece size.
 async fn receive(
     state: &AppState,
     upload: &Upload,
@@ -434,7 +438,6 @@ async fn receive(
     body: Body,
 ) -> Result<u64, Answer> {
     let mut stream = body.into_data_stream();
-    let mut piece = BytesMut::with_capacity(PIECE_BYTES.min(upload.length as usize));
     let mut writer = PieceWriter {
         state: state.clone(),
         upload: Arc::new(upload.clone()),
@@ -442,6 +445,7 @@ async fn receive(
         next_start: offset,
         in_flight: None,
     };
+    let mut piece: Option<PieceFile> = None;
     loop {
         let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await;
         let chunk = match next {
@@ -449,8 +453,8 @@ async fn receive(
             Ok(None) => break,
             Ok(Some(Err(_))) | Err(_) => {
                 // Keep what arrived; the client resumes from the offset HEAD tells.
-                if !piece.is_empty() {
-                    writer.push(piece.split().freeze()).await?;
+                if let Some(piece) = piece.take() {
+                    writer.push(piece).await?;
                 }
                 let offset = writer.settle().await?;
                 return Err(Answer::error(
@@ -461,24 +465,27 @@ async fn receive(
             }
         };
         let mut chunk: Bytes = chunk;
-        let remaining = upload.length - writer.next_start - piece.len() as u64;
+        let filling = piece.as_ref().map_or(0, |p| p.size);
+        let remaining = upload.length - writer.next_start - filling;
         let too_long = chunk.len() as u64 > remaining;
         if too_long {
             chunk.truncate(remaining as usize);
         }
         while !chunk.is_empty() {
-            let room = PIECE_BYTES - piece.len();
-            let take = chunk.split_to(room.min(chunk.len()));
-            piece.extend_from_slice(&take);
-            if piece.len() == PIECE_BYTES {
-                writer.push(piece.split().freeze()).await?;
-                // One allocation per piece, not a doubling series of them.
-                piece.reserve(PIECE_BYTES);
+            let file = match &mut piece {
+                Some(file) => file,
+                None => piece.insert(PieceFile::create(state, upload).await?),
+            };
+            let room = PIECE_BYTES - file.size;
+            let take = chunk.split_to((room as usize).min(chunk.len()));
+            file.write(&take).await?;
+            if file.size == PIECE_BYTES {
+                writer.push(piece.take().expect("a piece is open")).await?;
             }
         }
         if too_long {
-            if !piece.is_empty() {
-                writer.push(piece.split().freeze()).await?;
+            if let Some(piece) = piece.take() {
+                writer.push(piece).await?;
             }
             let offset = writer.settle().await?;
             return Err(
@@ -487,10 +494,57 @@ async fn receive(
             );
         }
     }
-    if !piece.is_empty() {
-        writer.push(piece.freeze()).await?;
+    if let Some(piece) = piece.take() {
+        writer.push(piece).await?;
     }
     writer.settle().await
+}
+
+/// A piece being received: a file in this node's scratch space.
+struct PieceFile {
+    path: std::path::PathBuf,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    size: u64,
+}
+
+impl PieceFile {
+    async fn create(state: &AppState, upload: &Upload) -> Result<PieceFile, Answer> {
+        let dir = state.runner().scratch_dir().join("uploads");
+        let path = dir.join(format!("tus-{}-{}", upload.id, crate::ids::new_id()));
+        let file = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::File::create(&path).await
+        }
+        .await
+        .map_err(|e| scratch_error("creating an upload piece", e))?;
+        Ok(PieceFile {
+            path,
+            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            size: 0,
+        })
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), Answer> {
+        if let Err(err) = self.file.write_all(data).await {
+            let _ = tokio::fs::remove_file(&self.path).await;
+            return Err(scratch_error("writing an upload piece", err));
+        }
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// The finished file's path and size.
+    async fn finish(mut self) -> Result<(std::path::PathBuf, u64), Answer> {
+        if let Err(err) = self.file.flush().await {
+            let _ = tokio::fs::remove_file(&self.path).await;
+            return Err(scratch_error("writing an upload piece", err));
+        }
+        Ok((self.path, self.size))
+    }
+}
+
+fn scratch_error(what: &str, err: std::io::Error) -> Answer {
+    Answer::from(ApiError::Internal(anyhow::anyhow!("{what}: {err}")))
 }
 
 /// Stores an upload's pieces in order, one while the next one arrives.
@@ -505,13 +559,20 @@ struct PieceWriter {
 }
 
 impl PieceWriter {
-    /// Waits for the piece being stored, then starts storing `data`.
-    async fn push(&mut self, data: Bytes) -> Result<(), Answer> {
-        self.settle().await?;
+    /// Waits for the piece being stored, then starts storing `piece`.
+    async fn push(&mut self, piece: PieceFile) -> Result<(), Answer> {
+        let settled = self.settle().await;
+        let (path, size) = piece.finish().await?;
+        if let Err(err) = settled {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(err);
+        }
         let (state, upload, start) = (self.state.clone(), self.upload.clone(), self.next_start);
-        self.next_start += data.len() as u64;
+        self.next_start += size;
         self.in_flight = Some(tokio::spawn(async move {
-            store_piece(&state, &upload, start, data).await
+            let stored = store_piece(&state, &upload, start, &path, size).await;
+            let _ = tokio::fs::remove_file(&path).await;
+            stored
         }));
         Ok(())
     }
@@ -530,15 +591,15 @@ impl PieceWriter {
     }
 }
 
-/// Stores one piece at `start` and commits it; the piece that completes the upload hands the
-/// asset to its task. Returns the new offset.
+/// Stores the piece in the file `path` (`size` bytes) at `start` and commits it; the piece that
+/// completes the upload hands the asset to its task. Returns the new offset.
 async fn store_piece(
     state: &AppState,
     upload: &Upload,
     start: u64,
-    data: Bytes,
+    path: &std::path::Path,
+    size: u64,
 ) -> Result<u64, Answer> {
-    let size = data.len() as u64;
     let key = format!(
         "tus/{}/{start:020}-{:08x}",
         upload.id,
@@ -546,7 +607,7 @@ async fn store_piece(
     );
     state
         .media_store()
-        .put(&key, data)
+        .put_file_moved(&key, path)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("storing an upload piece: {e}")))?;
     match commit_piece(state, upload, start, &key, size).await {

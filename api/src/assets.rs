@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod purge;
 pub mod repo;
 pub mod routes;
+pub mod spool;
 pub mod transcode;
 pub mod tus;
 pub mod upload;

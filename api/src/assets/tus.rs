@@ -26,8 +26,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use sqlx::Row;
-use tokio::io::AsyncWriteExt;
 
+use super::spool::Spool;
 use super::{AssetPhase, repo as assets_repo};
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -39,8 +39,6 @@ const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration";
 /// The largest piece stored as one object (written to a scratch file as it arrives).
 pub const PIECE_BYTES: u64 = 32 * 1024 * 1024;
-/// The buffer of a piece's scratch file.
-const WRITE_BUFFER: usize = 1 << 20;
 /// Largest `Upload-Metadata` header kept.
 const MAX_METADATA_BYTES: usize = 4096;
 /// A `PATCH` body that sends nothing for this long is cut; what it sent is kept.
@@ -438,13 +436,7 @@ async fn receive(
     body: Body,
 ) -> Result<u64, Answer> {
     let mut stream = body.into_data_stream();
-    let mut writer = PieceWriter {
-        state: state.clone(),
-        upload: Arc::new(upload.clone()),
-        committed: offset,
-        next_start: offset,
-        in_flight: None,
-    };
+    let mut writer = PieceWriter::new(state, upload, offset);
     let mut piece: Option<PieceFile> = None;
     loop {
         let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await;
@@ -465,7 +457,7 @@ async fn receive(
             }
         };
         let mut chunk: Bytes = chunk;
-        let filling = piece.as_ref().map_or(0, |p| p.size);
+        let filling = piece.as_ref().map_or(0, PieceFile::size);
         let remaining = upload.length - writer.next_start - filling;
         let too_long = chunk.len() as u64 > remaining;
         if too_long {
@@ -476,10 +468,10 @@ async fn receive(
                 Some(file) => file,
                 None => piece.insert(PieceFile::create(state, upload).await?),
             };
-            let room = PIECE_BYTES - file.size;
+            let room = PIECE_BYTES - file.size();
             let take = chunk.split_to((room as usize).min(chunk.len()));
             file.write(&take).await?;
-            if file.size == PIECE_BYTES {
+            if file.size() == PIECE_BYTES {
                 writer.push(piece.take().expect("a piece is open")).await?;
             }
         }
@@ -501,45 +493,42 @@ async fn receive(
 }
 
 /// A piece being received: a file in this node's scratch space.
-struct PieceFile {
-    path: std::path::PathBuf,
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    size: u64,
-}
+struct PieceFile(Spool);
 
 impl PieceFile {
     async fn create(state: &AppState, upload: &Upload) -> Result<PieceFile, Answer> {
-        let dir = state.runner().scratch_dir().join("uploads");
-        let path = dir.join(format!("tus-{}-{}", upload.id, crate::ids::new_id()));
-        let file = async {
-            tokio::fs::create_dir_all(&dir).await?;
-            tokio::fs::File::create(&path).await
-        }
-        .await
-        .map_err(|e| scratch_error("creating an upload piece", e))?;
-        Ok(PieceFile {
-            path,
-            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
-            size: 0,
-        })
+        let path = state.runner().scratch_dir().join("uploads").join(format!(
+            "tus-{}-{}",
+            upload.id,
+            crate::ids::new_id()
+        ));
+        let spool = Spool::create(path)
+            .await
+            .map_err(|e| scratch_error("creating an upload piece", e))?;
+        Ok(PieceFile(spool))
+    }
+
+    fn size(&self) -> u64 {
+        self.0.size()
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), Answer> {
-        if let Err(err) = self.file.write_all(data).await {
-            let _ = tokio::fs::remove_file(&self.path).await;
-            return Err(scratch_error("writing an upload piece", err));
-        }
-        self.size += data.len() as u64;
-        Ok(())
+        self.0
+            .write(data)
+            .await
+            .map_err(|e| scratch_error("writing an upload piece", e))
     }
 
-    /// The finished file's path and size.
-    async fn finish(mut self) -> Result<(std::path::PathBuf, u64), Answer> {
-        if let Err(err) = self.file.flush().await {
-            let _ = tokio::fs::remove_file(&self.path).await;
-            return Err(scratch_error("writing an upload piece", err));
+    /// The finished file's path and size, synced to disk.
+    async fn finish(self) -> Result<(std::path::PathBuf, u64), Answer> {
+        let path = self.0.path().to_path_buf();
+        match self.0.finish().await {
+            Ok(done) => Ok(done),
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                Err(scratch_error("writing an upload piece", err))
+            }
         }
-        Ok((self.path, self.size))
     }
 }
 
@@ -547,59 +536,99 @@ fn scratch_error(what: &str, err: std::io::Error) -> Answer {
     Answer::from(ApiError::Internal(anyhow::anyhow!("{what}: {err}")))
 }
 
-/// Stores an upload's pieces in order, one while the next one arrives.
+/// Pieces being stored at once: one syncing and moving into the store while the one before
+/// commits, and both while the next arrives.
+const PIECES_IN_FLIGHT: usize = 3;
+
+/// Stores an upload's pieces, committed in order, while the next ones arrive.
 struct PieceWriter {
     state: AppState,
     upload: Arc<Upload>,
     /// The offset committed so far.
     committed: u64,
-    /// Where the next piece starts: the committed offset plus the piece being stored.
+    /// Where the next piece starts: the committed offset plus the pieces being stored.
     next_start: u64,
-    in_flight: Option<tokio::task::JoinHandle<Result<u64, Answer>>>,
+    /// Storing the last piece pushed; each piece's task waits for the one before to commit.
+    last: Option<tokio::task::JoinHandle<Result<u64, Answer>>>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl PieceWriter {
-    /// Waits for the piece being stored, then starts storing `piece`.
-    async fn push(&mut self, piece: PieceFile) -> Result<(), Answer> {
-        let settled = self.settle().await;
-        let (path, size) = piece.finish().await?;
-        if let Err(err) = settled {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(err);
+    fn new(state: &AppState, upload: &Upload, offset: u64) -> PieceWriter {
+        PieceWriter {
+            state: state.clone(),
+            upload: Arc::new(upload.clone()),
+            committed: offset,
+            next_start: offset,
+            last: None,
+            slots: Arc::new(tokio::sync::Semaphore::new(PIECES_IN_FLIGHT)),
         }
+    }
+
+    /// Starts storing `piece`: synced to disk and moved into the store at once, committed once
+    /// the piece before it is (waits while [`PIECES_IN_FLIGHT`] pieces are being stored).
+    async fn push(&mut self, piece: PieceFile) -> Result<(), Answer> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let (state, upload, start) = (self.state.clone(), self.upload.clone(), self.next_start);
-        self.next_start += size;
-        self.in_flight = Some(tokio::spawn(async move {
-            let stored = store_piece(&state, &upload, start, &path, size).await;
-            let _ = tokio::fs::remove_file(&path).await;
-            stored
+        self.next_start += piece.size();
+        let before = self.last.take();
+        self.last = Some(tokio::spawn(async move {
+            let _slot = slot;
+            let stored = async {
+                let (path, size) = piece.finish().await?;
+                let key = store_piece(&state, &upload, start, &path).await;
+                let _ = tokio::fs::remove_file(&path).await;
+                Ok::<_, Answer>((key?, size))
+            }
+            .await;
+            // The piece before commits first; if it failed, so does this one.
+            let before = match before {
+                Some(task) => task.await.map_err(task_failed).and_then(|r| r),
+                None => Ok(start),
+            };
+            let (key, size) = match (before, stored) {
+                (Ok(_), Ok(stored)) => stored,
+                (Ok(_), Err(err)) => return Err(err),
+                (Err(err), stored) => {
+                    if let Ok((key, _)) = stored {
+                        let _ = state.media_store().delete(&key).await;
+                    }
+                    return Err(err);
+                }
+            };
+            commit_stored(&state, &upload, start, &key, size).await
         }));
         Ok(())
     }
 
-    /// Waits for the piece being stored; returns the committed offset.
+    /// Waits for every piece being stored; returns the committed offset.
     async fn settle(&mut self) -> Result<u64, Answer> {
-        if let Some(storing) = self.in_flight.take() {
-            self.committed = storing.await.map_err(|e| {
-                Answer::from(ApiError::Internal(anyhow::anyhow!(
-                    "storing an upload piece: {e}"
-                )))
-            })??;
+        if let Some(storing) = self.last.take() {
+            self.committed = storing.await.map_err(task_failed)??;
             self.next_start = self.committed;
         }
         Ok(self.committed)
     }
 }
 
-/// Stores the piece in the file `path` (`size` bytes) at `start` and commits it; the piece that
-/// completes the upload hands the asset to its task. Returns the new offset.
+fn task_failed(err: tokio::task::JoinError) -> Answer {
+    Answer::from(ApiError::Internal(anyhow::anyhow!(
+        "storing an upload piece: {err}"
+    )))
+}
+
+/// Moves the piece in the file `path` into the store; returns its key.
 async fn store_piece(
     state: &AppState,
     upload: &Upload,
     start: u64,
     path: &std::path::Path,
-    size: u64,
-) -> Result<u64, Answer> {
+) -> Result<String, Answer> {
     let key = format!(
         "tus/{}/{start:020}-{:08x}",
         upload.id,
@@ -610,17 +639,29 @@ async fn store_piece(
         .put_file_moved(&key, path)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("storing an upload piece: {e}")))?;
-    match commit_piece(state, upload, start, &key, size).await {
+    Ok(key)
+}
+
+/// Commits the stored piece `key` (`size` bytes at `start`); the piece that completes the upload
+/// hands the asset to its task. Returns the new offset.
+async fn commit_stored(
+    state: &AppState,
+    upload: &Upload,
+    start: u64,
+    key: &str,
+    size: u64,
+) -> Result<u64, Answer> {
+    match commit_piece(state, upload, start, key, size).await {
         Ok(true) => Ok(start + size),
         Ok(false) => {
-            let _ = state.media_store().delete(&key).await;
+            let _ = state.media_store().delete(key).await;
             Err(Answer::error(
                 StatusCode::CONFLICT,
                 "another request wrote this part of the upload first; resume from the offset HEAD gives",
             ))
         }
         Err(err) => {
-            let _ = state.media_store().delete(&key).await;
+            let _ = state.media_store().delete(key).await;
             Err(err)
         }
     }

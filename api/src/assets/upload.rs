@@ -9,7 +9,7 @@
 //! queued in one transaction, which only one upload can win: a second `PUT` of the same asset
 //! gets 422 and its object is removed. Any origin may upload (the token is the credential).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use axum::Json;
@@ -19,9 +19,9 @@ use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
+use super::spool::Spool;
 use super::{Asset, AssetPhase, AssetSource, NewAssetPayload, repo};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -294,45 +294,40 @@ impl Digests {
     }
 }
 
-/// Streams `body` into the file `path`, at most `limit` bytes; returns its size. (The file's
-/// digests are computed by its job, off the upload's path.)
-async fn receive(body: Body, path: &PathBuf, limit: u64) -> ApiResult<u64> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|e| {
-            ApiError::Internal(anyhow::anyhow!("creating {}: {e}", parent.display()))
-        })?;
-    }
-    let file = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("creating {}: {e}", path.display())))?;
-    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut size = 0u64;
+/// Streams `body` into the file `path`, at most `limit` bytes, synced to disk; returns its size.
+/// (The file's digests are computed by its job, off the upload's path.)
+async fn receive(body: Body, path: &Path, limit: u64) -> ApiResult<u64> {
+    let internal =
+        |e: std::io::Error| ApiError::Internal(anyhow::anyhow!("writing the upload: {e}"));
+    let mut spool = Spool::create(path.to_path_buf()).await.map_err(internal)?;
     let mut stream = body.into_data_stream();
-    loop {
-        let chunk = match tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await {
-            Err(_) => {
-                return Err(ApiError::BadRequest(format!(
-                    "the upload sent nothing for {} s",
-                    BODY_IDLE_TIMEOUT.as_secs()
-                )));
+    let received = async {
+        loop {
+            let chunk = match tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await {
+                Err(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "the upload sent nothing for {} s",
+                        BODY_IDLE_TIMEOUT.as_secs()
+                    )));
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(err))) => {
+                    return Err(ApiError::BadRequest(format!("the upload broke off: {err}")));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            if spool.size() + chunk.len() as u64 > limit {
+                return Err(too_large(limit));
             }
-            Ok(None) => break,
-            Ok(Some(Err(err))) => {
-                return Err(ApiError::BadRequest(format!("the upload broke off: {err}")));
-            }
-            Ok(Some(Ok(chunk))) => chunk,
-        };
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(too_large(limit));
+            spool.write(&chunk).await.map_err(internal)?;
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("writing the upload: {e}")))?;
     }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("writing the upload: {e}")))?;
+    .await;
+    if let Err(err) = received {
+        spool.discard().await;
+        return Err(err);
+    }
+    let (_, size) = spool.finish().await.map_err(internal)?;
     if size == 0 {
         return Err(ApiError::invalid("the upload is empty"));
     }

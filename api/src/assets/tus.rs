@@ -536,8 +536,8 @@ fn scratch_error(what: &str, err: std::io::Error) -> Answer {
     Answer::from(ApiError::Internal(anyhow::anyhow!("{what}: {err}")))
 }
 
-/// Pieces being stored at once: one syncing and moving into the store while the one before
-/// commits, and both while the next arrives.
+/// Pieces being stored at once (synced and moved into the store while the ones before commit,
+/// in order), all while the next arrives.
 const PIECES_IN_FLIGHT: usize = 3;
 
 /// Stores an upload's pieces, committed in order, while the next ones arrive.

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use aws_smithy_runtime_api::client::dns::SharedDnsResolver;
 use axum::Json;
 use axum::extract::State;
 use futures::future::BoxFuture;
@@ -129,8 +130,10 @@ struct Bucket {
 }
 
 impl Bucket {
-    async fn open(&self) -> Result<S3Store, JobError> {
-        S3Store::connect(&S3Settings {
+    /// Connects to the bucket; every connection's address passes the destination guard (the
+    /// check when the request came proves nothing about what the name resolves to now).
+    async fn open(&self, allow_private: bool) -> Result<S3Store, JobError> {
+        let settings = S3Settings {
             bucket: self.bucket.clone(),
             prefix: String::new(),
             region: Some("us-east-1".into()),
@@ -139,9 +142,11 @@ impl Bucket {
             secret_access_key: Some(self.credentials.secret_access_key.clone()),
             session_token: None,
             force_path_style: true,
-        })
-        .await
-        .map_err(|e| JobError::Fatal(format!("opening the bucket {}: {e}", self.bucket)))
+        };
+        let resolver = SharedDnsResolver::new(destination::GuardedResolver { allow_private });
+        S3Store::connect_resolving(&settings, resolver)
+            .await
+            .map_err(|e| JobError::Fatal(format!("opening the bucket {}: {e}", self.bucket)))
     }
 }
 
@@ -395,7 +400,7 @@ impl TranscodeFiles {
                 self.pipeline.fetch_url(url, &source).await?;
             }
             (None, Some(bucket)) => {
-                let store = bucket.open().await?;
+                let store = bucket.open(self.allow_private).await?;
                 let key = params["input"]["path"].as_str().unwrap_or_default();
                 super::pipeline::download(&store, &[key.to_string()], &source, |key| {
                     format!("{key} is not in the bucket {}", bucket.bucket)
@@ -414,7 +419,7 @@ impl TranscodeFiles {
             .map_err(|e| JobError::Fatal(format!("profiles: {e}")))?;
         let renditions = self.pipeline.ladder(profiles.as_deref(), &info);
         let target = self.pipeline.segment_target(job);
-        let output = output_bucket.open().await?;
+        let output = output_bucket.open(self.allow_private).await?;
         let hls = params["outputs"]["hls"]["path"]
             .as_str()
             .map(str::to_string);

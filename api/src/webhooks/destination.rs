@@ -1,11 +1,12 @@
 //! Where webhooks may be delivered. Unless private destinations are allowed, a URL whose host is,
 //! or resolves to, a loopback, private, link-local or otherwise internal address is refused, so a
 //! tenant cannot make the server call into the network it runs in. Resolution and connection use
-//! the same addresses (the resolver below feeds the HTTP client), so DNS rebinding gains nothing.
+//! the same addresses (the resolver below feeds the HTTP clients), so DNS rebinding gains nothing.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// The delivery was refused because of where it would go.
@@ -93,35 +94,52 @@ pub fn check_literal_host(
     }
 }
 
-/// A resolver that drops internal addresses (unless allowed) and fails when none are left.
-#[derive(Clone)]
+/// A resolver that drops internal addresses (unless allowed) and fails when none are left. It
+/// feeds reqwest (webhooks, imports) and the S3 client (the buckets of the transcode API).
+#[derive(Debug, Clone)]
 pub struct GuardedResolver {
     pub allow_private: bool,
 }
 
+impl GuardedResolver {
+    /// The addresses of `host` that may be reached.
+    async fn resolve_host(
+        &self,
+        host: &str,
+    ) -> Result<Vec<IpAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect();
+        let kept: Vec<IpAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|ip| self.allow_private || !is_internal(*ip))
+            .collect();
+        if kept.is_empty() {
+            let shown = addrs
+                .first()
+                .map(|ip| format!("{host} ({ip})"))
+                .unwrap_or_else(|| host.to_string());
+            return Err(Box::new(RefusedDestination(shown)));
+        }
+        Ok(kept)
+    }
+}
+
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
+        let resolver = self.clone();
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> = addrs
-                .iter()
-                .copied()
-                .filter(|a| allow_private || !is_internal(a.ip()))
-                .collect();
-            if kept.is_empty() {
-                let shown = addrs
-                    .first()
-                    .map(|a| format!("{host} ({})", a.ip()))
-                    .unwrap_or(host);
-                return Err(
-                    Box::new(RefusedDestination(shown)) as Box<dyn std::error::Error + Send + Sync>
-                );
-            }
-            Ok(Box::new(kept.into_iter()) as Addrs)
+            let kept = resolver.resolve_host(name.as_str()).await?;
+            Ok(Box::new(kept.into_iter().map(|ip| SocketAddr::new(ip, 0))) as Addrs)
         })
+    }
+}
+
+impl ResolveDns for GuardedResolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        DnsFuture::new(async move { self.resolve_host(name).await.map_err(ResolveDnsError::new) })
     }
 }
 
@@ -144,6 +162,25 @@ pub fn is_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The resolver the S3 client uses refuses a name that leads inside, unless allowed.
+    #[tokio::test]
+    async fn the_s3_resolver_refuses_internal_names() {
+        let guarded = GuardedResolver {
+            allow_private: false,
+        };
+        let refused = guarded.resolve_dns("localhost").await.unwrap_err();
+        let source = std::error::Error::source(&refused).expect("the refusal");
+        assert!(source.is::<RefusedDestination>(), "{source}");
+        let allowed = GuardedResolver {
+            allow_private: true,
+        };
+        let ips = allowed.resolve_dns("localhost").await.unwrap();
+        assert!(
+            ips.iter().all(|ip| ip.is_loopback()) && !ips.is_empty(),
+            "{ips:?}"
+        );
+    }
 
     #[track_caller]
     fn assert_internal(internal: bool, ips: &[&str]) {

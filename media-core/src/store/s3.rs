@@ -12,6 +12,8 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::dns::SharedDnsResolver;
 use bytes::Bytes;
 
 use super::{ObjectStore, ObjectStream, StoreError, StoreFuture, validate_key};
@@ -73,7 +75,21 @@ impl S3Store {
     /// A store on `settings.bucket`, checked to exist and answer: a missing or unreachable
     /// bucket is an error here, at start-up, rather than at the first segment.
     pub async fn connect(settings: &S3Settings) -> Result<S3Store, StoreError> {
-        let store = S3Store::new(settings);
+        S3Store::check(S3Store::new(settings), settings).await
+    }
+
+    /// Like [`S3Store::connect`], with every connection's host name resolved by `resolver`
+    /// (which may refuse addresses: a bucket a user names must not lead to the server's own
+    /// network, whatever its DNS answers later).
+    pub async fn connect_resolving(
+        settings: &S3Settings,
+        resolver: SharedDnsResolver,
+    ) -> Result<S3Store, StoreError> {
+        let store = S3Store::build(settings, Some(resolver));
+        S3Store::check(store, settings).await
+    }
+
+    async fn check(store: S3Store, settings: &S3Settings) -> Result<S3Store, StoreError> {
         let where_ = settings
             .endpoint_url
             .as_deref()
@@ -104,6 +120,10 @@ impl S3Store {
 
     /// A store on `settings.bucket`, unchecked.
     pub fn new(settings: &S3Settings) -> S3Store {
+        S3Store::build(settings, None)
+    }
+
+    fn build(settings: &S3Settings, resolver: Option<SharedDnsResolver>) -> S3Store {
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(
@@ -132,6 +152,15 @@ impl S3Store {
                 None,
                 "studio-environment",
             ));
+        }
+        if let Some(resolver) = resolver {
+            config = config.http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .build_with_resolver(resolver),
+            );
         }
         S3Store {
             client: Client::from_conf(config.build()),

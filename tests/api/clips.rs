@@ -92,7 +92,7 @@ async fn clips_on(backend: Backend, storage: Storage) {
         .await;
     let stream_id = stream["id"].as_str().unwrap().to_string();
     let pid = stream["playbackId"].as_str().unwrap().to_string();
-    let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 20);
+    let mut ffmpeg = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 30);
 
     // The live playlist tells the time of every segment.
     let live_playlist = format!("{}/hls/{pid}/source/index.m3u8", app.base);

@@ -278,8 +278,8 @@ pub(crate) async fn an_uploaded_file_becomes_a_playable_asset_on(
         "{hashes:?}"
     );
     assert!(hashes.iter().any(|(a, h)| a == "md5" && h.len() == 32));
-    // The runner records the task's completion just after the asset turns ready.
-    let task = task_finished(&app, &task_id).await;
+    // The task completed in the transaction that made the asset ready.
+    let task = app.get(&format!("/task/{task_id}")).await.json;
     assert_eq!(task["status"]["phase"], "completed", "{task}");
     assert_eq!(task["status"]["progress"], 1.0);
 

@@ -164,7 +164,7 @@ impl AssetTasks {
                     .await?,
             );
         }
-        self.finish_ready(&asset, size, &info, files)
+        self.finish_ready(job, &asset, size, &info, files, done.clone())
             .await
             .map_err(|e| JobError::Retriable(format!("{e:#}")))?;
         Ok(done)
@@ -510,16 +510,22 @@ impl AssetTasks {
         }
     }
 
-    /// The asset turns `ready` with `asset.ready`, in one transaction.
+    /// The asset turns `ready` with `asset.ready`, and its task `completed` with `output`, in
+    /// one transaction: whoever sees the one sees the other.
     async fn finish_ready(
         &self,
+        job: &Job,
         asset: &Asset,
         size: u64,
         info: &MediaInfo,
         files: Vec<AssetFile>,
+        output: serde_json::Value,
     ) -> anyhow::Result<()> {
         let now = now_ms();
         let mut tx = self.db.begin().await?;
+        if !job.complete_in(&mut tx, output).await? {
+            anyhow::bail!("the task is no longer this node's");
+        }
         repo::set_ready(
             &mut tx,
             &asset.project_id,

@@ -561,6 +561,22 @@ pub async fn finish(
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
+    if !finish_in(&mut tx, task, owner, outcome, now).await? {
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Like [`finish`], in the caller's transaction (a handler completing its task together with
+/// what the task made).
+pub async fn finish_in(
+    tx: &mut Tx,
+    task: &Task,
+    owner: &str,
+    outcome: &Finish,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let mut sql = Sql::new("UPDATE tasks SET lease_owner = NULL, lease_until = 0, updated_at = ");
     sql.bind(now);
     if !matches!(outcome, Finish::Retry { .. }) {
@@ -598,14 +614,13 @@ pub async fn finish(
         .push(" AND lease_owner = ")
         .bind(owner)
         .push(" AND phase = 'running'");
-    if sql.query().execute(&mut *tx).await?.rows_affected() != 1 {
+    if sql.query().execute(&mut **tx).await?.rows_affected() != 1 {
         return Ok(false);
     }
-    let task = get_in(&mut *tx, &task.project_id, &task.id)
+    let task = get_in(&mut **tx, &task.project_id, &task.id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
-    emit(&mut tx, event, &task, now).await?;
-    tx.commit().await?;
+    emit(tx, event, &task, now).await?;
     Ok(true)
 }
 

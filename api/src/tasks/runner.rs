@@ -27,7 +27,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Task, TaskType};
+use super::model::{Task, TaskPhase, TaskType};
 use super::repo::{self, Claimed, Finish, Heartbeat};
 use crate::clock::now_ms;
 use crate::db::Database;
@@ -55,6 +55,8 @@ pub struct Job {
     /// future is dropped right after, so long waits should select on it to clean up first.
     pub cancel: CancellationToken,
     progress: Arc<AtomicU64>,
+    /// The node holding the task's lease.
+    owner: String,
 }
 
 impl Job {
@@ -64,6 +66,25 @@ impl Job {
             .params
             .get(self.task.task_type.params_key())
             .unwrap_or(&serde_json::Value::Null)
+    }
+
+    /// Completes the task with `output` in the caller's transaction, so that what the task made
+    /// (an asset turning `ready`) and its completion are seen together. False when the task is no
+    /// longer this node's (the caller should then roll back). The runner finds it completed when
+    /// the handler returns.
+    pub async fn complete_in(
+        &self,
+        tx: &mut crate::db::Tx,
+        output: serde_json::Value,
+    ) -> Result<bool, sqlx::Error> {
+        repo::finish_in(
+            tx,
+            &self.task,
+            &self.owner,
+            &Finish::Completed(output),
+            now_ms(),
+        )
+        .await
     }
 
     /// Reports progress (0 to 1); written with the next heartbeat.
@@ -529,6 +550,7 @@ impl Runner {
             scratch: scratch.0.clone(),
             cancel: cancel.clone(),
             progress: progress.clone(),
+            owner: self.config.node_id.clone(),
         };
         let work = handler.run(job);
         tokio::pin!(work);
@@ -575,7 +597,15 @@ impl Runner {
                 }
             }
             Ok(false) => {
-                tracing::warn!(task = %task.id, "task no longer ours when its attempt ended; result dropped")
+                // A handler that completed its task in its own transaction (`Job::complete_in`).
+                let completed_here = matches!(finish, Finish::Completed(_))
+                    && matches!(
+                        repo::get_in(self.db.reader(), &task.project_id, &task.id).await,
+                        Ok(Some(t)) if t.status.phase == TaskPhase::Completed
+                    );
+                if !completed_here {
+                    tracing::warn!(task = %task.id, "task no longer ours when its attempt ended; result dropped")
+                }
             }
             Err(err) => {
                 tracing::warn!(task = %task.id, error = %err, "recording a task's outcome failed; it will be retried after its lease")

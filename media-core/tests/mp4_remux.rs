@@ -17,7 +17,7 @@ fn job(kind: JobKind) -> JobControl {
     JobControl::new(kind, Duration::from_secs(60))
 }
 
-use support::{TempDir, ffmpeg};
+use support::{TempDir, assert_decodes_cleanly, ffmpeg};
 
 fn ffprobe(path: &Path, entries: &str) -> String {
     let out = Command::new("ffprobe")
@@ -45,20 +45,6 @@ fn value(text: &str, key: &str) -> String {
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_default()
         .to_string()
-}
-
-fn assert_decodes_cleanly(path: &Path) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "decoding reports: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// 5 s of 640x360 30 fps H.264 with 1 s GOPs and 48 kHz stereo AAC, as MPEG-TS (which starts

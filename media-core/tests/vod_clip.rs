@@ -15,7 +15,7 @@ use studio_media_core::hls::ts::TsMuxer;
 use studio_media_core::segment::Segment;
 use studio_media_core::vod::clip::{ClipCutter, ClipError, ClipSpan};
 use studio_media_core::vod::segment_file;
-use support::{TempDir, ffmpeg};
+use support::{TempDir, assert_decodes_cleanly, ffmpeg, ffprobe_duration};
 
 /// When the session's first frame was shown (unix ms).
 const T0: i64 = 1_780_000_000_000;
@@ -99,43 +99,19 @@ fn cut(
 /// ffmpeg decodes the file without a word; ffprobe's duration of the file and its number of
 /// video frames.
 fn decodes_cleanly(path: &Path) -> (f64, Option<u64>) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
+    assert_decodes_cleanly(path);
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-count_frames"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
         .arg(path)
-        .args(["-f", "null", "-"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let probe = |args: &[&str]| {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error"])
-            .args(args)
-            .args(["-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let duration: f64 = probe(&["-show_entries", "format=duration"])
-        .parse()
-        .unwrap();
-    let frames = probe(&[
-        "-select_streams",
-        "v",
-        "-count_frames",
-        "-show_entries",
-        "stream=nb_read_frames",
-    ])
     // MPEG-TS lists the stream under its program too.
-    .lines()
-    .next()
-    .and_then(|l| l.trim().parse().ok());
-    (duration, frames)
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok());
+    (ffprobe_duration(path), frames)
 }
 
 #[test]

@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use studio_media_core::ffmpeg_job::{JobControl, JobKind};
@@ -13,7 +12,7 @@ use studio_media_core::hls::ts::TsMuxer;
 use studio_media_core::mp4::probe;
 use studio_media_core::segment::Segment;
 use studio_media_core::vod::{SourceLimits, VodError, check_source, segment_file};
-use support::{TempDir, ffmpeg};
+use support::{TempDir, assert_decodes_cleanly, ffmpeg, ffprobe_duration};
 
 fn job() -> JobControl {
     JobControl::new(JobKind::Demux, Duration::from_secs(60))
@@ -67,31 +66,8 @@ fn segments_of(path: &Path) -> (Vec<Segment>, PathBuf) {
 
 /// ffmpeg decodes the file without a word, and ffprobe says how long it lasts.
 fn decodes_cleanly(path: &Path) -> f64 {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    assert_decodes_cleanly(path);
+    ffprobe_duration(path)
 }
 
 #[test]

@@ -11,9 +11,9 @@ use studio_media_core::hls::playlist::parse_program_date;
 use studio_tests::{
     Backend, Storage, TestApp, assert_decodes_cleanly, eventually, on_both_databases,
 };
-use tokio::process::Command;
 
 use crate::live::publish;
+use crate::recording::ffprobe_duration;
 
 on_both_databases!(clips_of_live_and_past_sessions_play_and_last_as_long_as_asked);
 
@@ -37,26 +37,6 @@ async fn program_dates(url: &str) -> Vec<i64> {
         .collect()
 }
 
-async fn mp4_duration(url: &str) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            url,
-        ])
-        .output()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
 /// Waits for the clip asset to finish; it must be ready, play, and last `seconds` (within the
 /// 1 s the API promises; the cut keeps the length asked for to a frame or two).
 async fn assert_clip(app: &TestApp, id: &str, seconds: f64) -> Value {
@@ -71,7 +51,7 @@ async fn assert_clip(app: &TestApp, id: &str, seconds: f64) -> Value {
     assert_decodes_cleanly(hls).await;
     let mp4 = asset["downloadUrl"].as_str().expect("a clip has an MP4");
     assert_decodes_cleanly(mp4).await;
-    let duration = mp4_duration(mp4).await;
+    let duration = ffprobe_duration(mp4).await;
     assert!(
         (duration - seconds).abs() <= 0.3,
         "the clip lasts {duration} s, {seconds} s were asked for"

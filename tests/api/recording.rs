@@ -33,7 +33,7 @@ on_both_databases!(
 
 const PUBLISHED_S: f64 = 6.0;
 
-async fn ffprobe_duration(url: &str) -> f64 {
+pub(crate) async fn ffprobe_duration(url: &str) -> f64 {
     let probe = Command::new("ffprobe")
         .args([
             "-v",

@@ -442,11 +442,11 @@ impl ClipTasks {
         loop {
             let covered = segments::span(self.db.reader(), project, session_id)
                 .await
-                .map_err(database)?
+                .map_err(JobError::database)?
                 .is_some_and(|(_, last)| last >= end);
             let live = is_live(&self.db, project, session_id)
                 .await
-                .map_err(database)?;
+                .map_err(JobError::database)?;
             if covered || !live || now_ms() > end + LIVE_WAIT_MS {
                 break;
             }
@@ -457,32 +457,40 @@ impl ClipTasks {
         // The range moves by up to half a GOP to start at a keyframe: read a little around it.
         let pieces = segments::between(self.db.reader(), project, session_id, start, end + 30_000)
             .await
-            .map_err(database)?;
+            .map_err(JobError::database)?;
         let mut cutter = ClipCutter::new(start, end);
-        let mut file =
-            tokio::io::BufWriter::new(tokio::fs::File::create(path).await.map_err(scratch)?);
+        let mut file = tokio::io::BufWriter::new(
+            tokio::fs::File::create(path)
+                .await
+                .map_err(JobError::scratch)?,
+        );
         let mut digests = Digests::default();
         for piece in &pieces {
             if cutter.is_done() {
                 break;
             }
             let Some(date) = piece.start_ms else { continue };
-            let Some(ts) = self.store.get(&piece.key).await.map_err(media_store)? else {
+            let Some(ts) = self
+                .store
+                .get(&piece.key)
+                .await
+                .map_err(JobError::media_store)?
+            else {
                 tracing::warn!(key = %piece.key, asset = %asset.id, "a segment of the clipped session is missing; clipping over it");
                 continue;
             };
             // Demuxing a segment takes about a millisecond: no need for a blocking thread.
             if let Some(bytes) = cutter.push(&ts, date).map_err(clip_error)? {
                 digests.update(&bytes);
-                file.write_all(&bytes).await.map_err(scratch)?;
+                file.write_all(&bytes).await.map_err(JobError::scratch)?;
             }
         }
         let (tail, span) = cutter.finish().map_err(clip_error)?;
         if let Some(bytes) = tail {
             digests.update(&bytes);
-            file.write_all(&bytes).await.map_err(scratch)?;
+            file.write_all(&bytes).await.map_err(JobError::scratch)?;
         }
-        file.flush().await.map_err(scratch)?;
+        file.flush().await.map_err(JobError::scratch)?;
         tracing::info!(asset = %asset.id, start = span.start_ms, end = span.end_ms, "clip cut");
         Ok(digests.finish())
     }
@@ -490,16 +498,4 @@ impl ClipTasks {
 
 fn clip_error(err: ClipError) -> JobError {
     JobError::Fatal(format!("{err}"))
-}
-
-fn database(err: sqlx::Error) -> JobError {
-    JobError::Retriable(format!("the database: {err}"))
-}
-
-fn media_store(err: impl std::fmt::Display) -> JobError {
-    JobError::Retriable(format!("the media store: {err}"))
-}
-
-fn scratch(err: std::io::Error) -> JobError {
-    JobError::Retriable(format!("the scratch directory: {err}"))
 }

@@ -126,7 +126,7 @@ impl AssetTasks {
         let received = source.fetch(job, &asset, &source_path).await?;
         repo::set_hash(&self.db, &asset.project_id, &asset.id, &received.hashes())
             .await
-            .map_err(|e| JobError::Retriable(format!("the database: {e}")))?;
+            .map_err(JobError::database)?;
         let size = received.size;
         self.progress(&asset, 0.0).await;
         job.set_progress(0.05);
@@ -182,7 +182,7 @@ impl AssetTasks {
             Some(
                 super::tus::parts(&self.db, upload)
                     .await
-                    .map_err(|e| JobError::Retriable(format!("the database: {e}")))?,
+                    .map_err(JobError::database)?,
             )
         } else {
             None
@@ -286,7 +286,9 @@ impl AssetTasks {
                 variants[i].ts_file = Some((
                     path.clone(),
                     tokio::io::BufWriter::new(
-                        tokio::fs::File::create(&path).await.map_err(scratch)?,
+                        tokio::fs::File::create(&path)
+                            .await
+                            .map_err(JobError::scratch)?,
                     ),
                 ));
             }
@@ -381,7 +383,7 @@ impl AssetTasks {
             dest.store
                 .put(&format!("{base}/{}/index.m3u8", variant.dir), playlist)
                 .await
-                .map_err(media_store)?;
+                .map_err(JobError::media_store)?;
             if let Some(entry) = variant.master_entry() {
                 master.push(entry);
             }
@@ -392,19 +394,19 @@ impl AssetTasks {
                 Bytes::from(master_playlist(&master)),
             )
             .await
-            .map_err(media_store)?;
+            .map_err(JobError::media_store)?;
         let thumbnails = !cues.is_empty();
         if thumbnails {
             dest.store
                 .put(&format!("{base}/{THUMBNAILS_VTT}"), Bytes::from(vtt(&cues)))
                 .await
-                .map_err(media_store)?;
+                .map_err(JobError::media_store)?;
         }
         let mut outputs = Vec::new();
         for i in mp4_of {
             let variant = &mut variants[i];
             if let Some((path, mut file)) = variant.ts_file.take() {
-                file.flush().await.map_err(scratch)?;
+                file.flush().await.map_err(JobError::scratch)?;
                 outputs.push(TsOutput {
                     path,
                     bitrate: variant.average_bps(),
@@ -441,7 +443,7 @@ impl AssetTasks {
         dest.store
             .put(&format!("{}/thumbnails/{file}", dest.hls), jpeg)
             .await
-            .map_err(media_store)?;
+            .map_err(JobError::media_store)?;
         let start_ms = (segment.start_ms - origin).max(0);
         let start_ms = cues.last().map_or(start_ms, |c| c.end_ms.max(start_ms));
         cues.push(Cue {
@@ -482,11 +484,14 @@ impl AssetTasks {
             if files.iter().any(|f| f.path == object) {
                 continue;
             }
-            let size = tokio::fs::metadata(&mp4_path).await.map_err(scratch)?.len();
+            let size = tokio::fs::metadata(&mp4_path)
+                .await
+                .map_err(JobError::scratch)?
+                .len();
             dest.store
                 .put_file_moved(&object, &mp4_path)
                 .await
-                .map_err(media_store)?;
+                .map_err(JobError::media_store)?;
             let _ = tokio::fs::remove_file(&mp4_path).await;
             files.push(AssetFile {
                 kind: FileKind::StaticTranscodedMp4,
@@ -652,22 +657,24 @@ pub(crate) async fn download(
     path: &std::path::Path,
     missing: impl Fn(&str) -> String,
 ) -> Result<super::upload::Received, JobError> {
-    let file = tokio::fs::File::create(path).await.map_err(scratch)?;
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(JobError::scratch)?;
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut digests = Digests::default();
     for object in objects {
         let mut stream = store
             .stream_range(object, 0, u64::MAX)
             .await
-            .map_err(media_store)?
+            .map_err(JobError::media_store)?
             .ok_or_else(|| JobError::Fatal(missing(object)))?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(media_store)?;
+            let chunk = chunk.map_err(JobError::media_store)?;
             digests.update(&chunk);
-            file.write_all(&chunk).await.map_err(scratch)?;
+            file.write_all(&chunk).await.map_err(JobError::scratch)?;
         }
     }
-    file.flush().await.map_err(scratch)?;
+    file.flush().await.map_err(JobError::scratch)?;
     Ok(digests.finish())
 }
 
@@ -749,12 +756,12 @@ impl VariantOutput {
             self.peak_bps = self.peak_bps.max((ts.len() as f64 * 8.0 / seconds) as u64);
         }
         if let Some((_, file)) = &mut self.ts_file {
-            file.write_all(&ts).await.map_err(scratch)?;
+            file.write_all(&ts).await.map_err(JobError::scratch)?;
         }
         store
             .put(&format!("{base}/{}/{name}", self.dir), ts)
             .await
-            .map_err(media_store)?;
+            .map_err(JobError::media_store)?;
         self.playlist.push(name, seconds, segment.discontinuity);
         Ok(())
     }
@@ -804,12 +811,4 @@ fn transcode_error(err: TranscodeError) -> JobError {
         }
         other => JobError::Fatal(format!("transcoding failed: {other}")),
     }
-}
-
-fn media_store(err: impl std::fmt::Display) -> JobError {
-    JobError::Retriable(format!("the media store: {err}"))
-}
-
-fn scratch(err: std::io::Error) -> JobError {
-    JobError::Retriable(format!("the scratch directory: {err}"))
 }

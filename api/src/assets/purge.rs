@@ -35,16 +35,15 @@ impl AssetPurges {
             .output_asset_id
             .as_deref()
             .ok_or_else(|| JobError::Fatal("the task names no asset".into()))?;
-        let database = |e: sqlx::Error| JobError::Retriable(format!("the database: {e}"));
         let asset = repo::get_any(self.db.reader(), project_id, id)
             .await
-            .map_err(database)?
+            .map_err(JobError::database)?
             .ok_or_else(|| JobError::Fatal("no such asset".into()))?;
         // Whatever still makes the asset's media stops first.
         for kind in [TaskType::Upload, TaskType::Recording] {
             let Some(task) = tasks_repo::find_unique(&self.db, project_id, kind, id)
                 .await
-                .map_err(database)?
+                .map_err(JobError::database)?
             else {
                 continue;
             };
@@ -57,37 +56,34 @@ impl AssetPurges {
                 ));
             }
         }
-        let store = |e: studio_media_core::store::StoreError| {
-            JobError::Retriable(format!("the media store: {e}"))
-        };
         let mut removed = self
             .store
             .delete_folder(&format!("hls/{}", asset.playback_id))
             .await
-            .map_err(store)?;
+            .map_err(JobError::media_store)?;
         removed += self
             .store
             .delete_folder(&format!("uploads/{id}"))
             .await
-            .map_err(store)?;
+            .map_err(JobError::media_store)?;
         let uploads: Vec<String> =
             sqlx::query("SELECT id FROM tus_uploads WHERE project_id = $1 AND asset_id = $2")
                 .bind(project_id)
                 .bind(id)
                 .fetch_all(self.db.reader())
                 .await
-                .map_err(database)?
+                .map_err(JobError::database)?
                 .iter()
                 .map(|row| row.try_get("id"))
                 .collect::<Result<_, _>>()
-                .map_err(database)?;
+                .map_err(JobError::database)?;
         for upload in uploads {
             removed += self
                 .store
                 .delete_folder(&format!("tus/{upload}"))
                 .await
-                .map_err(store)?;
-            let mut tx = self.db.begin().await.map_err(database)?;
+                .map_err(JobError::media_store)?;
+            let mut tx = self.db.begin().await.map_err(JobError::database)?;
             for table in [
                 "DELETE FROM tus_parts WHERE upload_id = $1",
                 "DELETE FROM tus_uploads WHERE id = $1",
@@ -96,13 +92,13 @@ impl AssetPurges {
                     .bind(&upload)
                     .execute(&mut *tx)
                     .await
-                    .map_err(database)?;
+                    .map_err(JobError::database)?;
             }
-            tx.commit().await.map_err(database)?;
+            tx.commit().await.map_err(JobError::database)?;
         }
         repo::mark_purged(&self.db, project_id, id, now_ms())
             .await
-            .map_err(database)?;
+            .map_err(JobError::database)?;
         tracing::info!(asset = %id, objects = removed, "deleted asset's media removed");
         Ok(serde_json::json!({ "assetId": id }))
     }

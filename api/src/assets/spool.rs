@@ -73,17 +73,13 @@ impl Spool {
         Ok(())
     }
 
-    /// Flushes and syncs the file; returns its path and size. The file stays for the caller to
-    /// move into the store (or remove).
+    /// Flushes the file and waits for the background sync; returns its path and size. The file
+    /// stays for the caller to move into the store (or remove), which makes it durable.
     pub async fn finish(mut self) -> std::io::Result<(PathBuf, u64)> {
         self.file.flush().await?;
         if let Some(previous) = self.syncing.take() {
             join(previous).await?;
         }
-        let file = self.sync_handle.clone();
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(std::io::Error::other)??;
         Ok((self.path, self.size))
     }
 

@@ -379,7 +379,7 @@ impl TranscodeFiles {
     async fn run_job(&self, job: &Job) -> Result<serde_json::Value, JobError> {
         let secrets = crate::tasks::repo::secrets(&self.db, &job.task.project_id, &job.task.id)
             .await
-            .map_err(|e| JobError::Retriable(format!("the database: {e}")))?
+            .map_err(JobError::database)?
             .ok_or_else(|| JobError::Fatal("the task's credentials are gone".into()))?;
         let bucket = |name: &str| -> Result<Option<Bucket>, JobError> {
             serde_json::from_value(secrets.get(name).cloned().unwrap_or_default())

@@ -519,7 +519,7 @@ impl PieceFile {
             .map_err(|e| scratch_error("writing an upload piece", e))
     }
 
-    /// The finished file's path and size, synced to disk.
+    /// The finished file's path and size.
     async fn finish(self) -> Result<(std::path::PathBuf, u64), Answer> {
         let path = self.0.path().to_path_buf();
         match self.0.finish().await {

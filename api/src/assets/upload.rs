@@ -294,7 +294,7 @@ impl Digests {
     }
 }
 
-/// Streams `body` into the file `path`, at most `limit` bytes, synced to disk; returns its size.
+/// Streams `body` into the file `path`, at most `limit` bytes; returns its size.
 /// (The file's digests are computed by its job, off the upload's path.)
 async fn receive(body: Body, path: &Path, limit: u64) -> ApiResult<u64> {
     let internal =

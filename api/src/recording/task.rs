@@ -154,14 +154,14 @@ impl RecordingTasks {
         let done = serde_json::json!({ "assetId": session_id });
         match repo::asset_state(&self.db, project_id, session_id)
             .await
-            .map_err(database)?
+            .map_err(JobError::database)?
         {
             // Made by an earlier attempt that stopped before completing the task, or deleted
             // meanwhile: nothing is left to do but forget the segments' list.
             AssetState::Finished | AssetState::Deleted => {
                 repo::discard(&self.db, session_id)
                     .await
-                    .map_err(database)?;
+                    .map_err(JobError::database)?;
                 return Ok(done);
             }
             AssetState::Missing => {
@@ -177,7 +177,7 @@ impl RecordingTasks {
             .ok_or_else(|| JobError::Fatal("the asset of the recording no longer exists".into()))?;
         let recording = repo::load(&self.db, session_id)
             .await
-            .map_err(database)?
+            .map_err(JobError::database)?
             .ok_or_else(|| JobError::Fatal("the segments of the recording were not kept".into()))?;
         let started = std::time::Instant::now();
         let media = self.package(&asset, &recording, job).await?;
@@ -200,8 +200,11 @@ impl RecordingTasks {
         let store = self.store.as_ref();
         let pid = &asset.playback_id;
         let ts_path = job.scratch.join("source.ts");
-        let mut ts_file =
-            tokio::io::BufWriter::new(tokio::fs::File::create(&ts_path).await.map_err(scratch)?);
+        let mut ts_file = tokio::io::BufWriter::new(
+            tokio::fs::File::create(&ts_path)
+                .await
+                .map_err(JobError::scratch)?,
+        );
         let mut playlist = MediaPlaylist::vod();
         let mut total_bytes = 0u64;
         let mut total_s = 0.0;
@@ -216,14 +219,18 @@ impl RecordingTasks {
                 duration_s,
                 discontinuity,
             } = segment;
-            let Some(data) = store.get(segment_key).await.map_err(media_store)? else {
+            let Some(data) = store
+                .get(segment_key)
+                .await
+                .map_err(JobError::media_store)?
+            else {
                 // A segment whose store write failed live: play over the gap.
                 tracing::warn!(key = %segment_key, asset = %asset.id, "a recorded segment is missing; skipping it");
                 gap = true;
                 continue;
             };
             let name = format!("{index}.ts");
-            ts_file.write_all(&data).await.map_err(scratch)?;
+            ts_file.write_all(&data).await.map_err(JobError::scratch)?;
             total_bytes += data.len() as u64;
             total_s += duration_s;
             if *duration_s > 0.0 {
@@ -232,7 +239,7 @@ impl RecordingTasks {
             store
                 .put(&key(pid, &format!("source/{name}")), data)
                 .await
-                .map_err(media_store)?;
+                .map_err(JobError::media_store)?;
             // The time each segment was shown live, so a player of the recording can tell the
             // time of any moment (and clip it).
             playlist.push_at(
@@ -242,7 +249,7 @@ impl RecordingTasks {
                 *start_ms,
             );
         }
-        ts_file.flush().await.map_err(scratch)?;
+        ts_file.flush().await.map_err(JobError::scratch)?;
         drop(ts_file);
         if playlist.is_empty() {
             return Err(JobError::Fatal(
@@ -256,7 +263,10 @@ impl RecordingTasks {
             .map_err(|e| JobError::Fatal(format!("{e:#}")))?;
         job.set_progress(0.95);
         let _ = tokio::fs::remove_file(&ts_path).await;
-        let mp4_size = tokio::fs::metadata(&mp4_path).await.map_err(scratch)?.len();
+        let mp4_size = tokio::fs::metadata(&mp4_path)
+            .await
+            .map_err(JobError::scratch)?
+            .len();
         let video = info.tracks.iter().find(|t| t.kind == TrackKind::Video);
         let mp4_name = match video.and_then(|v| v.height) {
             Some(height) => format!("static{height}p0.mp4"),
@@ -266,14 +276,14 @@ impl RecordingTasks {
         store
             .put_file(&mp4_key, &mp4_path)
             .await
-            .map_err(media_store)?;
+            .map_err(JobError::media_store)?;
         store
             .put(
                 &key(pid, "source/index.m3u8"),
                 Bytes::from(playlist.render()),
             )
             .await
-            .map_err(media_store)?;
+            .map_err(JobError::media_store)?;
         let average_bps = if total_s > 0.0 {
             (total_bytes as f64 * 8.0 / total_s) as u64
         } else {
@@ -288,7 +298,7 @@ impl RecordingTasks {
         store
             .put(&master_key, Bytes::from(master_playlist(&[variant])))
             .await
-            .map_err(media_store)?;
+            .map_err(JobError::media_store)?;
         let files = vec![
             AssetFile {
                 kind: FileKind::CatalystHlsManifest,
@@ -434,18 +444,6 @@ impl TaskHandler for RecordingTasks {
             }
         })
     }
-}
-
-fn database(err: sqlx::Error) -> JobError {
-    JobError::Retriable(format!("the database: {err}"))
-}
-
-fn media_store(err: impl std::fmt::Display) -> JobError {
-    JobError::Retriable(format!("the media store: {err}"))
-}
-
-fn scratch(err: std::io::Error) -> JobError {
-    JobError::Retriable(format!("the scratch directory: {err}"))
 }
 
 /// The packaged media of a recording.

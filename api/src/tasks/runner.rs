@@ -43,6 +43,23 @@ pub enum JobError {
     Fatal(String),
 }
 
+impl JobError {
+    /// The database failed (worth trying again).
+    pub fn database(err: sqlx::Error) -> JobError {
+        JobError::Retriable(format!("the database: {err}"))
+    }
+
+    /// The media store failed (worth trying again).
+    pub fn media_store(err: impl std::fmt::Display) -> JobError {
+        JobError::Retriable(format!("the media store: {err}"))
+    }
+
+    /// The job's scratch directory failed (worth trying again, maybe on another node).
+    pub fn scratch(err: std::io::Error) -> JobError {
+        JobError::Retriable(format!("the scratch directory: {err}"))
+    }
+}
+
 /// What one attempt of a task gets: the task, a scratch directory of its own (removed when the
 /// attempt ends, whatever the outcome), a cancellation signal, and a way to report progress.
 /// Handlers hold the narrow interfaces they need (repository, store, transcoder) themselves.

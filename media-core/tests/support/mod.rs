@@ -26,6 +26,42 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// ffmpeg decodes the file without a word.
+pub fn assert_decodes_cleanly(path: &Path) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How long ffprobe says the file lasts (s).
+pub fn ffprobe_duration(path: &Path) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe {}: {text:?}", path.display()))
+}
+
 /// A scratch directory, removed when dropped (kept when `KEEP` is set, for a look at the files).
 pub struct TempDir(PathBuf);
 

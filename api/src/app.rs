@@ -57,6 +57,7 @@ struct Inner {
     metrics: PrometheusHandle,
     /// Salts clip requester ids (made on first use, shared by every node).
     clip_salt: tokio::sync::OnceCell<String>,
+    gate: crate::access_control::PlaybackGate,
 }
 
 impl AppState {
@@ -104,6 +105,10 @@ impl AppState {
         let handlers: Vec<Arc<dyn TaskHandler>> =
             vec![recordings.clone(), assets, clips, transcodes, purges];
         let runner = task_runner(&config, &db, &task_wake, &webhook_wake, handlers);
+        let gate = crate::access_control::PlaybackGate::new(
+            db.clone(),
+            config.webhooks.allow_private_destinations,
+        )?;
         Ok(AppState(Arc::new(Inner {
             recordings,
             upload_tokens,
@@ -125,6 +130,7 @@ impl AppState {
             webhook_sender,
             metrics: http::metrics::install_recorder(),
             clip_salt: tokio::sync::OnceCell::new(),
+            gate,
         })))
     }
 
@@ -173,6 +179,11 @@ impl AppState {
             .get_or_try_init(|| crate::secrets::server_secret(&self.0.db, "clip_requester_salt"))
             .await?;
         Ok(salt.as_str())
+    }
+
+    /// Decides who may play gated content.
+    pub fn gate(&self) -> &crate::access_control::PlaybackGate {
+        &self.0.gate
     }
 
     /// Signs and checks the tokens of upload URLs.
@@ -251,7 +262,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::assets::clip::router())
         .merge(crate::multistream::router())
         .merge(crate::webhooks::routes::router())
-        .merge(crate::signing_keys::router())
+        .merge(crate::access_control::signing_keys::router())
         .merge(crate::tasks::routes::router())
         .merge(crate::playback::info::router())
         .merge(crate::tenancy::routes::router())

@@ -5,7 +5,8 @@
 //! - `config`, `db`, `clock`, `ids`, `error`, `logging`: foundations;
 //! - `auth`, `tenancy`: API keys, users and projects;
 //! - `http`: JSON bodies, list paging, CORS and metrics shared by every resource;
-//! - `streams`, `sessions`, `assets`, `multistream`, `signing_keys`, `webhooks`, `playback`: the REST resources;
+//! - `streams`, `sessions`, `assets`, `multistream`, `webhooks`, `playback`: the REST resources;
+//! - `access_control`: signing keys and the playback gate (JWT and webhook playback policies);
 //! - `live`: RTMP ingest (media-core) wired to streams and sessions;
 //! - `recording`: recorded sessions turned into assets (VOD playlist and MP4);
 //! - `tasks`: background work (Studio's `task`) and the job runner that does it once across nodes;
@@ -14,6 +15,7 @@
 //! - `health`: what `/api/healthz` checks;
 //! - `openapi`: the generated API document.
 
+pub mod access_control;
 pub mod app;
 pub mod assets;
 pub mod auth;
@@ -34,7 +36,6 @@ pub mod profiles;
 pub mod recording;
 pub mod secrets;
 pub mod sessions;
-pub mod signing_keys;
 pub mod streams;
 pub mod tasks;
 pub mod tenancy;

@@ -410,7 +410,8 @@ pub(crate) async fn the_source_plays_over_hls_on(backend: Backend, storage: Stor
     );
     assert_decodes_cleanly(&master_url).await;
 
-    // Gated streams are refused (the playback gate comes later), unknown ids are not found.
+    // Gated streams are refused without a credential (tests/api/playback_gate.rs has the
+    // rest), unknown ids are not found.
     let gated = app
         .create_stream(json!({"name": "gated", "playbackPolicy": {"type": "jwt"}}))
         .await;

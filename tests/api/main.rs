@@ -14,6 +14,7 @@ mod network;
 mod nodes;
 mod openapi;
 mod playback;
+mod playback_gate;
 mod player;
 mod recording;
 mod signing_keys;

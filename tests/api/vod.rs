@@ -91,7 +91,7 @@ async fn ffprobe(url: &str, entries: &str) -> String {
 }
 
 /// Polls the asset until it is ready or failed, checking that its progress never goes back.
-async fn finished(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn finished(app: &TestApp, id: &str) -> Value {
     let last = std::sync::Mutex::new(0.0f64);
     eventually(Duration::from_secs(120), || async {
         let asset = app.get(&format!("/asset/{id}")).await.json;

@@ -2,20 +2,22 @@
 //! downloads of assets (`static{height}p0.mp4`, with `Range` support for seeking players),
 //! served from the object store.
 //!
-//! Any origin may fetch them (players run on other sites); playlists are short-lived in caches,
-//! segments are immutable (their names are never reused). Streams whose playback policy needs
-//! credentials (`jwt`, `webhook`) are not served until the playback gate exists: refused, never
-//! open.
+//! Every request passes the playback gate (`access_control::gate`) first. Public content: any
+//! origin may fetch it (players run on other sites), playlists are short-lived in caches and
+//! segments immutable (their names are never reused). Gated content is served to admitted viewers
+//! only, never kept by shared caches, and its playlists carry the viewer's grant on every URI so
+//! that players, which drop the master playlist's query, stay admitted.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::access_control::credentials::GRANT_PARAM;
+use crate::access_control::{Admission, Content, Credentials};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::streams::model::PlaybackPolicyType;
 
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const SEGMENT_TYPE: &str = "video/mp2t";
@@ -38,22 +40,38 @@ pub fn router() -> Router<AppState> {
 async fn serve_top(
     State(state): State<AppState>,
     Path((playback_id, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let viewer = Credentials::read(query.as_deref(), &headers);
     if file.ends_with(".mp4") {
-        return serve_mp4(&state, &playback_id, &file, &headers).await;
+        return serve_mp4(&state, &playback_id, &file, &headers, &viewer).await;
     }
-    serve(&state, &playback_id, &file).await
+    serve(&state, &playback_id, &file, &viewer).await
 }
 
 async fn serve_rendition(
     State(state): State<AppState>,
     Path((playback_id, rendition, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    serve(&state, &playback_id, &format!("{rendition}/{file}")).await
+    let viewer = Credentials::read(query.as_deref(), &headers);
+    serve(
+        &state,
+        &playback_id,
+        &format!("{rendition}/{file}"),
+        &viewer,
+    )
+    .await
 }
 
-async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Response, ApiError> {
+async fn serve(
+    state: &AppState,
+    playback_id: &str,
+    path: &str,
+    viewer: &Credentials,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("no such playlist or segment".into());
     let content_type = if path.ends_with(".m3u8") {
         PLAYLIST_TYPE
@@ -71,19 +89,26 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
     {
         return Err(not_found());
     }
-    check_playable(state, playback_id).await?;
+    let admission = admit(state, playback_id, viewer).await?;
     let body = state
         .media_store()
         .get(&key(playback_id, path))
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?
         .ok_or_else(not_found)?;
-    let cache = if content_type == PLAYLIST_TYPE || content_type == "text/vtt" {
-        "no-cache"
-    } else {
-        "public, max-age=31536000, immutable"
+    let listing = content_type == PLAYLIST_TYPE || content_type == "text/vtt";
+    let cache = match (&admission, listing) {
+        (Admission::Open, true) => "no-cache",
+        (Admission::Open, false) => "public, max-age=31536000, immutable",
+        (Admission::Granted(_), true) => "private, no-cache",
+        (Admission::Granted(_), false) => "private, max-age=86400",
     };
-    let mut response = body.into_response();
+    let mut response = match &admission {
+        Admission::Granted(grant) if listing => {
+            with_grant(&String::from_utf8_lossy(&body), grant).into_response()
+        }
+        _ => body.into_response(),
+    };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
@@ -97,29 +122,71 @@ async fn serve(state: &AppState, playback_id: &str, path: &str) -> Result<Respon
     Ok(response)
 }
 
-/// Refuses playback ids of no live stream or asset, suspended streams, and content whose
-/// playback policy needs credentials.
-async fn check_playable(state: &AppState, playback_id: &str) -> Result<(), ApiError> {
+/// Refuses playback ids of no live stream or asset and suspended streams, then asks the gate.
+async fn admit(
+    state: &AppState,
+    playback_id: &str,
+    viewer: &Credentials,
+) -> Result<Admission, ApiError> {
     let not_found = || ApiError::NotFound("no such playlist or segment".into());
-    let policy = match crate::streams::repo::find_by_playback_id(state.db(), playback_id).await? {
-        Some(stream) if stream.suspended => return Err(not_found()),
-        Some(stream) => stream.playback_policy,
-        None => {
-            crate::assets::repo::find_by_playback_id(state.db(), playback_id)
-                .await?
-                .ok_or_else(not_found)?
-                .playback_policy
-        }
+    let (project_id, policy) =
+        match crate::streams::repo::find_by_playback_id(state.db(), playback_id).await? {
+            Some(stream) if stream.suspended => return Err(not_found()),
+            Some(stream) => (stream.project_id, stream.playback_policy),
+            None => {
+                let asset = crate::assets::repo::find_by_playback_id(state.db(), playback_id)
+                    .await?
+                    .ok_or_else(not_found)?;
+                (asset.project_id, asset.playback_policy)
+            }
+        };
+    let content = Content {
+        project_id: &project_id,
+        playback_id,
+        policy: policy.as_ref(),
     };
-    if policy
-        .as_ref()
-        .is_some_and(|p| p.kind != PlaybackPolicyType::Public)
-    {
-        return Err(ApiError::Unauthorized(
-            "this content's playback policy requires credentials, which this server cannot check yet".into(),
-        ));
+    state.gate().admit(&content, viewer).await
+}
+
+/// `text` (an HLS playlist or a WebVTT thumbnail index) with `grant` added to every URI in it:
+/// URI lines and `URI="..."` attributes of playlists, cue payloads of WebVTT.
+pub fn with_grant(text: &str, grant: &str) -> String {
+    let add = |uri: &str| {
+        let separator = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{separator}{GRANT_PARAM}={grant}")
+    };
+    let vtt = text.starts_with("WEBVTT");
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        if body.is_empty() {
+            out.push_str(line);
+        } else if vtt {
+            if body.starts_with("WEBVTT") || body.contains("-->") || body.starts_with("NOTE") {
+                out.push_str(line);
+            } else {
+                out.push_str(&add(body));
+                out.push_str(ending);
+            }
+        } else if body.starts_with('#') {
+            match body.find("URI=\"") {
+                Some(at) => {
+                    let start = at + 5;
+                    let len = body[start..].find('"').unwrap_or(body.len() - start);
+                    out.push_str(&body[..start]);
+                    out.push_str(&add(&body[start..start + len]));
+                    out.push_str(&body[start + len..]);
+                    out.push_str(ending);
+                }
+                None => out.push_str(line),
+            }
+        } else {
+            out.push_str(&add(body));
+            out.push_str(ending);
+        }
     }
-    Ok(())
+    out
 }
 
 /// An asset's MP4: the whole file, or the one byte range a player asks for.
@@ -128,13 +195,14 @@ async fn serve_mp4(
     playback_id: &str,
     file: &str,
     headers: &HeaderMap,
+    viewer: &Credentials,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("no such file".into());
     let object = key(playback_id, file);
     if playback_id.len() > 64 || studio_media_core::store::validate_key(&object).is_err() {
         return Err(not_found());
     }
-    check_playable(state, playback_id).await?;
+    let admission = admit(state, playback_id, viewer).await?;
     let store_error = |e| ApiError::Internal(anyhow::Error::new(e));
     let size = state
         .media_store()
@@ -172,7 +240,10 @@ async fn serve_mp4(
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
+        HeaderValue::from_static(match admission {
+            Admission::Open => "public, max-age=31536000, immutable",
+            Admission::Granted(_) => "private, max-age=86400",
+        }),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -240,6 +311,25 @@ fn parse_range(value: &str, size: u64) -> RangeRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_go_on_every_uri() {
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p0/index.m3u8\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8\"\n";
+        assert_eq!(
+            with_grant(master, "g1"),
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p0/index.m3u8?grant=g1\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8?grant=g1\"\n"
+        );
+        let media = "#EXTM3U\r\n#EXT-X-MAP:URI=\"init.mp4\"\r\n#EXTINF:2.000,\r\n0.ts?x=1\r\n#EXT-X-ENDLIST\r\n";
+        assert_eq!(
+            with_grant(media, "g"),
+            "#EXTM3U\r\n#EXT-X-MAP:URI=\"init.mp4?grant=g\"\r\n#EXTINF:2.000,\r\n0.ts?x=1&grant=g\r\n#EXT-X-ENDLIST\r\n"
+        );
+        let vtt = "WEBVTT\n\n00:00:00.000 --> 00:00:06.000\nkeyframes_0.jpg\n";
+        assert_eq!(
+            with_grant(vtt, "g"),
+            "WEBVTT\n\n00:00:00.000 --> 00:00:06.000\nkeyframes_0.jpg?grant=g\n"
+        );
+    }
 
     #[test]
     fn byte_ranges() {

@@ -1,6 +1,7 @@
 //! Signing keys (`/access-control/signing-key`): P-256 key pairs whose private half signs the
 //! playback JWTs of `jwt` playback policies. Only the public key is stored; the private key is
-//! returned once, by the request that creates it.
+//! returned once, by the request that creates it. The playback gate (`gate`) checks tokens
+//! against them; disabling or deleting one stops its tokens within a second on every node.
 
 use crate::http::json::Query;
 use axum::Json;
@@ -177,6 +178,8 @@ async fn create_key(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // Usable at once on this node, within a second on the others.
+    state.gate().jwts().forget_project(&principal.project_id);
     Ok(Json(key))
 }
 
@@ -267,6 +270,8 @@ async fn update_key(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // This node stops admitting with a disabled key at once; others within a second.
+    state.gate().jwts().forget_project(&principal.project_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -289,6 +294,7 @@ async fn delete_key(
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }
+    state.gate().jwts().forget_project(&principal.project_id);
     Ok(StatusCode::NO_CONTENT)
 }
 

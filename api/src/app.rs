@@ -58,6 +58,10 @@ struct Inner {
     /// Salts clip requester ids (made on first use, shared by every node).
     clip_salt: tokio::sync::OnceCell<String>,
     gate: crate::access_control::PlaybackGate,
+    views: crate::viewership::Views,
+    /// The collector's end of `views`, taken by [`start`].
+    view_hits: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::viewership::Event>>>,
+    player_sessions: crate::viewership::beacon::PlayerSessions,
 }
 
 impl AppState {
@@ -109,6 +113,7 @@ impl AppState {
             db.clone(),
             config.webhooks.allow_private_destinations,
         )?;
+        let (views, view_hits) = crate::viewership::Views::new();
         Ok(AppState(Arc::new(Inner {
             recordings,
             upload_tokens,
@@ -131,6 +136,9 @@ impl AppState {
             metrics: http::metrics::install_recorder(),
             clip_salt: tokio::sync::OnceCell::new(),
             gate,
+            views,
+            view_hits: std::sync::Mutex::new(Some(view_hits)),
+            player_sessions: Default::default(),
         })))
     }
 
@@ -150,6 +158,11 @@ impl AppState {
     /// Segments and playlists.
     pub fn media_store(&self) -> &dyn ObjectStore {
         self.0.media_store.as_ref()
+    }
+
+    /// The media store, shared.
+    pub fn media_store_arc(&self) -> Arc<dyn ObjectStore> {
+        self.0.media_store.clone()
     }
 
     /// The base of media URLs in playback info (`{base}/hls/...`): `storage.public_base_url`
@@ -184,6 +197,16 @@ impl AppState {
     /// Decides who may play gated content.
     pub fn gate(&self) -> &crate::access_control::PlaybackGate {
         &self.0.gate
+    }
+
+    /// Where media requests are counted as views.
+    pub fn views(&self) -> &crate::viewership::Views {
+        &self.0.views
+    }
+
+    /// Player sessions whose beacons this node received.
+    pub fn player_sessions(&self) -> &crate::viewership::beacon::PlayerSessions {
+        &self.0.player_sessions
     }
 
     /// Signs and checks the tokens of upload URLs.
@@ -266,6 +289,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::tasks::routes::router())
         .merge(crate::playback::info::router())
         .merge(crate::tenancy::routes::router())
+        .merge(crate::viewership::routes::router())
         .routes(routes!(healthz))
 }
 
@@ -280,6 +304,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
         .merge(crate::playback::hls::router())
+        .route(
+            "/analytics/log",
+            axum::routing::post(crate::viewership::beacon::log),
+        )
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(http::metrics::track))
         .fallback(not_found)
@@ -357,6 +385,8 @@ pub struct RunningServer {
     webhooks: tokio::task::JoinHandle<()>,
     task_runner: tokio::task::JoinHandle<()>,
     key_listener: Option<tokio::task::JoinHandle<()>>,
+    views_stop: watch::Sender<bool>,
+    view_collector: tokio::task::JoinHandle<()>,
 }
 
 /// The media store `storage.url` names. An S3 bucket must exist and answer: a node that could
@@ -448,6 +478,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.clone(),
         shutdown_rx.clone(),
     ));
+    // Stopped after the HTTP server drained, so that the last requests are counted too.
+    let (views_stop, views_stop_rx) = watch::channel(false);
+    let view_hits = state
+        .0
+        .view_hits
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .expect("a server state is started once");
+    let view_collector = tokio::spawn(crate::viewership::collector::run(
+        view_hits,
+        db.clone(),
+        state.media_store_arc(),
+        state.config().viewership.flush_interval(),
+        state.config().viewership.session_retention(),
+        views_stop_rx,
+    ));
     let (rtmp_addr, srt_addr) = (ingest.rtmp_addr(), ingest.srt_addr());
     let app = router(state.clone());
     // No request outlives the request timeout; draining longer would wait for nothing.
@@ -467,6 +514,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         webhooks,
         task_runner,
         key_listener,
+        views_stop,
+        view_collector,
     })
 }
 
@@ -528,6 +577,8 @@ impl RunningServer {
             );
         }
         drain("HTTP", self.http, deadline).await;
+        let _ = self.views_stop.send(true);
+        drain("view collector", self.view_collector, deadline).await;
         drain("webhook delivery", self.webhooks, deadline).await;
         drain("task runner", self.task_runner, deadline).await;
         if let Some(listener) = self.key_listener {

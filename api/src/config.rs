@@ -51,6 +51,43 @@ pub struct Config {
     pub storage: StorageConfig,
     pub vod: VodConfig,
     pub tasks: TasksConfig,
+    pub viewership: ViewershipConfig,
+}
+
+/// Viewership analytics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewershipConfig {
+    /// Whether media requests are counted as views (the beacon and the queries work either way).
+    pub count_views: bool,
+    /// How often each node writes the views it counted, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Days viewer sessions (the raw events) are kept; the hourly rollups are kept for good.
+    pub session_retention_days: u64,
+    /// A request header that carries the viewer's country (ISO 3166 alpha-2), set by a trusted
+    /// proxy in front of the server (e.g. `cf-ipcountry`). Unset: countries are not recorded.
+    pub country_header: Option<String>,
+}
+
+impl Default for ViewershipConfig {
+    fn default() -> Self {
+        ViewershipConfig {
+            count_views: true,
+            flush_interval_ms: 5_000,
+            session_retention_days: 30,
+            country_header: None,
+        }
+    }
+}
+
+impl ViewershipConfig {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms.max(10))
+    }
+
+    pub fn session_retention(&self) -> Duration {
+        Duration::from_secs(self.session_retention_days.max(1) * 86_400)
+    }
 }
 
 /// Background jobs (Studio's tasks: uploads, imports, recordings).
@@ -346,6 +383,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             vod: VodConfig::default(),
             tasks: TasksConfig::default(),
+            viewership: ViewershipConfig::default(),
         }
     }
 }

@@ -86,6 +86,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "clips",
         sql: include_str!("../../migrations/0010_clips.sql"),
     },
+    Migration {
+        version: 11,
+        name: "viewership",
+        sql: include_str!("../../migrations/0011_viewership.sql"),
+    },
 ];
 
 impl Database {

@@ -12,6 +12,7 @@
 //! - `tasks`: background work (Studio's `task`) and the job runner that does it once across nodes;
 //! - `events`: the outbox every webhook event goes through; `webhooks::delivery` sends them;
 //! - `profiles`: transcoding profiles shared by streams and (later) assets;
+//! - `viewership`: views counted from playback and players' beacons, and the usage API;
 //! - `health`: what `/api/healthz` checks;
 //! - `openapi`: the generated API document.
 
@@ -39,4 +40,5 @@ pub mod sessions;
 pub mod streams;
 pub mod tasks;
 pub mod tenancy;
+pub mod viewership;
 pub mod webhooks;

@@ -22,5 +22,6 @@ mod storage;
 mod streams;
 mod tasks;
 mod tenancy;
+mod viewership;
 mod vod;
 mod webhooks;

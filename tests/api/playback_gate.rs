@@ -612,7 +612,7 @@ async fn a_disabled_key_stops_playback_on_every_node_within_a_second() {
             policy: Some(&policy),
         };
         match gate.admit(&content, &viewer).await.expect("admitted") {
-            studio_api::access_control::Admission::Granted(grant) => grant,
+            studio_api::access_control::Admission::Granted { grant, .. } => grant,
             other => panic!("{other:?}"),
         }
     };

@@ -271,6 +271,8 @@ impl TestApp {
         config.webhooks.initial_backoff_ms = 200;
         config.webhooks.max_backoff_ms = 2_000;
         config.webhooks.timeout_ms = 3_000;
+        config.viewership.flush_interval_ms = 200;
+        config.viewership.country_header = Some("x-viewer-country".into());
         let s3_bucket = match storage {
             Storage::LocalDir => None,
             Storage::S3 => {

@@ -41,8 +41,15 @@ pub struct Content<'a> {
 pub enum Admission {
     /// Public content: anyone may fetch it, caches included.
     Open,
-    /// Gated content, admitted: the playlists served carry this grant on every URI.
-    Granted(String),
+    /// Gated content, admitted: the playlists served carry `grant` on every URI; `viewer` is a
+    /// digest of the credential presented (the same for every request of one viewer).
+    Granted { grant: String, viewer: String },
+}
+
+/// A short digest naming a viewer by their credential.
+fn viewer_of(credential: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(credential.as_bytes())[..12])
 }
 
 pub struct PlaybackGate {
@@ -112,6 +119,7 @@ impl PlaybackGate {
                     playback_id: content.playback_id.to_string(),
                     expires_at: verified.expires_at,
                     basis: Basis::SigningKey(verified.key_id),
+                    viewer: viewer_of(jwt),
                 })
                 .await
             }
@@ -129,6 +137,7 @@ impl PlaybackGate {
                         key: access_key.clone(),
                         checked_at: at,
                     },
+                    viewer: viewer_of(access_key),
                 })
                 .await
             }
@@ -162,14 +171,19 @@ impl PlaybackGate {
         match (policy.kind, &grant.basis) {
             (PlaybackPolicyType::Jwt, Basis::SigningKey(key_id)) => {
                 match self.jwts.key_usable(content.project_id, key_id).await? {
-                    Ok(()) => Ok(Admission::Granted(token.to_string())),
+                    Ok(()) => Ok(Admission::Granted {
+                        grant: token.to_string(),
+                        viewer: grant.viewer.clone(),
+                    }),
                     Err(refusal) => Err(ApiError::Forbidden(refusal.message().into())),
                 }
             }
             (PlaybackPolicyType::Webhook, Basis::AccessKey { key, checked_at }) => {
-                let refresh = policy.refresh_interval.unwrap_or(DEFAULT_REFRESH_SECS);
-                if ((now - checked_at) as f64) < refresh * 1000.0 {
-                    return Ok(Admission::Granted(token.to_string()));
+                if ((now - checked_at) as f64) < refresh_secs(policy) * 1000.0 {
+                    return Ok(Admission::Granted {
+                        grant: token.to_string(),
+                        viewer: grant.viewer.clone(),
+                    });
                 }
                 let at = self.ask_webhook(content, policy, key).await?;
                 self.grant(Grant {
@@ -194,8 +208,7 @@ impl PlaybackGate {
         policy: &PlaybackPolicy,
         access_key: &str,
     ) -> Result<i64, ApiError> {
-        let refresh = policy.refresh_interval.unwrap_or(DEFAULT_REFRESH_SECS);
-        let refresh = std::time::Duration::from_secs_f64(refresh.clamp(0.0, 7.0 * 86_400.0));
+        let refresh = std::time::Duration::from_secs_f64(refresh_secs(policy));
         match self
             .webhooks
             .decide(
@@ -213,7 +226,10 @@ impl PlaybackGate {
     }
 
     async fn grant(&self, grant: Grant) -> Result<Admission, ApiError> {
-        Ok(Admission::Granted(self.grant_key().await?.sign(&grant)))
+        Ok(Admission::Granted {
+            grant: self.grant_key().await?.sign(&grant),
+            viewer: grant.viewer,
+        })
     }
 
     async fn grant_key(&self) -> Result<&GrantKey, ApiError> {
@@ -225,6 +241,15 @@ impl PlaybackGate {
             .await
             .map_err(ApiError::Internal)
     }
+}
+
+/// How often an access key is asked about again: the policy's refresh interval, at least a
+/// second (a zero interval would ask the webhook on every segment).
+fn refresh_secs(policy: &PlaybackPolicy) -> f64 {
+    policy
+        .refresh_interval
+        .unwrap_or(DEFAULT_REFRESH_SECS)
+        .clamp(1.0, 7.0 * 86_400.0)
 }
 
 /// Whether `origin` (normalized) is one of `allowed` (`*` allows every origin).

@@ -37,6 +37,10 @@ pub struct Grant {
     pub expires_at: i64,
     #[serde(rename = "b")]
     pub basis: Basis,
+    /// Who was admitted: a digest of the credential presented, so that views are counted per
+    /// viewer however often the grant is renewed.
+    #[serde(rename = "v")]
+    pub viewer: String,
 }
 
 /// Signs and checks grants.
@@ -99,6 +103,7 @@ mod tests {
                 key: "viewer-7".into(),
                 checked_at: 1_000,
             },
+            viewer: "v7".into(),
         }
     }
 

@@ -18,6 +18,8 @@ use crate::access_control::credentials::GRANT_PARAM;
 use crate::access_control::{Admission, Content, Credentials};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::http::ClientAddr;
+use crate::viewership::{Hit, Media};
 
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const SEGMENT_TYPE: &str = "video/mp2t";
@@ -37,15 +39,83 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// Who asks, as the gate and the view counter see them.
+struct Viewer<'a> {
+    credentials: Credentials,
+    headers: &'a HeaderMap,
+    address: std::net::IpAddr,
+}
+
+impl Viewer<'_> {
+    /// The digest views are grouped by: the credential gated content admitted them with, else
+    /// their address and user agent.
+    fn digest(&self, admission: &Admission) -> [u8; 16] {
+        match admission {
+            Admission::Granted { viewer, .. } => {
+                crate::viewership::collector::viewer_digest(&[b"credential", viewer.as_bytes()])
+            }
+            Admission::Open => crate::viewership::collector::viewer_digest(&[
+                b"address",
+                self.address.to_string().as_bytes(),
+                self.user_agent().as_bytes(),
+            ]),
+        }
+    }
+
+    fn user_agent(&self) -> &str {
+        self.headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Counts `media` of `content` as watched by this viewer (off the request's path).
+    fn count(&self, state: &AppState, content: &Served, media: Media) {
+        if !state.config().viewership.count_views {
+            return;
+        }
+        let country = state
+            .config()
+            .viewership
+            .country_header
+            .as_deref()
+            .and_then(|name| self.headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.trim()
+                    .chars()
+                    .take(8)
+                    .collect::<String>()
+                    .to_ascii_uppercase()
+            })
+            .unwrap_or_default();
+        state.views().record(Hit {
+            project_id: content.project_id.clone(),
+            playback_id: content.playback_id.clone(),
+            creator_id: content.creator_id.clone(),
+            viewer: self.digest(&content.admission),
+            user_agent: self.user_agent().chars().take(512).collect(),
+            country,
+            media,
+            at: crate::clock::now_ms(),
+        });
+    }
+}
+
 async fn serve_top(
     State(state): State<AppState>,
     Path((playback_id, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let viewer = Credentials::read(query.as_deref(), &headers);
+    let viewer = Viewer {
+        credentials: Credentials::read(query.as_deref(), &headers),
+        headers: &headers,
+        address,
+    };
     if file.ends_with(".mp4") {
-        return serve_mp4(&state, &playback_id, &file, &headers, &viewer).await;
+        return serve_mp4(&state, &playback_id, &file, &viewer).await;
     }
     serve(&state, &playback_id, &file, &viewer).await
 }
@@ -54,9 +124,14 @@ async fn serve_rendition(
     State(state): State<AppState>,
     Path((playback_id, rendition, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let viewer = Credentials::read(query.as_deref(), &headers);
+    let viewer = Viewer {
+        credentials: Credentials::read(query.as_deref(), &headers),
+        headers: &headers,
+        address,
+    };
     serve(
         &state,
         &playback_id,
@@ -70,7 +145,7 @@ async fn serve(
     state: &AppState,
     playback_id: &str,
     path: &str,
-    viewer: &Credentials,
+    viewer: &Viewer<'_>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("no such playlist or segment".into());
     let content_type = if path.ends_with(".m3u8") {
@@ -89,7 +164,8 @@ async fn serve(
     {
         return Err(not_found());
     }
-    let admission = admit(state, playback_id, viewer).await?;
+    let served = admit(state, playback_id, &viewer.credentials).await?;
+    let admission = &served.admission;
     let body = state
         .media_store()
         .get(&key(playback_id, path))
@@ -97,14 +173,23 @@ async fn serve(
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?
         .ok_or_else(not_found)?;
     let listing = content_type == PLAYLIST_TYPE || content_type == "text/vtt";
-    let cache = match (&admission, listing) {
+    if content_type == SEGMENT_TYPE {
+        viewer.count(
+            state,
+            &served,
+            Media::Segment {
+                path: path.to_string(),
+            },
+        );
+    }
+    let cache = match (admission, listing) {
         (Admission::Open, true) => "no-cache",
         (Admission::Open, false) => "public, max-age=31536000, immutable",
-        (Admission::Granted(_), true) => "private, no-cache",
-        (Admission::Granted(_), false) => "private, max-age=86400",
+        (Admission::Granted { .. }, true) => "private, no-cache",
+        (Admission::Granted { .. }, false) => "private, max-age=86400",
     };
-    let mut response = match &admission {
-        Admission::Granted(grant) if listing => {
+    let mut response = match admission {
+        Admission::Granted { grant, .. } if listing => {
             with_grant(&String::from_utf8_lossy(&body), grant).into_response()
         }
         _ => body.into_response(),
@@ -122,22 +207,30 @@ async fn serve(
     Ok(response)
 }
 
+/// Content the gate let a request have.
+struct Served {
+    admission: Admission,
+    project_id: String,
+    playback_id: String,
+    creator_id: String,
+}
+
 /// Refuses playback ids of no live stream or asset and suspended streams, then asks the gate.
 async fn admit(
     state: &AppState,
     playback_id: &str,
     viewer: &Credentials,
-) -> Result<Admission, ApiError> {
+) -> Result<Served, ApiError> {
     let not_found = || ApiError::NotFound("no such playlist or segment".into());
-    let (project_id, policy) =
+    let (project_id, policy, creator) =
         match crate::streams::repo::find_by_playback_id(state.db(), playback_id).await? {
             Some(stream) if stream.suspended => return Err(not_found()),
-            Some(stream) => (stream.project_id, stream.playback_policy),
+            Some(stream) => (stream.project_id, stream.playback_policy, stream.creator_id),
             None => {
                 let asset = crate::assets::repo::find_by_playback_id(state.db(), playback_id)
                     .await?
                     .ok_or_else(not_found)?;
-                (asset.project_id, asset.playback_policy)
+                (asset.project_id, asset.playback_policy, asset.creator_id)
             }
         };
     let content = Content {
@@ -145,7 +238,13 @@ async fn admit(
         playback_id,
         policy: policy.as_ref(),
     };
-    state.gate().admit(&content, viewer).await
+    let admission = state.gate().admit(&content, viewer).await?;
+    Ok(Served {
+        admission,
+        project_id,
+        playback_id: playback_id.to_string(),
+        creator_id: creator.map(|c| c.value).unwrap_or_default(),
+    })
 }
 
 /// `text` (an HLS playlist or a WebVTT thumbnail index) with `grant` added to every URI in it:
@@ -194,15 +293,15 @@ async fn serve_mp4(
     state: &AppState,
     playback_id: &str,
     file: &str,
-    headers: &HeaderMap,
-    viewer: &Credentials,
+    viewer: &Viewer<'_>,
 ) -> Result<Response, ApiError> {
+    let headers = viewer.headers;
     let not_found = || ApiError::NotFound("no such file".into());
     let object = key(playback_id, file);
     if playback_id.len() > 64 || studio_media_core::store::validate_key(&object).is_err() {
         return Err(not_found());
     }
-    let admission = admit(state, playback_id, viewer).await?;
+    let served = admit(state, playback_id, &viewer.credentials).await?;
     let store_error = |e| ApiError::Internal(anyhow::Error::new(e));
     let size = state
         .media_store()
@@ -232,6 +331,14 @@ async fn serve_mp4(
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
+    viewer.count(
+        state,
+        &served,
+        Media::Mp4 {
+            bytes: end - start,
+            size,
+        },
+    );
     let mut response = axum::body::Body::from_stream(chunks).into_response();
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -240,9 +347,9 @@ async fn serve_mp4(
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static(match admission {
+        HeaderValue::from_static(match served.admission {
             Admission::Open => "public, max-age=31536000, immutable",
-            Admission::Granted(_) => "private, max-age=86400",
+            Admission::Granted { .. } => "private, max-age=86400",
         }),
     );
     headers.insert(

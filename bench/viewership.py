@@ -4,8 +4,8 @@
 1. Counting: HLS segment requests per second (wrk on loopback, one public segment, every request a
    new view hit) with view counting on and off (`STUDIO_VIEWERSHIP__COUNT_VIEWS`), rounds
    alternating, the server restarted for each; prints the ratio on / off of the medians.
-2. Querying: 1,000 playback IDs x 30 days of hourly rollups (720,000 rows, written straight into the
-   database), then `GET /api/data/views/query` for the 30 days in hourly buckets (all playback IDs
+2. Querying: 1,000 playback IDs x 30 days of hourly rollups (720,000 rows, and their per-project
+   sums, written straight into the database), then `GET /api/data/views/query` for the 30 days in hourly buckets (all playback IDs
    summed), and for one playback ID; prints the median and worst of 20 calls.
 
     bench/viewership.py [seconds per wrk run, default 5] [rounds, default 3] [connections, default 32]
@@ -83,6 +83,11 @@ try:
             for p in range(PLAYBACK_IDS) for h in range(HOURS))
     db.executemany("INSERT INTO view_rollups (project_id, playback_id, hour, creator_id, device_type, browser, os, "
                    "country, view_count, playtime_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    # The per-project sums the collector writes beside them.
+    db.execute("INSERT INTO view_rollups_project (project_id, hour, creator_id, device_type, browser, os, country, "
+               "view_count, playtime_ms) SELECT project_id, hour, creator_id, device_type, browser, os, country, "
+               "SUM(view_count), SUM(playtime_ms) FROM view_rollups WHERE project_id = ? AND hour >= ? AND hour < ? "
+               "GROUP BY project_id, hour, creator_id, device_type, browser, os, country", (project_id, start, end))
     db.commit()
     db.close()
     with studio_bench.server(data) as (api, _base, _rtmp, key, _process):

@@ -43,3 +43,25 @@ CREATE TABLE view_rollups (
     PRIMARY KEY (project_id, hour, playback_id, creator_id, device_type, browser, os, country)
 );
 CREATE INDEX view_rollups_playback ON view_rollups (playback_id, hour);
+
+-- The same sums without the playback ID, per project: what queries over a whole project read (a
+-- month of hours over thousands of playback IDs is a few hundred rows here).
+CREATE TABLE view_rollups_project (
+    project_id          TEXT NOT NULL,
+    hour                BIGINT NOT NULL,
+    creator_id          TEXT NOT NULL,
+    device_type         TEXT NOT NULL,
+    browser             TEXT NOT NULL,
+    os                  TEXT NOT NULL,
+    country             TEXT NOT NULL,
+    view_count          BIGINT NOT NULL,
+    playtime_ms         BIGINT NOT NULL,
+    ttff_ms_sum         BIGINT NOT NULL DEFAULT 0,
+    ttff_count          BIGINT NOT NULL DEFAULT 0,
+    rebuffer_ms         BIGINT NOT NULL DEFAULT 0,
+    beacon_playtime_ms  BIGINT NOT NULL DEFAULT 0,
+    beacon_sessions     BIGINT NOT NULL DEFAULT 0,
+    error_sessions      BIGINT NOT NULL DEFAULT 0,
+    exits_before_start  BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, hour, creator_id, device_type, browser, os, country)
+);

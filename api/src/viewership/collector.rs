@@ -195,14 +195,7 @@ impl Collector {
             Event::Hit(hit) => self.add(hit).await,
             Event::Beacon { key, at, delta } => {
                 let hour = at - at.rem_euclid(3_600_000);
-                let sum = self.beacons.entry((key, hour)).or_default();
-                sum.ttff_ms_sum += delta.ttff_ms_sum;
-                sum.ttff_count += delta.ttff_count;
-                sum.rebuffer_ms += delta.rebuffer_ms;
-                sum.beacon_playtime_ms += delta.beacon_playtime_ms;
-                sum.beacon_sessions += delta.beacon_sessions;
-                sum.error_sessions += delta.error_sessions;
-                sum.exits_before_start += delta.exits_before_start;
+                self.beacons.entry((key, hour)).or_default().add(&delta);
             }
         }
     }

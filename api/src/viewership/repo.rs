@@ -32,6 +32,20 @@ pub struct RollupDelta {
     pub exits_before_start: i64,
 }
 
+impl RollupDelta {
+    pub fn add(&mut self, other: &RollupDelta) {
+        self.views += other.views;
+        self.playtime_ms += other.playtime_ms;
+        self.ttff_ms_sum += other.ttff_ms_sum;
+        self.ttff_count += other.ttff_count;
+        self.rebuffer_ms += other.rebuffer_ms;
+        self.beacon_playtime_ms += other.beacon_playtime_ms;
+        self.beacon_sessions += other.beacon_sessions;
+        self.error_sessions += other.error_sessions;
+        self.exits_before_start += other.exits_before_start;
+    }
+}
+
 /// A viewer session's changes since the last flush.
 pub struct SessionWrite {
     pub id: String,
@@ -93,48 +107,67 @@ pub async fn write_sessions(
     Ok(created)
 }
 
-/// Adds `deltas` (by key and hour) to the rollups, in one transaction.
+/// Adds `deltas` (by key and hour) to the rollups, per playback ID and per project, in one
+/// transaction.
 pub async fn add_to_rollups(
     db: &Database,
     deltas: &HashMap<(RollupKey, i64), RollupDelta>,
 ) -> Result<(), sqlx::Error> {
+    let mut per_project: HashMap<(RollupKey, i64), RollupDelta> = HashMap::new();
+    for ((key, hour), delta) in deltas {
+        let key = RollupKey {
+            playback_id: String::new(),
+            ..key.clone()
+        };
+        per_project.entry((key, *hour)).or_default().add(delta);
+    }
     let mut tx = db.begin().await?;
-    for ((k, hour), d) in deltas {
-        sqlx::query(
-            "INSERT INTO view_rollups (project_id, playback_id, hour, creator_id, device_type, browser, os, country, \
+    for (table, rows) in [("view_rollups", deltas), ("view_rollups_project", &per_project)] {
+        let by_playback = table == "view_rollups";
+        let (pid_column, pid_value, pid_key) = if by_playback {
+            ("playback_id, ", "$17, ", "playback_id, ")
+        } else {
+            ("", "", "")
+        };
+        let sql = format!(
+            "INSERT INTO {table} (project_id, {pid_column}hour, creator_id, device_type, browser, os, country, \
              view_count, playtime_ms, ttff_ms_sum, ttff_count, rebuffer_ms, beacon_playtime_ms, beacon_sessions, \
              error_sessions, exits_before_start) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-             ON CONFLICT (project_id, hour, playback_id, creator_id, device_type, browser, os, country) DO UPDATE SET \
-             view_count = view_rollups.view_count + excluded.view_count, \
-             playtime_ms = view_rollups.playtime_ms + excluded.playtime_ms, \
-             ttff_ms_sum = view_rollups.ttff_ms_sum + excluded.ttff_ms_sum, \
-             ttff_count = view_rollups.ttff_count + excluded.ttff_count, \
-             rebuffer_ms = view_rollups.rebuffer_ms + excluded.rebuffer_ms, \
-             beacon_playtime_ms = view_rollups.beacon_playtime_ms + excluded.beacon_playtime_ms, \
-             beacon_sessions = view_rollups.beacon_sessions + excluded.beacon_sessions, \
-             error_sessions = view_rollups.error_sessions + excluded.error_sessions, \
-             exits_before_start = view_rollups.exits_before_start + excluded.exits_before_start",
-        )
-        .bind(&k.project_id)
-        .bind(&k.playback_id)
-        .bind(hour)
-        .bind(&k.creator_id)
-        .bind(&k.device_type)
-        .bind(&k.browser)
-        .bind(&k.os)
-        .bind(&k.country)
-        .bind(d.views)
-        .bind(d.playtime_ms)
-        .bind(d.ttff_ms_sum)
-        .bind(d.ttff_count)
-        .bind(d.rebuffer_ms)
-        .bind(d.beacon_playtime_ms)
-        .bind(d.beacon_sessions)
-        .bind(d.error_sessions)
-        .bind(d.exits_before_start)
-        .execute(&mut *tx)
-        .await?;
+             VALUES ($1, {pid_value}$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (project_id, hour, {pid_key}creator_id, device_type, browser, os, country) DO UPDATE SET \
+             view_count = {table}.view_count + excluded.view_count, \
+             playtime_ms = {table}.playtime_ms + excluded.playtime_ms, \
+             ttff_ms_sum = {table}.ttff_ms_sum + excluded.ttff_ms_sum, \
+             ttff_count = {table}.ttff_count + excluded.ttff_count, \
+             rebuffer_ms = {table}.rebuffer_ms + excluded.rebuffer_ms, \
+             beacon_playtime_ms = {table}.beacon_playtime_ms + excluded.beacon_playtime_ms, \
+             beacon_sessions = {table}.beacon_sessions + excluded.beacon_sessions, \
+             error_sessions = {table}.error_sessions + excluded.error_sessions, \
+             exits_before_start = {table}.exits_before_start + excluded.exits_before_start"
+        );
+        for ((k, hour), d) in rows {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(&k.project_id)
+                .bind(hour)
+                .bind(&k.creator_id)
+                .bind(&k.device_type)
+                .bind(&k.browser)
+                .bind(&k.os)
+                .bind(&k.country)
+                .bind(d.views)
+                .bind(d.playtime_ms)
+                .bind(d.ttff_ms_sum)
+                .bind(d.ttff_count)
+                .bind(d.rebuffer_ms)
+                .bind(d.beacon_playtime_ms)
+                .bind(d.beacon_sessions)
+                .bind(d.error_sessions)
+                .bind(d.exits_before_start);
+            if by_playback {
+                query = query.bind(&k.playback_id);
+            }
+            query.execute(&mut *tx).await?;
+        }
     }
     tx.commit().await
 }
@@ -236,8 +269,14 @@ pub async fn read_rollups(
         .iter()
         .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}")),
     );
+    // Without a playback ID to filter or break down by, the per-project sums answer.
+    let table = if q.playback_ids.is_none() && !q.breakdown.contains(&Dimension::PlaybackId) {
+        "view_rollups_project"
+    } else {
+        "view_rollups"
+    };
     let mut sql = format!(
-        "SELECT {} FROM view_rollups WHERE project_id = $1 AND hour >= $2 AND hour < $3",
+        "SELECT {} FROM {table} WHERE project_id = $1 AND hour >= $2 AND hour < $3",
         select.join(", ")
     );
     let mut next = 4;

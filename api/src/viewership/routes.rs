@@ -321,16 +321,7 @@ fn fold_by_calendar(rows: Vec<RollupRow>, step: TimeStep) -> Vec<RollupRow> {
                 bucket: Some(start),
                 sums: Default::default(),
             });
-        let (a, b) = (&mut entry.sums, &row.sums);
-        a.views += b.views;
-        a.playtime_ms += b.playtime_ms;
-        a.ttff_ms_sum += b.ttff_ms_sum;
-        a.ttff_count += b.ttff_count;
-        a.rebuffer_ms += b.rebuffer_ms;
-        a.beacon_playtime_ms += b.beacon_playtime_ms;
-        a.beacon_sessions += b.beacon_sessions;
-        a.error_sessions += b.error_sessions;
-        a.exits_before_start += b.exits_before_start;
+        entry.sums.add(&row.sums);
     }
     merged.into_values().collect()
 }

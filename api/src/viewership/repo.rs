@@ -122,7 +122,10 @@ pub async fn add_to_rollups(
         per_project.entry((key, *hour)).or_default().add(delta);
     }
     let mut tx = db.begin().await?;
-    for (table, rows) in [("view_rollups", deltas), ("view_rollups_project", &per_project)] {
+    for (table, rows) in [
+        ("view_rollups", deltas),
+        ("view_rollups_project", &per_project),
+    ] {
         let by_playback = table == "view_rollups";
         let (pid_column, pid_value, pid_key) = if by_playback {
             ("playback_id, ", "$17, ", "playback_id, ")

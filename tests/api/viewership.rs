@@ -247,6 +247,44 @@ async fn real_players_are_counted_in_every_viewership_api(backend: Backend) {
         .await;
     assert_eq!(theirs.json, json!([]), "another tenant sees none of it");
 
+    // A browser key restricted to CORS use reads one asset's views and the totals, not the
+    // project's whole viewership.
+    let cors = app
+        .call(
+            Some(&app.admin_key),
+            Method::POST,
+            "/api-token",
+            Some(json!({"name": "page", "access": {"cors": {"allowedOrigins": ["https://app.example"]}}})),
+        )
+        .await;
+    assert_eq!(cors.status, 201, "{}", cors.text);
+    let cors_key = cors.json["key"]
+        .as_str()
+        .or(cors.json["id"].as_str())
+        .unwrap()
+        .to_string();
+    let from_page = |path: String| {
+        let http = app.http.clone();
+        let (url, key) = (app.url(&path), cors_key.clone());
+        async move {
+            Reply::from(
+                http.get(url)
+                    .bearer_auth(key)
+                    .header("origin", "https://app.example")
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let mine = from_page(format!("/data/views/query/creator?assetId={asset_id}")).await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    assert_eq!(mine.json[0]["viewCount"], 3, "{}", mine.text);
+    from_page(format!("/data/views/query?playbackId={pid}"))
+        .await
+        .assert_error(403, "CORS-enabled API key");
+
     // Public totals need no key; realtime counts who was seen in the last 30 s.
     let public = reqwest::get(app.url(&format!("/data/views/query/total/{pid}")))
         .await

@@ -489,6 +489,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .expect("a server state is started once");
     let view_collector = tokio::spawn(crate::viewership::collector::run(
         view_hits,
+        state.views().durations(),
         db.clone(),
         state.media_store_arc(),
         state.config().viewership.flush_interval(),

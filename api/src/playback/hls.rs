@@ -188,6 +188,12 @@ async fn serve(
         (Admission::Granted { .. }, true) => "private, no-cache",
         (Admission::Granted { .. }, false) => "private, max-age=86400",
     };
+    if content_type == PLAYLIST_TYPE && state.config().viewership.count_views {
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        state
+            .views()
+            .learn_playlist(playback_id, dir, &String::from_utf8_lossy(&body));
+    }
     let mut response = match admission {
         Admission::Granted { grant, .. } if listing => {
             with_grant(&String::from_utf8_lossy(&body), grant).into_response()

@@ -6,9 +6,11 @@
 //! into viewer sessions (one viewer of one playback ID until [`SESSION_GAP`] without a request;
 //! a viewer is the credential it plays with, else its address and user agent), credits each
 //! session with the media time it was served (segment durations from the rendition's playlist,
-//! MP4 bytes in proportion to the file's duration), and every flush interval writes what changed:
-//! new sessions into `view_sessions` (an id every node derives alike, so a viewer served by two
-//! nodes is one view) and the sums into the hourly `view_rollups`, in one transaction.
+//! learned when this node serves it, read from the store otherwise; MP4 bytes in proportion to the
+//! file's duration), and every flush interval writes what changed: new sessions into
+//! `view_sessions` (an id every node derives alike, so a viewer served by two nodes is one view)
+//! and the sums into the hourly rollups (`view_rollups`, and `view_rollups_project` without the
+//! playback ID), in one transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,10 +85,17 @@ pub enum Event {
     },
 }
 
+/// Segment durations (seconds) by file name, per rendition playlist (playback ID, directory),
+/// with the target duration under `""`.
+pub type SegmentDurations = TtlCache<(String, String), Arc<HashMap<String, f64>>>;
+
 /// The handle request handlers record hits through.
 pub struct Views {
     sender: mpsc::Sender<Event>,
     dropped: AtomicU64,
+    /// Filled from the media playlists this node serves (no extra read), and by the collector
+    /// from the store for segments whose playlist another node served.
+    durations: Arc<SegmentDurations>,
 }
 
 impl Views {
@@ -97,6 +106,7 @@ impl Views {
             Views {
                 sender,
                 dropped: AtomicU64::new(0),
+                durations: Arc::new(TtlCache::new(10_000)),
             },
             receiver,
         )
@@ -117,6 +127,24 @@ impl Views {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("studio_view_hits_dropped_total").increment(1);
         }
+    }
+
+    /// Learns the segment durations of a media playlist being served (`dir` below the playback
+    /// ID, `""` at its top), so that counting its segments reads nothing.
+    pub fn learn_playlist(&self, playback_id: &str, dir: &str, playlist: &str) {
+        if !playlist.contains("#EXTINF") {
+            return;
+        }
+        self.durations.insert(
+            (playback_id.to_string(), dir.to_string()),
+            Arc::new(parse_durations(playlist)),
+            Instant::now() + PLAYLIST_TTL,
+        );
+    }
+
+    /// The durations the collector reads.
+    pub fn durations(&self) -> Arc<SegmentDurations> {
+        self.durations.clone()
     }
 
     /// Hits dropped so far.
@@ -144,8 +172,7 @@ struct Collector {
     sessions: HashMap<SessionKey, Session>,
     /// Beacon sums since the last flush, by rollup row.
     beacons: HashMap<(RollupKey, i64), RollupDelta>,
-    /// Segment durations (seconds) by file name, per rendition playlist.
-    playlists: TtlCache<(String, String), Arc<HashMap<String, f64>>>,
+    playlists: Arc<SegmentDurations>,
     /// Durations (seconds) of assets' files, by playback ID.
     durations: TtlCache<String, f64>,
     retention: Duration,
@@ -155,6 +182,7 @@ struct Collector {
 /// Runs the collector until `shutdown`, flushing every `interval` and once more at the end.
 pub async fn run(
     mut hits: mpsc::Receiver<Event>,
+    durations: Arc<SegmentDurations>,
     db: Database,
     store: Arc<dyn ObjectStore>,
     interval: Duration,
@@ -166,7 +194,7 @@ pub async fn run(
         store,
         sessions: HashMap::new(),
         beacons: HashMap::new(),
-        playlists: TtlCache::new(10_000),
+        playlists: durations,
         durations: TtlCache::new(10_000),
         retention,
         last_prune: Instant::now(),

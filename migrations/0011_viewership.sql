@@ -13,11 +13,24 @@ CREATE TABLE view_sessions (
     device_type   TEXT NOT NULL,
     browser       TEXT NOT NULL,
     os            TEXT NOT NULL,
-    country       TEXT NOT NULL,
-    errors        BIGINT NOT NULL DEFAULT 0
+    country       TEXT NOT NULL
 );
 CREATE INDEX view_sessions_recent ON view_sessions (project_id, last_seen_at);
 CREATE INDEX view_sessions_age ON view_sessions (started_at);
+
+-- Players that send beacons (POST /analytics/log), by their own session id: whether they reported
+-- an error, for the realtime error rate. Expire with viewer sessions.
+CREATE TABLE player_sessions (
+    id            TEXT PRIMARY KEY,
+    project_id    TEXT NOT NULL,
+    playback_id   TEXT NOT NULL,
+    last_seen_at  BIGINT NOT NULL,
+    errored       BIGINT NOT NULL,
+    device_type   TEXT NOT NULL,
+    browser       TEXT NOT NULL,
+    country       TEXT NOT NULL
+);
+CREATE INDEX player_sessions_recent ON player_sessions (project_id, last_seen_at);
 
 -- Hourly rollups: what every query reads. One row per (project, playback ID, hour, dimensions).
 -- Empty strings stand for unknown dimensions (they are omitted from answers).

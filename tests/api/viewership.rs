@@ -296,13 +296,22 @@ async fn real_players_are_counted_in_every_viewership_api(backend: Backend) {
     assert_eq!(public["playbackId"], pid.as_str());
     let now = app.get(&format!("/data/views/now?playbackId={pid}")).await;
     assert_eq!(now.json[0]["viewCount"], 3, "{}", now.text);
-    let by_browser = app.get("/data/views/now?breakdownBy[]=browser").await;
     assert_eq!(
-        by_browser.json.as_array().unwrap().len(),
-        3,
-        "{}",
-        by_browser.text
+        now.json[0]["errorRate"], 1.0,
+        "the one beaconing player erred: {}",
+        now.text
     );
+    let by_browser = app.get("/data/views/now?breakdownBy[]=browser").await;
+    let by_browser = by_browser.json.as_array().unwrap().clone();
+    assert_eq!(by_browser.len(), 3, "{by_browser:?}");
+    let rate = |browser: &str| {
+        by_browser
+            .iter()
+            .find(|r| r["browser"] == browser)
+            .map(|r| r["errorRate"].clone())
+    };
+    assert_eq!(rate("Chrome"), Some(json!(1.0)), "{by_browser:?}");
+    assert_eq!(rate("ffmpeg"), Some(json!(0.0)), "{by_browser:?}");
     app.get("/data/views/now?timeStep=hour")
         .await
         .assert_error(400, "timeStep");

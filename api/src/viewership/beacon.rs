@@ -119,6 +119,7 @@ pub async fn log(
 
     let sessions = &state.player_sessions().0;
     let key = format!("{}\u{0}{}", beacon.playback_id, beacon.session_id);
+    let key_digest = hex::encode(super::collector::viewer_digest(&[key.as_bytes()]));
     let known = sessions.get(&key);
     let before = known.unwrap_or_default();
     let mut after = before;
@@ -181,6 +182,7 @@ pub async fn log(
         },
         now_ms(),
         delta,
+        (key_digest, after.error_counted),
     );
     Ok(StatusCode::NO_CONTENT)
 }

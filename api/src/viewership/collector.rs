@@ -77,11 +77,13 @@ pub fn viewer_digest(parts: &[&[u8]]) -> [u8; 16] {
 /// What the collector is handed.
 pub enum Event {
     Hit(Hit),
-    /// What a player's beacon added to the rollup of `key` at `at`.
+    /// What a player's beacon added to the rollup of `key` at `at`; `player` is the player's
+    /// session (its id and whether it reported an error).
     Beacon {
         key: RollupKey,
         at: i64,
         delta: RollupDelta,
+        player: (String, bool),
     },
 }
 
@@ -118,8 +120,19 @@ impl Views {
     }
 
     /// Hands what a player beacon added to the collector.
-    pub fn record_beacon(&self, key: RollupKey, at: i64, delta: RollupDelta) {
-        self.send(Event::Beacon { key, at, delta });
+    pub fn record_beacon(
+        &self,
+        key: RollupKey,
+        at: i64,
+        delta: RollupDelta,
+        player: (String, bool),
+    ) {
+        self.send(Event::Beacon {
+            key,
+            at,
+            delta,
+            player,
+        });
     }
 
     fn send(&self, event: Event) {
@@ -172,6 +185,8 @@ struct Collector {
     sessions: HashMap<SessionKey, Session>,
     /// Beacon sums since the last flush, by rollup row.
     beacons: HashMap<(RollupKey, i64), RollupDelta>,
+    /// Beaconing players heard from since the last flush, by id.
+    players: HashMap<String, repo::PlayerWrite>,
     playlists: Arc<SegmentDurations>,
     /// Durations (seconds) of assets' files, by playback ID.
     durations: TtlCache<String, f64>,
@@ -194,6 +209,7 @@ pub async fn run(
         store,
         sessions: HashMap::new(),
         beacons: HashMap::new(),
+        players: HashMap::new(),
         playlists: durations,
         durations: TtlCache::new(10_000),
         retention,
@@ -221,9 +237,25 @@ impl Collector {
     async fn take(&mut self, event: Event) {
         match event {
             Event::Hit(hit) => self.add(hit).await,
-            Event::Beacon { key, at, delta } => {
+            Event::Beacon {
+                key,
+                at,
+                delta,
+                player: (id, errored),
+            } => {
                 let hour = at - at.rem_euclid(3_600_000);
-                self.beacons.entry((key, hour)).or_default().add(&delta);
+                self.beacons
+                    .entry((key.clone(), hour))
+                    .or_default()
+                    .add(&delta);
+                let player = self.players.entry(id.clone()).or_insert(repo::PlayerWrite {
+                    id,
+                    key,
+                    last_seen_at: at,
+                    errored,
+                });
+                player.last_seen_at = player.last_seen_at.max(at);
+                player.errored |= errored;
             }
         }
     }
@@ -387,6 +419,12 @@ impl Collector {
             }
         }
         deltas.retain(|_, d| *d != RollupDelta::default());
+        let players: Vec<_> = std::mem::take(&mut self.players).into_values().collect();
+        if !players.is_empty()
+            && let Err(err) = repo::write_players(&self.db, &players).await
+        {
+            tracing::warn!(error = %err, "writing beaconing players failed");
+        }
         if !deltas.is_empty()
             && let Err(err) = repo::add_to_rollups(&self.db, &deltas).await
         {

@@ -180,7 +180,46 @@ pub async fn delete_sessions_before(db: &Database, before: i64) -> Result<(), sq
         .bind(before)
         .execute(db.writer())
         .await?;
+    sqlx::query("DELETE FROM player_sessions WHERE last_seen_at < $1")
+        .bind(before)
+        .execute(db.writer())
+        .await?;
     Ok(())
+}
+
+/// A beaconing player's state, as of its last beacon.
+#[derive(Debug, Clone)]
+pub struct PlayerWrite {
+    pub id: String,
+    pub key: RollupKey,
+    pub last_seen_at: i64,
+    pub errored: bool,
+}
+
+/// Records beaconing players, in one transaction.
+pub async fn write_players(db: &Database, players: &[PlayerWrite]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    for p in players {
+        sqlx::query(
+            "INSERT INTO player_sessions (id, project_id, playback_id, last_seen_at, errored, device_type, browser, country) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+             last_seen_at = CASE WHEN player_sessions.last_seen_at < excluded.last_seen_at \
+             THEN excluded.last_seen_at ELSE player_sessions.last_seen_at END, \
+             errored = CASE WHEN player_sessions.errored > excluded.errored \
+             THEN player_sessions.errored ELSE excluded.errored END",
+        )
+        .bind(&p.id)
+        .bind(&p.key.project_id)
+        .bind(&p.key.playback_id)
+        .bind(p.last_seen_at)
+        .bind(p.errored as i64)
+        .bind(&p.key.device_type)
+        .bind(&p.key.browser)
+        .bind(&p.key.country)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// A dimension of the rollups answers can be broken down by.
@@ -352,20 +391,27 @@ pub async fn total_of(db: &Database, playback_id: &str) -> Result<(i64, i64), sq
     Ok((row.try_get("views")?, row.try_get("playtime")?))
 }
 
-/// Viewer sessions of the project seen since `since`, grouped by `columns` (of `view_sessions`):
-/// (values, viewers, viewers with errors).
-pub async fn recent_viewers(
+/// Sessions in `table` (`view_sessions` or `player_sessions`) of the project seen since `since`,
+/// grouped by `columns` (which both tables have): (values, sessions, sessions with errors; always
+/// 0 for viewer sessions).
+pub async fn recent_sessions(
     db: &Database,
+    table: &'static str,
     project_id: &str,
     since: i64,
     playback_id: Option<&str>,
     columns: &[&'static str],
 ) -> Result<Vec<(Vec<String>, i64, i64)>, sqlx::Error> {
+    let failing = if table == "player_sessions" {
+        "errored"
+    } else {
+        "0"
+    };
     let mut select: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-    select.push("COUNT(*) AS viewers".into());
-    select.push("CAST(SUM(CASE WHEN errors > 0 THEN 1 ELSE 0 END) AS BIGINT) AS failing".into());
+    select.push("COUNT(*) AS sessions".into());
+    select.push(format!("CAST(SUM({failing}) AS BIGINT) AS failing"));
     let mut sql = format!(
-        "SELECT {} FROM view_sessions WHERE project_id = $1 AND last_seen_at >= $2",
+        "SELECT {} FROM {table} WHERE project_id = $1 AND last_seen_at >= $2",
         select.join(", ")
     );
     if playback_id.is_some() {
@@ -388,9 +434,10 @@ pub async fn recent_viewers(
                     .iter()
                     .map(|c| row.try_get::<String, _>(*c))
                     .collect::<Result<_, _>>()?,
-                row.try_get::<i64, _>("viewers")?,
+                row.try_get::<i64, _>("sessions")?,
                 row.try_get::<Option<i64>, _>("failing")?.unwrap_or(0),
             ))
         })
+        .filter(|r| !matches!(r, Ok((_, 0, _))))
         .collect()
 }

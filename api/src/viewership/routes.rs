@@ -363,8 +363,8 @@ fn metric(row: RollupRow, dimensions: &[Dimension]) -> ViewershipMetric {
         }),
         error_rate: (s.beacon_sessions > 0)
             .then(|| s.error_sessions as f64 / s.beacon_sessions as f64),
-        exits_before_start: (s.beacon_sessions > 0)
-            .then(|| s.exits_before_start as f64 / s.beacon_sessions as f64),
+        // Not known yet: the beacon says when a player starts, not when a viewer gives up.
+        exits_before_start: None,
         ..Default::default()
     };
     for (dimension, value) in dimensions.iter().zip(row.dimensions) {
@@ -457,7 +457,8 @@ async fn public_total(
     }))
 }
 
-/// Viewers watching now (seen within the last 30 s).
+/// Viewers watching now (served within the last 30 s), with the share of beaconing players
+/// that reported an error.
 #[utoipa::path(get, path = "/data/views/now", tag = "metrics", operation_id = "getRealtimeViewershipNow",
     params(
         ("playbackId" = Option<String>, Query, description = "Only this playback ID"),
@@ -495,24 +496,38 @@ async fn views_now(
             columns.push(column);
         }
     }
-    let groups = repo::recent_viewers(
-        state.db(),
-        &principal.project_id,
-        now_ms() - NOW_WINDOW_MS,
-        params.one("playbackId"),
-        &columns,
-    )
-    .await?;
-    let mut out: Vec<RealtimeViewershipMetric> = groups
+    let since = now_ms() - NOW_WINDOW_MS;
+    let project = &principal.project_id;
+    let playback_id = params.one("playbackId");
+    let (viewers, players) = tokio::try_join!(
+        repo::recent_sessions(
+            state.db(),
+            "view_sessions",
+            project,
+            since,
+            playback_id,
+            &columns
+        ),
+        repo::recent_sessions(
+            state.db(),
+            "player_sessions",
+            project,
+            since,
+            playback_id,
+            &columns
+        ),
+    )?;
+    // Viewers are counted from what was served; errors from what players report.
+    let errors: std::collections::HashMap<Vec<String>, f64> = players
         .into_iter()
-        .map(|(values, viewers, failing)| {
+        .map(|(values, players, failing)| (values, failing as f64 / players as f64))
+        .collect();
+    let mut out: Vec<RealtimeViewershipMetric> = viewers
+        .into_iter()
+        .map(|(values, viewers, _)| {
             let mut m = RealtimeViewershipMetric {
                 view_count: viewers,
-                error_rate: if viewers > 0 {
-                    failing as f64 / viewers as f64
-                } else {
-                    0.0
-                },
+                error_rate: errors.get(&values).copied().unwrap_or(0.0),
                 ..Default::default()
             };
             for (column, value) in columns.iter().zip(values) {

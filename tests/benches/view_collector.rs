@@ -65,12 +65,18 @@ async fn main() {
     let counted = loop {
         let reply = app.get("/data/views/query").await;
         let playtime_ms = reply.json[0]["playtimeMins"].as_f64().unwrap_or(0.0) * 60_000.0;
-        if playtime_ms.round() as i64 >= expected_ms || drained.elapsed() > Duration::from_secs(60) {
-            break (playtime_ms.round() as i64, reply.json[0]["viewCount"].clone());
+        if playtime_ms.round() as i64 >= expected_ms || drained.elapsed() > Duration::from_secs(60)
+        {
+            break (
+                playtime_ms.round() as i64,
+                reply.json[0]["viewCount"].clone(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    println!("| hits/s asked | hits/s sent | dropped | views | playtime counted | record() per hit | all in the rollups after the last hit |");
+    println!(
+        "| hits/s asked | hits/s sent | dropped | views | playtime counted | record() per hit | all in the rollups after the last hit |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {rate} | {:.0} | {} | {} | {:.1} % | {:.0} ns | {:.2} s |",

@@ -18,3 +18,24 @@ pub mod routes;
 pub mod usage;
 
 pub use collector::{Event, Hit, Media, Views};
+
+/// The viewer's country as the trusted proxy in front says it (`viewership.country_header`), upper
+/// case; empty when not configured or not sent.
+pub fn country(
+    config: &crate::config::ViewershipConfig,
+    headers: &axum::http::HeaderMap,
+) -> String {
+    config
+        .country_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .chars()
+                .take(8)
+                .collect::<String>()
+                .to_ascii_uppercase()
+        })
+        .unwrap_or_default()
+}

@@ -74,21 +74,7 @@ impl Viewer<'_> {
         if !state.config().viewership.count_views {
             return;
         }
-        let country = state
-            .config()
-            .viewership
-            .country_header
-            .as_deref()
-            .and_then(|name| self.headers.get(name))
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.trim()
-                    .chars()
-                    .take(8)
-                    .collect::<String>()
-                    .to_ascii_uppercase()
-            })
-            .unwrap_or_default();
+        let country = crate::viewership::country(&state.config().viewership, self.headers);
         state.views().record(Hit {
             project_id: content.project_id.clone(),
             playback_id: content.playback_id.clone(),

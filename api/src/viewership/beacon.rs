@@ -155,21 +155,7 @@ pub async fn log(
         &beacon.user_agent
     };
     let agent = agent::parse(user_agent);
-    let country = state
-        .config()
-        .viewership
-        .country_header
-        .as_deref()
-        .and_then(|name| headers.get(name))
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .chars()
-                .take(8)
-                .collect::<String>()
-                .to_ascii_uppercase()
-        })
-        .unwrap_or_default();
+    let country = crate::viewership::country(&state.config().viewership, &headers);
     state.views().record_beacon(
         RollupKey {
             project_id,

@@ -35,13 +35,7 @@ async fn revocations_reach_every_node() {
     const ROUNDS: usize = 20;
     const BOUND: Duration = Duration::from_secs(1);
     let app = TestApp::spawn(Backend::Postgres).await;
-    let mut config = app.config.clone();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
-    config.srt_addr = "127.0.0.1:0".parse().unwrap();
-    let node_b = studio_api::app::start(config)
-        .await
-        .expect("a second node starts");
+    let node_b = app.second_node(|_| {}).await;
     let b = format!("http://{}/api", node_b.addr);
     let on_b = |key: String, path: &'static str| {
         let http = app.http.clone();
@@ -148,13 +142,7 @@ async fn revocations_reach_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_a_stream_on_one_node_cuts_its_publisher_on_another() {
     let app = TestApp::spawn(Backend::Postgres).await;
-    let mut config = app.config.clone();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
-    config.srt_addr = "127.0.0.1:0".parse().unwrap();
-    let node_b = studio_api::app::start(config)
-        .await
-        .expect("a second node starts");
+    let node_b = app.second_node(|_| {}).await;
     for (what, end) in [
         ("terminate", (Method::DELETE, "/terminate", None)),
         (
@@ -206,14 +194,7 @@ async fn ending_a_stream_on_one_node_cuts_its_publisher_on_another() {
 async fn two_nodes_on_postgres_and_s3_behave_as_one() {
     use studio_tests::receiver::Receiver;
     let app = TestApp::spawn_on(Backend::Postgres, studio_tests::Storage::S3, |_| {}).await;
-    let mut config = app.config.clone();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
-    config.srt_addr = "127.0.0.1:0".parse().unwrap();
-    config.public_url = None;
-    let node_b = studio_api::app::start(config)
-        .await
-        .expect("a second node starts on the same database and bucket");
+    let node_b = app.second_node(|c| c.public_url = None).await;
     let base_b = format!("http://{}", node_b.addr);
     let on_b = |path: String| {
         let (http, key, url) = (

@@ -566,13 +566,7 @@ async fn the_webhook_gate_asks_the_projects_webhook(backend: Backend) {
 async fn a_disabled_key_stops_playback_on_every_node_within_a_second() {
     const BOUND: Duration = Duration::from_secs(1);
     let app = TestApp::spawn(Backend::Postgres).await;
-    let mut config = app.config.clone();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
-    config.srt_addr = "127.0.0.1:0".parse().unwrap();
-    let node_b = studio_api::app::start(config)
-        .await
-        .expect("a second node starts");
+    let node_b = app.second_node(|_| {}).await;
     let b = format!("http://{}", node_b.addr);
 
     let key = app

@@ -467,11 +467,7 @@ async fn unrecorded_sessions_make_no_asset(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_node_leaves_a_live_recording_alone() {
     let app = TestApp::spawn_with(Backend::Postgres, |c| c.stream_idle_after_secs = 4).await;
-    let mut config = app.config.clone();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
-    config.srt_addr = "127.0.0.1:0".parse().unwrap();
-    let node_b = studio_api::app::start(config).await.expect("a second node");
+    let node_b = app.second_node(|_| {}).await;
     let stream = app
         .create_stream(json!({"name": "recorded", "record": true}))
         .await;

@@ -24,25 +24,7 @@ const SECONDS: f64 = 6.0;
 
 /// `seconds` of 640x360 H.264 + AAC (what play.mjs expects to see).
 async fn source_file(dir: &Path, seconds: f64) -> PathBuf {
-    let path = dir.join("watch.mp4");
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac",
-        ])
-        .arg(&path)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
+    super::vod::encoded_file(dir, "watch.mp4", "640x360", seconds).await
 }
 
 /// A ready asset of the file, with static MP4s.
@@ -395,13 +377,7 @@ async fn real_players_are_counted_in_every_viewership_api(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_served_by_two_nodes_is_one_view() {
     let app = TestApp::spawn(Backend::Postgres).await;
-    let mut config = app.config.clone();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
-    config.srt_addr = "127.0.0.1:0".parse().unwrap();
-    let node_b = studio_api::app::start(config)
-        .await
-        .expect("a second node starts");
+    let node_b = app.second_node(|_| {}).await;
     let dir = TempDir::new();
     // Three 6 s segments.
     const LONGER: f64 = 15.0;

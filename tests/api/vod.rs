@@ -52,12 +52,18 @@ const SECONDS: f64 = 6.0;
 
 /// `SECONDS` of 854x480 H.264 (a keyframe every second) and AAC, as an MP4 in `dir`.
 pub(crate) async fn source_file(dir: &Path) -> PathBuf {
-    let path = dir.join("upload.mp4");
+    encoded_file(dir, "upload.mp4", "854x480", SECONDS).await
+}
+
+/// `seconds` of `size` (`WxH`) H.264 in 4:2:0 (a keyframe every second) and AAC, as MP4 `name`
+/// in `dir`.
+pub(crate) async fn encoded_file(dir: &Path, name: &str, size: &str, seconds: f64) -> PathBuf {
+    let path = dir.join(name);
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=854x480:rate=30"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=30")])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &SECONDS.to_string(), "-pix_fmt", "yuv420p"])
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
         .args([
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac",
         ])

@@ -368,6 +368,19 @@ impl TestApp {
         }
     }
 
+    /// A second node on the same database and media store, on ports of its own, with the
+    /// configuration `adjust` leaves.
+    pub async fn second_node(&self, adjust: impl FnOnce(&mut Config)) -> RunningServer {
+        let mut config = self.config.clone();
+        config.http_addr = "127.0.0.1:0".parse().unwrap();
+        config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
+        config.srt_addr = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
+        studio_api::app::start(config)
+            .await
+            .expect("a second node starts on the same database")
+    }
+
     /// Where an encoder publishes `stream_key`.
     pub fn rtmp_url(&self, stream_key: &str) -> String {
         format!("rtmp://{}/live/{stream_key}", self.config.rtmp_addr)

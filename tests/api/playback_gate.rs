@@ -220,6 +220,13 @@ async fn the_jwt_gate_admits_signed_viewers_only(backend: Backend) {
     // A grant altered, or used for other content, is refused.
     let tampered = segment_url.replace("grant=", "grant=x");
     fetch(&app, &tampered, &[]).await.assert_error(403, "grant");
+    // Beside a credential (a cookie, say), a bad grant gives way to the credential.
+    assert_eq!(
+        fetch(&app, &format!("{tampered}&jwt={token}"), &[])
+            .await
+            .status,
+        200
+    );
     let other = app
         .create_stream(json!({"name": "other", "playbackPolicy": {"type": "jwt"}}))
         .await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::Digest;
 use sqlx::Row;
 use tokio::sync::OnceCell;
 
@@ -117,7 +118,8 @@ struct Claims {
 pub struct PlaybackJwts {
     db: Database,
     keys: TtlCache<String, Arc<OnceCell<ProjectKeys>>>,
-    verified: TtlCache<String, VerifiedJwt>,
+    /// By the SHA-256 of the token (tokens are client-sized; digests are not).
+    verified: TtlCache<[u8; 32], VerifiedJwt>,
     last_seen_written: TtlCache<String, ()>,
 }
 
@@ -189,7 +191,8 @@ impl PlaybackJwts {
         token: &str,
         now_ms: i64,
     ) -> Result<Result<VerifiedJwt, JwtRefusal>, sqlx::Error> {
-        if let Some(known) = self.verified.get(&token.to_string()) {
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(known) = self.verified.get(&digest) {
             if known.playback_id != playback_id {
                 return Ok(Err(JwtRefusal::OtherContent));
             }
@@ -253,7 +256,7 @@ impl PlaybackJwts {
         };
         let remaining = Duration::from_millis((verified.expires_at - now_ms).max(0) as u64);
         self.verified.insert(
-            token.to_string(),
+            digest,
             verified.clone(),
             Instant::now() + remaining.min(Duration::from_secs(600)),
         );

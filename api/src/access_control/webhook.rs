@@ -41,7 +41,8 @@ pub struct AccessWebhooks {
     db: Database,
     client: reqwest::Client,
     allow_private: bool,
-    decisions: TtlCache<(String, String), Arc<OnceCell<Decision>>>,
+    /// By the SHA-256 of (playback ID, access key): keys are client-sized, digests are not.
+    decisions: TtlCache<[u8; 32], Arc<OnceCell<Decision>>>,
     permits: Semaphore,
 }
 
@@ -74,7 +75,14 @@ impl AccessWebhooks {
         access_key: &str,
         refresh: Duration,
     ) -> Decision {
-        let key = (playback_id.to_string(), access_key.to_string());
+        let key: [u8; 32] = {
+            use sha2::Digest;
+            let mut hash = sha2::Sha256::new();
+            hash.update((playback_id.len() as u64).to_le_bytes());
+            hash.update(playback_id.as_bytes());
+            hash.update(access_key.as_bytes());
+            hash.finalize().into()
+        };
         let cell = self.decisions.get_or_insert_with(
             &key,
             Instant::now() + ALLOWED_TTL.min(refresh),

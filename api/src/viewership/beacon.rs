@@ -62,8 +62,8 @@ pub struct PlayerSession {
     error_counted: bool,
 }
 
-/// Player sessions this node heard from recently.
-pub struct PlayerSessions(TtlCache<String, PlayerSession>);
+/// Player sessions this node heard from recently, by a digest of (playback ID, session id).
+pub struct PlayerSessions(TtlCache<[u8; 16], PlayerSession>);
 
 impl Default for PlayerSessions {
     fn default() -> Self {
@@ -118,8 +118,10 @@ pub async fn log(
     let errors = max(|e| e.errors).unwrap_or(0.0) > 0.0;
 
     let sessions = &state.player_sessions().0;
-    let key = format!("{}\u{0}{}", beacon.playback_id, beacon.session_id);
-    let key_digest = hex::encode(super::collector::viewer_digest(&[key.as_bytes()]));
+    let key = super::collector::viewer_digest(&[
+        beacon.playback_id.as_bytes(),
+        beacon.session_id.as_bytes(),
+    ]);
     let known = sessions.get(&key);
     let before = known.unwrap_or_default();
     let mut after = before;
@@ -168,7 +170,7 @@ pub async fn log(
         },
         now_ms(),
         delta,
-        (key_digest, after.error_counted),
+        (hex::encode(key), after.error_counted),
     );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -62,6 +62,8 @@ struct Inner {
     /// The collector's end of `views`, taken by [`start`].
     view_hits: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::viewership::Event>>>,
     player_sessions: crate::viewership::beacon::PlayerSessions,
+    /// The WebRTC port (set when the ingest servers start).
+    webrtc: std::sync::OnceLock<Arc<studio_media_core::webrtc::WebrtcServer>>,
 }
 
 impl AppState {
@@ -139,6 +141,7 @@ impl AppState {
             views,
             view_hits: std::sync::Mutex::new(Some(view_hits)),
             player_sessions: Default::default(),
+            webrtc: Default::default(),
         })))
     }
 
@@ -202,6 +205,16 @@ impl AppState {
     /// Where media requests are counted as views.
     pub fn views(&self) -> &crate::viewership::Views {
         &self.0.views
+    }
+
+    /// The WebRTC port of this node, once the ingest servers run.
+    pub fn webrtc(&self) -> Option<&Arc<studio_media_core::webrtc::WebrtcServer>> {
+        self.0.webrtc.get()
+    }
+
+    pub(crate) fn set_webrtc(&self, server: Arc<studio_media_core::webrtc::WebrtcServer>) {
+        // Set once per server state; a second start of the same state keeps the first port.
+        let _ = self.0.webrtc.set(server);
     }
 
     /// Player sessions whose beacons this node received.
@@ -304,6 +317,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
         .merge(crate::playback::hls::router())
+        .merge(crate::live::webrtc::router())
         .route(
             "/analytics/log",
             axum::routing::post(crate::viewership::beacon::log),
@@ -376,6 +390,8 @@ pub struct RunningServer {
     pub rtmp_addr: SocketAddr,
     /// Where encoders publish over SRT (`srt://{srt_addr}?streamid={stream key}`).
     pub srt_addr: SocketAddr,
+    /// The UDP port of WebRTC sessions (WHIP and WHEP).
+    pub webrtc_addr: SocketAddr,
     ingest: crate::live::ingest::IngestServers,
     sweeper: tokio::task::JoinHandle<()>,
     session_stats: tokio::task::JoinHandle<()>,
@@ -432,7 +448,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         None => format!("http://{addr}"),
     };
     let database_url = config.database_url();
-    let (rtmp_addr, srt_addr) = (config.rtmp_addr, config.srt_addr);
+    let (rtmp_addr, srt_addr, webrtc_addr) =
+        (config.rtmp_addr, config.srt_addr, config.webrtc_addr);
     let media_store = open_media_store(&config).await?;
     let transcoder = crate::live::transcoding::transcoder(&config).await?;
     let upload_tokens = crate::assets::upload::UploadTokens::load(&config, &db).await?;
@@ -468,8 +485,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 .saturating_sub(crate::tasks::runner::RELEASE_WITHIN),
         ),
     );
-    let ingest =
-        crate::live::ingest::start(state.clone(), rtmp_addr, srt_addr, shutdown_rx.clone()).await?;
+    let ingest = crate::live::ingest::start(
+        state.clone(),
+        rtmp_addr,
+        srt_addr,
+        webrtc_addr,
+        shutdown_rx.clone(),
+    )
+    .await?;
     let sweeper = tokio::spawn(crate::live::sweeper::run(
         state.clone(),
         shutdown_rx.clone(),
@@ -496,16 +519,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state.config().viewership.session_retention(),
         views_stop_rx,
     ));
-    let (rtmp_addr, srt_addr) = (ingest.rtmp_addr(), ingest.srt_addr());
+    let (rtmp_addr, srt_addr, webrtc_addr) =
+        (ingest.rtmp_addr(), ingest.srt_addr(), ingest.webrtc_addr());
     let app = router(state.clone());
     // No request outlives the request timeout; draining longer would wait for nothing.
     let drain = state.config().request_timeout();
     let http = tokio::spawn(http::server::serve(listener, app, shutdown_rx, drain));
-    tracing::info!(%addr, %rtmp_addr, %srt_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
+    tracing::info!(%addr, %rtmp_addr, %srt_addr, %webrtc_addr, public_url = state.public_url(), database = ?db.backend(), "studio is serving");
     Ok(RunningServer {
         addr,
         rtmp_addr,
         srt_addr,
+        webrtc_addr,
         ingest,
         sweeper,
         session_stats,

@@ -28,6 +28,8 @@ pub struct Config {
     pub rtmp_addr: SocketAddr,
     /// Address (UDP) the SRT ingest listens on (`srt://host:port?streamid=<stream key>`).
     pub srt_addr: SocketAddr,
+    /// Address (UDP) of every WebRTC session, WHIP publishers and WHEP viewers alike.
+    pub webrtc_addr: SocketAddr,
     /// `sqlite://PATH` or `postgres://...`; defaults to `sqlite://<data_dir>/studio.db`.
     pub database_url: Option<String>,
     /// Base URL used in URLs the API returns (playback, uploads); defaults to `http://<http_addr>`.
@@ -52,6 +54,36 @@ pub struct Config {
     pub vod: VodConfig,
     pub tasks: TasksConfig,
     pub viewership: ViewershipConfig,
+    pub webrtc: WebrtcConfig,
+}
+
+/// WebRTC (WHIP ingest, WHEP playback) on [`Config::webrtc_addr`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// Addresses advertised to peers (the server's public IPs behind NAT or in the cloud).
+    /// Empty: the bound address, or, bound to every interface, the one with the default route.
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// WebRTC sessions (publishers and viewers) one node serves at once.
+    pub max_sessions: usize,
+    /// WHEP viewers of one stream on one node.
+    pub max_viewers_per_stream: usize,
+    /// Seconds a peer has to connect after its offer was answered.
+    pub connect_timeout_secs: u64,
+    /// A peer silent this long (no ICE consent checks, no media), in seconds, is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            public_ips: Vec::new(),
+            max_sessions: 1000,
+            max_viewers_per_stream: 500,
+            connect_timeout_secs: 10,
+            idle_timeout_secs: 15,
+        }
+    }
 }
 
 /// Viewership analytics.
@@ -369,6 +401,7 @@ impl Default for Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 1935)),
             srt_addr: SocketAddr::from(([0, 0, 0, 0], 2935)),
+            webrtc_addr: SocketAddr::from(([0, 0, 0, 0], 8189)),
             database_url: None,
             public_url: None,
             database_max_connections: 16,
@@ -384,6 +417,7 @@ impl Default for Config {
             vod: VodConfig::default(),
             tasks: TasksConfig::default(),
             viewership: ViewershipConfig::default(),
+            webrtc: WebrtcConfig::default(),
         }
     }
 }

@@ -32,12 +32,18 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: the body is not of a type the endpoint takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422: the body does not match the schema, one message per problem.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
     /// 429: the same operation was repeated too soon.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 503: the server cannot take this now (full, shutting down); trying later may work.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: a failure of ours; the cause is logged, never returned.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -60,6 +66,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -68,6 +68,10 @@ struct ServeArgs {
     /// Address (UDP) of the SRT ingest (setting srt_addr, or STUDIO_SRT_ADDR).
     #[arg(long)]
     srt_addr: Option<SocketAddr>,
+    /// Address (UDP) of WebRTC: WHIP ingest and WHEP playback (setting webrtc_addr, or
+    /// STUDIO_WEBRTC_ADDR).
+    #[arg(long)]
+    webrtc_addr: Option<SocketAddr>,
     /// Base URL used in URLs the API returns (setting public_url, or STUDIO_PUBLIC_URL).
     #[arg(long)]
     public_url: Option<String>,
@@ -147,6 +151,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(addr) = args.srt_addr {
         config.srt_addr = addr;
+    }
+    if let Some(addr) = args.webrtc_addr {
+        config.webrtc_addr = addr;
     }
     if let Some(url) = args.public_url {
         config.public_url = Some(url);

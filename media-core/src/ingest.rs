@@ -1,6 +1,6 @@
 //! Servers that accept live media from encoders, and what they share.
 //!
-//! [`rtmp`] and [`srt`] differ in transport and container (FLV over RTMP, MPEG-TS over SRT) but
+//! [`rtmp`], [`srt`] and WHIP ([`crate::webrtc`]) differ in transport and container (FLV over RTMP, MPEG-TS over SRT) but
 //! not in contract: both ask the caller's [`PublishAuthorizer`] before accepting a publish,
 //! report [`IngestEvent`]s of the same shape, hand each publish's packets over on a queue of its
 //! own held to the same [`IngestLimits`] ([`session`]), and let the caller end a publish through a
@@ -29,6 +29,8 @@ pub enum IngestProtocol {
     Rtmp,
     /// SRT carrying MPEG-TS, `srt://host:port?streamid=<key>`.
     Srt,
+    /// WebRTC (WHIP), `POST {public_url}/webrtc/<key>`.
+    Webrtc,
 }
 
 impl IngestProtocol {
@@ -37,6 +39,7 @@ impl IngestProtocol {
         match self {
             IngestProtocol::Rtmp => "rtmp",
             IngestProtocol::Srt => "srt",
+            IngestProtocol::Webrtc => "webrtc",
         }
     }
 }
@@ -193,6 +196,9 @@ pub enum IngestError {
     /// An SRT connection failed.
     #[error(transparent)]
     Srt(#[from] srt::SrtError),
+    /// A WHIP publish failed.
+    #[error(transparent)]
+    Webrtc(#[from] crate::webrtc::publish::WebrtcError),
     /// The publish broke a limit every publish is held to (memory, pacing, queue).
     #[error(transparent)]
     Limit(#[from] SessionLimitError),
@@ -208,6 +214,7 @@ impl EndReason {
             EndReason::Error(IngestError::Limit(limit)) => limit.kind(),
             EndReason::Error(IngestError::Rtmp(_)) => "rtmp_error",
             EndReason::Error(IngestError::Srt(_)) => "srt_error",
+            EndReason::Error(IngestError::Webrtc(_)) => "webrtc_error",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod flv;
 pub mod h264;
 pub mod hls;
 pub mod ingest;
+pub mod live_feed;
 pub mod mp4;
 pub mod mpegts;
 pub mod packet;
@@ -20,5 +21,6 @@ pub mod segment;
 pub mod store;
 pub mod transcode;
 pub mod vod;
+pub mod webrtc;
 
 pub use packet::{Packet, PacketKind, Track};

@@ -9,6 +9,7 @@
 //! [`plan`] decides which renditions a source can have and at what picture size: renditions
 //! keep the source's aspect ratio inside the profile's box and are never upscaled.
 
+pub mod audio;
 pub mod local;
 pub mod plan;
 

@@ -25,3 +25,4 @@ mod tenancy;
 mod viewership;
 mod vod;
 mod webhooks;
+mod webrtc;

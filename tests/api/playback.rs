@@ -23,11 +23,11 @@ async fn playback(app: &TestApp, id: &str) -> Reply {
         .await
 }
 
-/// Only what the server serves: HLS. No WebRTC until WHEP exists, or players that try it first
-/// (Livepeer's web player does) stall on it.
+/// HLS, then WebRTC (WHEP), as Studio lists a live stream's sources.
 fn live_sources(base: &str, pid: &str) -> Value {
     json!([
         {"hrn": "HLS (TS)", "type": "html5/application/vnd.apple.mpegurl", "url": format!("{base}/hls/{pid}/index.m3u8")},
+        {"hrn": "WebRTC (H264)", "type": "html5/video/h264", "url": format!("{base}/webrtc/{pid}")},
     ])
 }
 

@@ -35,7 +35,7 @@ async fn fetch(app: &TestApp, url: &str, headers: &[(&str, &str)]) -> Reply {
 }
 
 /// `signAccessJwt` of `@livepeer/react/crypto` (tests/player/sign-jwt.mjs).
-async fn sign_with_livepeer_react(key: &Value, playback_id: &str) -> String {
+pub(crate) async fn sign_with_livepeer_react(key: &Value, playback_id: &str) -> String {
     let out = Command::new("node")
         .args([
             "tests/player/sign-jwt.mjs",

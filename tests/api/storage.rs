@@ -287,6 +287,7 @@ async fn a_server_on_a_missing_bucket_does_not_start() {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         rtmp_addr: "127.0.0.1:0".parse().unwrap(),
         srt_addr: "127.0.0.1:0".parse().unwrap(),
+        webrtc_addr: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     };
     s3.configure(&mut config, "missing-bucket", "media");

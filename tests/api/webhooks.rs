@@ -567,6 +567,7 @@ async fn nodes_sharing_postgres_deliver_each_event_once() {
     config.http_addr = "127.0.0.1:0".parse().unwrap();
     config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
     config.srt_addr = "127.0.0.1:0".parse().unwrap();
+    config.webrtc_addr = "127.0.0.1:0".parse().unwrap();
     let second_node = studio_api::app::start(config)
         .await
         .expect("a second node starts");

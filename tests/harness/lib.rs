@@ -263,6 +263,7 @@ impl TestApp {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             rtmp_addr: "127.0.0.1:0".parse().unwrap(),
             srt_addr: "127.0.0.1:0".parse().unwrap(),
+            webrtc_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: Some(fresh_database(backend, &dir.0).await),
             database_max_connections: 8,
             ..Config::default()
@@ -290,6 +291,7 @@ impl TestApp {
         config.http_addr = server.addr;
         config.rtmp_addr = server.rtmp_addr;
         config.srt_addr = server.srt_addr;
+        config.webrtc_addr = server.webrtc_addr;
         let base = format!("http://{}", server.addr);
         let db = server.state.db().clone();
         let mut tx = db.begin().await.unwrap();
@@ -375,6 +377,7 @@ impl TestApp {
         config.http_addr = "127.0.0.1:0".parse().unwrap();
         config.rtmp_addr = "127.0.0.1:0".parse().unwrap();
         config.srt_addr = "127.0.0.1:0".parse().unwrap();
+        config.webrtc_addr = "127.0.0.1:0".parse().unwrap();
         adjust(&mut config);
         studio_api::app::start(config)
             .await

@@ -1,4 +1,4 @@
-//! Runs the RTMP and SRT ingest servers for the API: authorizes stream keys, opens a session per
+//! Runs the RTMP, SRT and WebRTC (WHIP) ingest servers for the API: authorizes stream keys, opens a session per
 //! publish, segments its packets and records every segment, and closes the session when the
 //! encoder goes.
 //!
@@ -19,8 +19,10 @@ use studio_media_core::ingest::srt::{SrtConfig, SrtServer};
 use studio_media_core::ingest::{
     IngestEvent, PacketReceiver, PublishAuthorizer, PublishGrant, PublishRequest, Refusal,
 };
+use studio_media_core::live_feed::LiveFeed;
 use studio_media_core::segment::{Segment, Segmenter, SegmenterConfig};
 use studio_media_core::transcode::{Rendition, RenditionProfile, plan_renditions};
+use studio_media_core::webrtc::{WebrtcConfig, WebrtcServer};
 use tokio::sync::{mpsc, watch};
 
 use super::hls_output::{RenditionWriter, SOURCE_DIR, SessionClock, rendition_dir, write_master};
@@ -40,11 +42,12 @@ const STALE_PUBLISHER_MS: i64 = 10_000;
 /// Segments in a row that could not be stored before the publish is ended.
 const MAX_STORE_FAILURES: u32 = 3;
 
-/// The ingest servers of this node (RTMP and SRT) and the task that turns their events into
-/// sessions. Dropping it disconnects every publisher.
+/// The ingest servers of this node (RTMP, SRT and WebRTC) and the task that turns their events
+/// into sessions. Dropping it disconnects every publisher.
 pub struct IngestServers {
     rtmp: RtmpServer,
     srt: SrtServer,
+    webrtc: Arc<WebrtcServer>,
     events: tokio::task::JoinHandle<()>,
 }
 
@@ -59,22 +62,31 @@ impl IngestServers {
         self.srt.local_addr()
     }
 
+    /// Where WebRTC peers send their media (WHIP and WHEP sessions).
+    pub fn webrtc_addr(&self) -> SocketAddr {
+        self.webrtc.local_addr()
+    }
+
     /// Disconnects every publisher, releases the ports and waits for the event task (after the
     /// shutdown signal); the sessions close as they drain.
     pub async fn close(self) -> anyhow::Result<()> {
         drop(self.rtmp);
         self.srt.close().await;
+        self.webrtc.close_all();
         self.events.await?;
         Ok(())
     }
 }
 
-/// Binds the RTMP server on `rtmp_addr` and the SRT server on `srt_addr`, both authorizing
-/// against the database, and handles the events of both in one task until `shutdown`.
+/// Binds the RTMP server on `rtmp_addr`, the SRT server on `srt_addr` and the WebRTC port on
+/// `webrtc_addr`, the first two authorizing against the database (WHIP publishes are authorized
+/// by their HTTP request, `live::webrtc`), and handles the events of all three in one task until
+/// `shutdown`.
 pub async fn start(
     state: AppState,
     rtmp_addr: SocketAddr,
     srt_addr: SocketAddr,
+    webrtc_addr: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<IngestServers> {
     let limits = state.ingest_limits().clone();
@@ -95,15 +107,38 @@ pub async fn start(
     let (srt, srt_events) = SrtServer::bind(
         SrtConfig {
             addr: srt_addr,
-            limits,
+            limits: limits.clone(),
             ..SrtConfig::default()
         },
         authorizer(state.clone()),
     )
     .await
     .map_err(|e| anyhow::anyhow!("binding the SRT address {srt_addr}: {e}"))?;
-    let events = tokio::spawn(handle_events(state, rtmp_events, srt_events, shutdown));
-    Ok(IngestServers { rtmp, srt, events })
+    let settings = &state.config().webrtc;
+    let (webrtc, webrtc_events) = WebrtcServer::bind(WebrtcConfig {
+        addr: webrtc_addr,
+        public_ips: settings.public_ips.clone(),
+        max_peers: settings.max_sessions,
+        connect_timeout: std::time::Duration::from_secs(settings.connect_timeout_secs.max(1)),
+        idle_timeout: std::time::Duration::from_secs(settings.idle_timeout_secs.max(1)),
+        limits,
+        ..WebrtcConfig::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("binding the WebRTC address {webrtc_addr}: {e}"))?;
+    let webrtc = Arc::new(webrtc);
+    state.set_webrtc(webrtc.clone());
+    let events = tokio::spawn(handle_events(
+        state,
+        [rtmp_events, srt_events, webrtc_events],
+        shutdown,
+    ));
+    Ok(IngestServers {
+        rtmp,
+        srt,
+        webrtc,
+        events,
+    })
 }
 
 fn authorizer(state: AppState) -> impl PublishAuthorizer {
@@ -113,18 +148,18 @@ fn authorizer(state: AppState) -> impl PublishAuthorizer {
     }
 }
 
-/// Turns the events of both servers into sessions: a task per publish, fed by the publish's
+/// Turns the events of every server into sessions: a task per publish, fed by the publish's
 /// own queue. This task only starts sessions and counts their ends, so it never waits on one.
 async fn handle_events(
     state: AppState,
-    mut rtmp: mpsc::Receiver<IngestEvent>,
-    mut srt: mpsc::Receiver<IngestEvent>,
+    [mut rtmp, mut srt, mut webrtc]: [mpsc::Receiver<IngestEvent>; 3],
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let event = tokio::select! {
             Some(event) = rtmp.recv() => event,
             Some(event) = srt.recv() => event,
+            Some(event) = webrtc.recv() => event,
             _ = shutdown.changed() => break,
             else => break,
         };
@@ -153,6 +188,17 @@ async fn handle_events(
 
 /// Who may publish: a known, live, unsuspended stream without a publisher.
 async fn authorize(state: &AppState, request: &PublishRequest) -> Result<PublishGrant, Refusal> {
+    check_publish(state, request).await?.ok_or_else(|| {
+        tracing::info!(remote = %request.remote_addr, "publish refused: unknown stream key");
+        Refusal::new("unknown stream key")
+    })
+}
+
+/// [`authorize`], telling an unknown stream key (`Ok(None)`) from a refusal.
+pub(crate) async fn check_publish(
+    state: &AppState,
+    request: &PublishRequest,
+) -> Result<Option<PublishGrant>, Refusal> {
     let row = sqlx::query(
         "SELECT s.id, s.suspended, s.is_active, s.last_seen FROM streams s JOIN projects p ON p.id = s.project_id \
          WHERE s.stream_key = $1 AND s.deleted = 0 AND p.deleted = 0",
@@ -169,7 +215,7 @@ async fn authorize(state: &AppState, request: &PublishRequest) -> Result<Publish
         Refusal::new(why)
     };
     let Some(row) = row else {
-        return Err(refuse("unknown stream key"));
+        return Ok(None);
     };
     let stream_id: String = row
         .try_get("id")
@@ -182,7 +228,7 @@ async fn authorize(state: &AppState, request: &PublishRequest) -> Result<Publish
     if state.live().is_live(&stream_id) || (active && now_ms() - last_seen < STALE_PUBLISHER_MS) {
         return Err(refuse("the stream already has a publisher"));
     }
-    Ok(PublishGrant { stream_id })
+    Ok(Some(PublishGrant { stream_id }))
 }
 
 /// One publish: opens the session, records segments as they complete, closes it at the end.
@@ -193,12 +239,16 @@ async fn run_session(
     mut packets: PacketReceiver,
 ) {
     let ending = Arc::new(AtomicBool::new(false));
+    let feed = Arc::new(LiveFeed::new());
+    // Viewers lose the feed with the publish, whichever way it ends.
+    let _close_feed = CloseOnDrop(feed.clone());
     if !state.live().claim(
         &stream_id,
         Publisher {
             handle: handle.clone(),
             ending: ending.clone(),
             started_at: now_ms(),
+            feed: feed.clone(),
         },
     ) {
         tracing::info!(stream = %stream_id, "a second publisher raced the first; disconnecting it");
@@ -227,6 +277,7 @@ async fn run_session(
     let mut progress = Progress::default();
     let mut broken = false;
     while let Some(packet) = packets.recv().await {
+        feed.push(&packet);
         match segmenter.push(packet) {
             Ok(Some(segment)) => {
                 publish(
@@ -296,6 +347,15 @@ async fn run_session(
         transcoding.finish();
     }
     state.live().release(&stream_id, &handle);
+}
+
+/// Closes a live feed when the session that feeds it ends.
+struct CloseOnDrop(Arc<LiveFeed>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Disconnects a publisher the pipeline cannot serve, counted by `reason`.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use studio_media_core::ingest::SessionHandle;
+use studio_media_core::live_feed::LiveFeed;
 
 /// One connected publisher.
 #[derive(Clone)]
@@ -16,6 +17,8 @@ pub struct Publisher {
     pub ending: Arc<AtomicBool>,
     /// When the publish began (ms): a terminate stamped later ends it.
     pub started_at: i64,
+    /// The publish's packets as they arrive, for WebRTC viewers.
+    pub feed: Arc<LiveFeed>,
 }
 
 #[derive(Default)]
@@ -70,6 +73,15 @@ impl Registry {
             .expect("the registry lock is never poisoned");
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
         map.entry(stream_id.to_string()).or_default().clone()
+    }
+
+    /// The live packets of `stream_id`, if it has a publisher on this node.
+    pub fn feed(&self, stream_id: &str) -> Option<Arc<LiveFeed>> {
+        self.by_stream
+            .lock()
+            .expect("the registry lock is never poisoned")
+            .get(stream_id)
+            .map(|p| p.feed.clone())
     }
 
     /// The streams with a publisher on this node, and when each publish began.

@@ -61,7 +61,7 @@ pub struct PlaybackSource {
 }
 
 /// Human-readable source names (Studio's closed list).
-// This server serves HLS and MP4 so far; the others are Studio's, for the issues that add them.
+// This server serves HLS, MP4 and WebRTC; the others are Studio's.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub enum SourceName {
     #[serde(rename = "HLS (TS)")]
@@ -139,17 +139,28 @@ async fn get_playback_info(
     if stream.suspended {
         return Err(not_found());
     }
-    // Only what this server serves: players try sources in order (Livepeer's web player tries
-    // WebRTC first), so a source that is not served stalls them. WebRTC (WHEP) comes with its issue.
-    let source = vec![PlaybackSource {
-        hrn: SourceName::Hls,
-        kind: SourceType::Hls,
-        url: format!("{base}/hls/{}/index.m3u8", stream.playback_id),
-        size: None,
-        width: None,
-        height: None,
-        bitrate: None,
-    }];
+    // HLS, then WebRTC (WHEP) as Studio lists them; WHEP is answered by this server (the node
+    // that holds the ingest), not by the media store.
+    let source = vec![
+        PlaybackSource {
+            hrn: SourceName::Hls,
+            kind: SourceType::Hls,
+            url: format!("{base}/hls/{}/index.m3u8", stream.playback_id),
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        },
+        PlaybackSource {
+            hrn: SourceName::WebRtc,
+            kind: SourceType::WebRtc,
+            url: format!("{}/webrtc/{}", state.public_url(), stream.playback_id),
+            size: None,
+            width: None,
+            height: None,
+            bitrate: None,
+        },
+    ];
     Ok(Json(PlaybackInfo {
         kind: PlaybackType::Live,
         meta: PlaybackMeta {

@@ -78,7 +78,7 @@ pub struct EncoderChoice {
 }
 
 /// Initializes FFmpeg's libraries once and keeps their log to errors.
-fn init_ffmpeg() -> Result<(), TranscodeError> {
+pub(crate) fn init_ffmpeg() -> Result<(), TranscodeError> {
     static INIT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     INIT.get_or_init(|| {
         ffmpeg::init().map_err(|e| e.to_string())?;

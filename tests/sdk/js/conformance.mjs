@@ -239,8 +239,11 @@ await step("playback.get", async () => {
   check(hls, `meta.source has no "HLS (TS)" entry: ${show(sources)}`);
   checkEqual(hls.type, "html5/application/vnd.apple.mpegurl", "HLS source type");
   check(hls.url.includes(stream.playbackId), `source url ${hls.url} does not contain the playback id`);
-  // Only what the server serves: no WebRTC source until WHEP exists.
-  checkEqual(sources.map((s) => s.hrn), ["HLS (TS)"], "live source names");
+  // HLS, then WebRTC (WHEP), as Studio lists them.
+  checkEqual(sources.map((s) => s.hrn), ["HLS (TS)", "WebRTC (H264)"], "live source names");
+  const webrtc = sources[1];
+  checkEqual(webrtc.type, "html5/video/h264", "WebRTC source type");
+  check(webrtc.url.endsWith(`/webrtc/${stream.playbackId}`), `WebRTC url ${webrtc.url}`);
   checkEqual(info.meta.live, 0, "meta.live (stream is idle)");
 });
 

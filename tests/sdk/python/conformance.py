@@ -285,8 +285,13 @@ class Suite:
             check("HLS (TS)" in by_hrn, f'meta.source has no "HLS (TS)" entry: {show(sources)}')
             check_equal(by_hrn["HLS (TS)"]["type"], "html5/application/vnd.apple.mpegurl", "HLS source type")
             check(stream["playbackId"] in by_hrn["HLS (TS)"]["url"], "the HLS url contains the playback id")
-            # Only what the server serves: no WebRTC source until WHEP exists.
-            check_equal(sorted(by_hrn), ["HLS (TS)"], "live source names")
+            # HLS, then WebRTC (WHEP), as Studio lists them.
+            check_equal([s["hrn"] for s in sources], ["HLS (TS)", "WebRTC (H264)"], "live source names")
+            check_equal(by_hrn["WebRTC (H264)"]["type"], "html5/video/h264", "WebRTC source type")
+            check(
+                by_hrn["WebRTC (H264)"]["url"].endswith("/webrtc/" + stream["playbackId"]),
+                "the WebRTC url ends with /webrtc/{playbackId}",
+            )
             check_equal(info["meta"].get("live"), 0, "meta.live (stream is idle)")
 
         self.step("playback.get", playback)

@@ -2,7 +2,8 @@
 # The `studio` binary in a slim Debian image.
 #
 #   docker build -t studio .
-#   docker run -p 8080:8080 -p 1935:1935 -p 2935:2935/udp -v studio-data:/var/lib/studio studio
+#   docker run -p 8080:8080 -p 1935:1935 -p 2935:2935/udp -p 8189:8189/udp \
+#     -e STUDIO_WEBRTC__PUBLIC_IPS=127.0.0.1 -v studio-data:/var/lib/studio studio
 #
 # Configuration comes from STUDIO_* variables (README, "Configuration"); docker-compose.yml runs
 # two nodes on PostgreSQL and an S3-compatible store.
@@ -53,8 +54,8 @@ VOLUME /var/lib/studio
 WORKDIR /var/lib/studio
 USER studio
 
-# HTTP API and HLS; RTMP ingest; SRT ingest (UDP).
-EXPOSE 8080 1935 2935/udp
+# HTTP API and HLS; RTMP ingest; SRT ingest (UDP); WebRTC media (UDP).
+EXPOSE 8080 1935 2935/udp 8189/udp
 
 # 200 when the database answers and the media store takes a write, 503 otherwise.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

@@ -285,12 +285,13 @@ fn compose_file_resolves_to_two_nodes_on_one_database_and_one_bucket() {
     );
     assert_eq!(stores.len(), 1, "one bucket for all nodes: {stores:?}");
 
-    // Node 1 takes HTTP, RTMP and SRT on their usual ports; node 2 answers HTTP on 8081.
+    // Node 1 takes HTTP, RTMP, SRT and WebRTC on their usual ports; node 2 answers HTTP on 8081.
     let node1 = published_ports(&services["studio-1"]);
     for port in [
         (8080, 8080, "tcp"),
         (1935, 1935, "tcp"),
         (2935, 2935, "udp"),
+        (8189, 8189, "udp"),
     ] {
         assert!(
             node1.iter().any(|(h, t, p)| (*h, *t, p.as_str()) == port),
@@ -304,6 +305,23 @@ fn compose_file_resolves_to_two_nodes_on_one_database_and_one_bucket() {
             .any(|(h, t, p)| (*h, *t, p.as_str()) == (8081, 8080, "tcp")),
         "studio-2 publishes its HTTP on 8081: {node2:?}"
     );
+    // WebRTC peers are told the port the node binds: each node's is published unchanged.
+    for (name, ports) in [("studio-1", &node1), ("studio-2", &node2)] {
+        let env = environment(&services[name]);
+        let bound: u16 = env.get("STUDIO_WEBRTC_ADDR").map_or(8189, |addr| {
+            addr.rsplit(':').next().unwrap().parse().unwrap()
+        });
+        assert!(
+            ports
+                .iter()
+                .any(|(h, t, p)| (*h, *t, p.as_str()) == (bound, bound, "udp")),
+            "{name} publishes its WebRTC port {bound}/udp unchanged: {ports:?}"
+        );
+        assert!(
+            env.contains_key("STUDIO_WEBRTC__PUBLIC_IPS"),
+            "{name} tells peers the host's address"
+        );
+    }
     assert!(config["volumes"].get("postgres-data").is_some());
     assert!(config["volumes"].get("minio-data").is_some());
 }
@@ -469,7 +487,9 @@ fn dockerfile_builds_the_binary_and_runs_it_with_the_libraries_it_links() {
         .collect();
     assert_eq!(
         ports,
-        ["8080", "1935", "2935/udp"].into_iter().collect(),
+        ["8080", "1935", "2935/udp", "8189/udp"]
+            .into_iter()
+            .collect(),
         "EXPOSE"
     );
     // The health check asks /api/healthz of the port CMD listens on, with a tool the image has.

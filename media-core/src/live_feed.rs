@@ -108,6 +108,11 @@ impl LiveFeed {
         self.state().sender = None;
     }
 
+    /// Whether [`LiveFeed::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.state().sender.is_none()
+    }
+
     /// Whether the video so far had B-frames (players that decode in arrival order, such as
     /// WebRTC's, cannot show those).
     pub fn has_b_frames(&self) -> bool {

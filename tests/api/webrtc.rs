@@ -22,6 +22,83 @@ on_both_databases!(
     a_browser_publishes_over_whip_and_another_watches_over_whep,
 );
 
+/// ffmpeg publishing `seconds` of 640x360 H.264 with B-frames (x264's `veryfast` defaults, as
+/// OBS sends them with its "bframes" setting) + AAC in real time.
+fn publish_with_b_frames(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60",
+        ])
+        .args(["-c:a", "aac", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+/// The value of a Prometheus counter on `/metrics` (0 when absent).
+async fn counter(app: &TestApp, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_with_b_frames_plays_over_whep_without_them() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let stream = app
+        .create_stream(json!({"name": "b-frames", "profiles": []}))
+        .await;
+    let pid = stream["playbackId"].as_str().unwrap();
+    let mut encoder =
+        publish_with_b_frames(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 40);
+    assert!(
+        until_active(
+            &app,
+            stream["id"].as_str().unwrap(),
+            true,
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let copies = "studio_webrtc_b_frame_free_copies_started_total";
+    let before = counter(&app, copies).await;
+    let played = result(
+        browser(
+            "whep",
+            &format!("{}/webrtc/{pid}", app.base),
+            &[("MIN_FRAMES", "90")],
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    encoder.kill().await.ok();
+    // Three seconds of frames decoded, at the source's size, from a copy made without B-frames.
+    assert_eq!(played["ok"], true, "{played}");
+    assert_eq!(
+        (played["width"].as_u64(), played["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{played}"
+    );
+    assert!(
+        counter(&app, copies).await > before,
+        "no B-frame-free copy was made"
+    );
+    eprintln!("B-frame source over WHEP: {played}");
+}
+
 /// Runs tests/player/webrtc.mjs (`whip` or `whep`) with `env`.
 fn browser(mode: &str, url: &str, env: &[(&str, &str)]) -> Child {
     Command::new("node")

@@ -77,6 +77,7 @@ window.whep = async (url, headers, minFrames, timeoutMs) => {
         report.width = s.frameWidth;
         report.height = s.frameHeight;
         report.codecId = s.codecId;
+        report.freezeCount = s.freezeCount;
       }
       if (s.type === "inbound-rtp" && s.kind === "audio") report.audioPackets = s.packetsReceived || 0;
     });

@@ -19,6 +19,9 @@ pub struct Publisher {
     pub started_at: i64,
     /// The publish's packets as they arrive, for WebRTC viewers.
     pub feed: Arc<LiveFeed>,
+    /// A copy of `feed` without B-frames, made while WebRTC viewers of a source with B-frames
+    /// watch it.
+    pub without_b_frames: Arc<Mutex<Option<Arc<LiveFeed>>>>,
 }
 
 #[derive(Default)]
@@ -75,13 +78,29 @@ impl Registry {
         map.entry(stream_id.to_string()).or_default().clone()
     }
 
-    /// The live packets of `stream_id`, if it has a publisher on this node.
-    pub fn feed(&self, stream_id: &str) -> Option<Arc<LiveFeed>> {
-        self.by_stream
-            .lock()
-            .expect("the registry lock is never poisoned")
-            .get(stream_id)
-            .map(|p| p.feed.clone())
+    /// What WebRTC viewers of `stream_id` follow: its live packets, or, when the source has
+    /// B-frames (which WebRTC players cannot reorder), a copy re-encoded without them.
+    pub fn webrtc_feed(&self, stream_id: &str) -> Option<Arc<LiveFeed>> {
+        let (feed, copy) = {
+            let map = self
+                .by_stream
+                .lock()
+                .expect("the registry lock is never poisoned");
+            let publisher = map.get(stream_id)?;
+            (publisher.feed.clone(), publisher.without_b_frames.clone())
+        };
+        if !feed.has_b_frames() {
+            return Some(feed);
+        }
+        let mut copy = copy.lock().expect("the registry lock is never poisoned");
+        match copy.as_ref() {
+            Some(running) if !running.is_closed() => Some(running.clone()),
+            _ => {
+                let started = studio_media_core::transcode::realtime::without_b_frames(&feed)?;
+                *copy = Some(started.clone());
+                Some(started)
+            }
+        }
     }
 
     /// The streams with a publisher on this node, and when each publish began.

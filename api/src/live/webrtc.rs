@@ -94,7 +94,7 @@ async fn offer(
                 policy: stream.playback_policy.as_ref(),
             };
             state.gate().admit(&content, &credentials).await?;
-            let feed = state.live().feed(&stream.id).ok_or_else(|| {
+            let feed = state.live().webrtc_feed(&stream.id).ok_or_else(|| {
                 ApiError::NotFound("the stream is not live on this server".into())
             })?;
             if feed.subscribers() >= state.config().webrtc.max_viewers_per_stream {

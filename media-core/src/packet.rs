@@ -9,7 +9,7 @@ use bytes::Bytes;
 pub enum Track {
     /// H.264 video.
     Video,
-    /// AAC audio.
+    /// AAC audio (Opus in the feeds made for WebRTC viewers, `webrtc::feed`).
     Audio,
 }
 

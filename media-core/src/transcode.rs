@@ -12,7 +12,6 @@
 pub mod audio;
 pub mod local;
 pub mod plan;
-pub mod realtime;
 
 use std::future::Future;
 use std::pin::Pin;

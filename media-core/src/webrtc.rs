@@ -7,8 +7,11 @@
 //! - [`publish`]: a WHIP publisher's H.264 becomes [`Packet`](crate::packet::Packet)s on an
 //!   [`IngestEvent`] queue, exactly as an RTMP or SRT publish does, so the rest of the pipeline
 //!   (sessions, HLS, renditions, recording) does not know the difference.
-//! - [`play`]: a WHEP viewer follows a stream's [`LiveFeed`]: H.264 is forwarded without waiting
-//!   for segments, from the last keyframe on.
+//! - [`feed`]: what WHEP viewers of a stream follow, made once per stream from its
+//!   [`LiveFeed`](crate::live_feed::LiveFeed): H.264 as it is (or re-encoded without B-frames)
+//!   and the audio in Opus.
+//! - [`play`]: a WHEP viewer follows that feed: H.264 is forwarded without waiting for segments,
+//!   from the last keyframe on.
 //!
 //! Only H.264 (and Opus) are negotiated: browsers list VP8, VP9 and AV1 first but take H.264
 //! when it is all the answer offers.
@@ -16,6 +19,7 @@
 //! Bounded: peers per node ([`WebrtcConfig::max_peers`]), the size of an offer, the time a peer
 //! has to connect, the datagrams queued per peer, and silence from a connected peer.
 
+pub mod feed;
 mod peer;
 pub mod play;
 pub mod publish;

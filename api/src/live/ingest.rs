@@ -249,7 +249,7 @@ async fn run_session(
             ending: ending.clone(),
             started_at: now_ms(),
             feed: feed.clone(),
-            without_b_frames: Default::default(),
+            webrtc_feed: Default::default(),
         },
     ) {
         tracing::info!(stream = %stream_id, "a second publisher raced the first; disconnecting it");

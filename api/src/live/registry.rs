@@ -19,9 +19,8 @@ pub struct Publisher {
     pub started_at: i64,
     /// The publish's packets as they arrive, for WebRTC viewers.
     pub feed: Arc<LiveFeed>,
-    /// A copy of `feed` without B-frames, made while WebRTC viewers of a source with B-frames
-    /// watch it.
-    pub without_b_frames: Arc<Mutex<Option<Arc<LiveFeed>>>>,
+    /// What WebRTC viewers follow (made from `feed` while they watch).
+    pub webrtc_feed: Arc<Mutex<Option<Arc<LiveFeed>>>>,
 }
 
 #[derive(Default)]
@@ -78,26 +77,23 @@ impl Registry {
         map.entry(stream_id.to_string()).or_default().clone()
     }
 
-    /// What WebRTC viewers of `stream_id` follow: its live packets, or, when the source has
-    /// B-frames (which WebRTC players cannot reorder), a copy re-encoded without them.
+    /// What WebRTC viewers of `stream_id` follow (`webrtc::feed`): made from its live packets
+    /// when the first viewer comes, shared by every viewer after it.
     pub fn webrtc_feed(&self, stream_id: &str) -> Option<Arc<LiveFeed>> {
-        let (feed, copy) = {
+        let (feed, made) = {
             let map = self
                 .by_stream
                 .lock()
                 .expect("the registry lock is never poisoned");
             let publisher = map.get(stream_id)?;
-            (publisher.feed.clone(), publisher.without_b_frames.clone())
+            (publisher.feed.clone(), publisher.webrtc_feed.clone())
         };
-        if !feed.has_b_frames() {
-            return Some(feed);
-        }
-        let mut copy = copy.lock().expect("the registry lock is never poisoned");
-        match copy.as_ref() {
+        let mut made = made.lock().expect("the registry lock is never poisoned");
+        match made.as_ref() {
             Some(running) if !running.is_closed() => Some(running.clone()),
             _ => {
-                let started = studio_media_core::transcode::realtime::without_b_frames(&feed)?;
-                *copy = Some(started.clone());
+                let started = studio_media_core::webrtc::feed::for_webrtc(&feed)?;
+                *made = Some(started.clone());
                 Some(started)
             }
         }

@@ -1,6 +1,6 @@
-//! A WHEP viewer: follows a stream's [`LiveFeed`](crate::live_feed::LiveFeed) and forwards its
-//! H.264 as it arrives, from the most recent keyframe on, so a new viewer has a picture at once.
-//! AAC audio is transcoded to Opus for the viewer.
+//! A WHEP viewer: follows a stream's WebRTC feed ([`super::feed`]: H.264 without B-frames and
+//! Opus) and forwards it as it arrives, from the most recent keyframe on, so a new viewer has a
+//! picture at once.
 //!
 //! Frames go out as they come (RTP time from the frame's presentation time); nothing waits for
 //! a segment. A viewer whose ICE connection goes, who sends `DELETE`, or who stays silent past
@@ -21,7 +21,6 @@ use crate::flv::AvcConfig;
 use crate::hls::ts::annex_b;
 use crate::live_feed::Subscription;
 use crate::packet::{Packet, PacketKind, Track};
-use crate::transcode::audio::AudioTranscoder;
 
 /// Where the viewer's media goes.
 #[derive(Default)]
@@ -69,8 +68,6 @@ pub(crate) async fn run(
     let mut outputs = Outputs::default();
     let mut connected = false;
     let mut video_config: Option<AvcConfig> = None;
-    let mut audio: Option<AudioTranscoder> = None;
-    let mut audio_config: Option<bytes::Bytes> = None;
     // Media times are offset so the viewer's first frame is at zero.
     let mut origin_ms: Option<i64> = None;
     link.drain(&mut pending);
@@ -99,16 +96,7 @@ pub(crate) async fn run(
             },
             packet = feed.next(), if connected => {
                 let Some(packet) = packet else { break };
-                let sent = send(
-                    &mut link,
-                    &mut pending,
-                    &outputs,
-                    &packet,
-                    &mut video_config,
-                    &mut audio,
-                    &mut audio_config,
-                    &mut origin_ms,
-                );
+                let sent = send(&mut link, &outputs, &packet, &mut video_config, &mut origin_ms);
                 if !sent {
                     metrics::counter!("studio_webrtc_frames_dropped_total").increment(1);
                 }
@@ -126,31 +114,22 @@ pub(crate) async fn run(
     link.drain(&mut pending);
 }
 
-/// Writes one packet of the feed to the viewer (draining the `Rtc` between writes when one
-/// packet makes several); false when it could not be sent.
-#[allow(clippy::too_many_arguments)]
+/// Writes one packet of the feed to the viewer; false when it could not be sent.
 fn send(
     link: &mut PeerLink,
-    pending: &mut Vec<Event>,
     outputs: &Outputs,
     packet: &Packet,
     video_config: &mut Option<AvcConfig>,
-    audio: &mut Option<AudioTranscoder>,
-    audio_config: &mut Option<bytes::Bytes>,
     origin_ms: &mut Option<i64>,
 ) -> bool {
+    let origin = *origin_ms.get_or_insert(packet.dts_ms);
+    let ms = (packet.pts_ms - origin).max(0) as u64;
     match (packet.track, packet.kind) {
         (Track::Video, PacketKind::Config) => {
             *video_config = AvcConfig::parse(&packet.data).ok();
             true
         }
-        (Track::Audio, PacketKind::Config) => {
-            if audio_config.as_ref() != Some(&packet.data) {
-                *audio_config = Some(packet.data.clone());
-                *audio = AudioTranscoder::aac_to_opus(&packet.data).ok();
-            }
-            true
-        }
+        (Track::Audio, PacketKind::Config) => true,
         (Track::Video, PacketKind::Frame) => {
             let (Some((mid, pt)), Some(config)) = (outputs.video, video_config.as_ref()) else {
                 return false;
@@ -158,8 +137,6 @@ fn send(
             let Ok(data) = annex_b(packet, config) else {
                 return false;
             };
-            let origin = *origin_ms.get_or_insert(packet.dts_ms);
-            let ms = (packet.pts_ms - origin).max(0) as u64;
             let Some(writer) = link.rtc.writer(mid) else {
                 return false;
             };
@@ -168,29 +145,16 @@ fn send(
                 .is_ok()
         }
         (Track::Audio, PacketKind::Frame) => {
-            let (Some((mid, pt)), Some(transcoder)) = (outputs.audio, audio.as_mut()) else {
+            let Some((mid, pt)) = outputs.audio else {
                 return false;
             };
-            let origin = *origin_ms.get_or_insert(packet.dts_ms);
-            let Ok(frames) = transcoder.push(&packet.data, packet.pts_ms - origin) else {
+            let Some(writer) = link.rtc.writer(mid) else {
                 return false;
             };
-            for (n, (ms, data)) in frames.into_iter().enumerate() {
-                if n > 0 {
-                    link.drain(pending);
-                }
-                let Some(writer) = link.rtc.writer(mid) else {
-                    return false;
-                };
-                let rtp = MediaTime::new(ms.max(0) as u64 * 48, Frequency::FORTY_EIGHT_KHZ);
-                if writer
-                    .write(pt, Instant::now(), rtp, data.to_vec())
-                    .is_err()
-                {
-                    return false;
-                }
-            }
-            true
+            let rtp = MediaTime::new(ms * 48, Frequency::FORTY_EIGHT_KHZ);
+            writer
+                .write(pt, Instant::now(), rtp, packet.data.to_vec())
+                .is_ok()
         }
     }
 }

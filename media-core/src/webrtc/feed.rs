@@ -1,9 +1,14 @@
-//! A live feed re-encoded frame by frame without B-frames, for players that show frames in the
-//! order they decode them: WebRTC has no reordering, so a source with B-frames (x264's defaults,
-//! OBS with "bframes") stutters there. The copy is made only when such a viewer asks for it,
-//! with x264 `zerolatency` (no B-frames, no lookahead: a frame leaves as soon as it is encoded),
-//! at the source's size and a keyframe every 2 s; audio passes through as it is.
+//! What the WHEP viewers of one stream follow: a second [`LiveFeed`] made from the stream's
+//! once, whatever the number of viewers, with what WebRTC can carry:
 //!
+//! - **Audio in Opus.** AAC is transcoded ([`AudioTranscoder`]) once for every viewer.
+//! - **Video without B-frames.** WebRTC players show frames in the order they decode them, so a
+//!   source with B-frames (x264's defaults, OBS with "bframes") would stutter there. H.264
+//!   without them is passed on as it is; from the first B-frame on, the video is re-encoded
+//!   frame by frame with x264 `zerolatency` (no B-frames, no lookahead: a frame leaves as soon as
+//!   it is encoded), at the source's size, with a keyframe every 2 s.
+//!
+//! In this feed, audio frames are Opus packets (one per 20 ms) and carry no configuration.
 //! It runs on a thread of its own, ends when the source feed ends, and stops early when nobody
 //! has followed it for [`IDLE_AFTER`].
 
@@ -22,26 +27,27 @@ use crate::h264::{access_unit_from_annex_b, avc_decoder_config};
 use crate::hls::ts::annex_b;
 use crate::live_feed::LiveFeed;
 use crate::packet::{Packet, PacketKind, Track};
+use crate::transcode::audio::AudioTranscoder;
 
-/// A copy nobody follows for this long stops.
+/// A feed nobody follows for this long stops.
 const IDLE_AFTER: Duration = Duration::from_secs(10);
-/// Keyframe interval of the copy: how long a new viewer may wait for its first picture at most.
+/// Keyframe interval of re-encoded video: how long a new viewer may wait for its first picture.
 const GOP: Duration = Duration::from_secs(2);
 
-/// Starts re-encoding `source` without B-frames; the returned feed carries the copy.
-pub fn without_b_frames(source: &LiveFeed) -> Option<Arc<LiveFeed>> {
+/// Starts making the WebRTC feed of `source`.
+pub fn for_webrtc(source: &LiveFeed) -> Option<Arc<LiveFeed>> {
     let mut subscription = source.subscribe()?;
     let output = Arc::new(LiveFeed::new());
-    let copy = output.clone();
+    let feed = output.clone();
     let runtime = tokio::runtime::Handle::current();
-    metrics::counter!("studio_webrtc_b_frame_free_copies_started_total").increment(1);
     std::thread::Builder::new()
-        .name("b-frame-free".into())
+        .name("webrtc-feed".into())
         .spawn(move || {
-            let mut reencoder = Reencoder::default();
+            let mut video = Video::default();
+            let mut audio: Option<(bytes::Bytes, AudioTranscoder)> = None;
             let mut idle_since: Option<Instant> = None;
             while let Some(packet) = runtime.block_on(subscription.next()) {
-                if copy.subscribers() == 0 {
+                if feed.subscribers() == 0 {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= IDLE_AFTER {
                         break;
@@ -50,27 +56,68 @@ pub fn without_b_frames(source: &LiveFeed) -> Option<Arc<LiveFeed>> {
                     idle_since = None;
                 }
                 match (packet.track, packet.kind) {
-                    (Track::Audio, _) => copy.push(&packet),
+                    (Track::Audio, PacketKind::Config) => {
+                        if audio.as_ref().is_none_or(|(config, _)| *config != packet.data) {
+                            audio = AudioTranscoder::aac_to_opus(&packet.data)
+                                .ok()
+                                .map(|transcoder| (packet.data.clone(), transcoder));
+                        }
+                    }
+                    (Track::Audio, PacketKind::Frame) => {
+                        let Some((_, transcoder)) = audio.as_mut() else {
+                            continue;
+                        };
+                        for (ms, data) in transcoder.push(&packet.data, packet.pts_ms).unwrap_or_default() {
+                            feed.push(&Packet {
+                                track: Track::Audio,
+                                kind: PacketKind::Frame,
+                                dts_ms: ms,
+                                pts_ms: ms,
+                                keyframe: false,
+                                data,
+                            });
+                        }
+                    }
                     (Track::Video, PacketKind::Config) => {
-                        reencoder.source_config = AvcConfig::parse(&packet.data).ok();
+                        video.source_config = AvcConfig::parse(&packet.data).ok();
+                        if video.reencoder.is_none() {
+                            feed.push(&packet);
+                        }
                     }
                     (Track::Video, PacketKind::Frame) => {
-                        if let Err(err) = reencoder.frame(&packet, &copy) {
-                            tracing::warn!(error = %err, "the B-frame-free copy of a live stream failed");
-                            break;
+                        if packet.pts_ms != packet.dts_ms && video.reencoder.is_none() {
+                            metrics::counter!("studio_webrtc_b_frame_free_copies_started_total")
+                                .increment(1);
+                            video.reencoder = Some(Reencoder::default());
+                        }
+                        match video.reencoder.as_mut() {
+                            None => feed.push(&packet),
+                            Some(reencoder) => {
+                                let config = video.source_config.as_ref();
+                                if let Err(err) = reencoder.frame(config, &packet, &feed) {
+                                    tracing::warn!(error = %err, "re-encoding a live stream for WebRTC failed");
+                                    break;
+                                }
+                            }
                         }
                     }
                 }
             }
-            copy.close();
+            feed.close();
         })
         .ok()?;
     Some(output)
 }
 
+/// The video side of the feed: passed through, or re-encoded once a B-frame was seen.
+#[derive(Default)]
+struct Video {
+    source_config: Option<AvcConfig>,
+    reencoder: Option<Reencoder>,
+}
+
 #[derive(Default)]
 struct Reencoder {
-    source_config: Option<AvcConfig>,
     decoder: Option<ffmpeg::decoder::Video>,
     encoder: Option<ffmpeg::encoder::Video>,
     scaler: Option<scaling::Context>,
@@ -79,8 +126,13 @@ struct Reencoder {
 }
 
 impl Reencoder {
-    fn frame(&mut self, packet: &Packet, out: &LiveFeed) -> Result<(), ffmpeg::Error> {
-        let Some(config) = &self.source_config else {
+    fn frame(
+        &mut self,
+        config: Option<&AvcConfig>,
+        packet: &Packet,
+        out: &LiveFeed,
+    ) -> Result<(), ffmpeg::Error> {
+        let Some(config) = config else {
             return Ok(());
         };
         let Ok(data) = annex_b(packet, config) else {

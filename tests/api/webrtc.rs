@@ -428,3 +428,47 @@ async fn whep_goes_through_the_playback_gate() {
     encoder.kill().await.ok();
     assert_eq!(played["ok"], true, "{played}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_are_bounded_and_peers_that_never_connect_are_let_go() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.webrtc.max_viewers_per_stream = 1;
+        config.webrtc.connect_timeout_secs = 2;
+    })
+    .await;
+    let stream = app.create_stream(json!({"name": "bounded"})).await;
+    let pid = stream["playbackId"].as_str().unwrap();
+    let mut encoder = publish(&app.rtmp_url(stream["streamKey"].as_str().unwrap()), 30);
+    assert!(
+        until_active(
+            &app,
+            stream["id"].as_str().unwrap(),
+            true,
+            Duration::from_secs(10)
+        )
+        .await
+    );
+
+    // str0m's offer is answered but its peer never connects (nothing runs it).
+    let play_offer = offer(MediaKind::Video, Direction::RecvOnly, false);
+    let first = post_offer(&app, pid, &play_offer, &[]).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let second = post_offer(&app, pid, &play_offer, &[]).await;
+    assert_eq!(
+        second.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        second.text
+    );
+    assert!(second.text.contains("HLS"), "{}", second.text);
+    // The first peer's place is given back once it has had its time to connect.
+    let admitted = eventually(Duration::from_secs(6), || async {
+        (post_offer(&app, pid, &play_offer, &[]).await.status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    encoder.kill().await.ok();
+    assert!(
+        admitted.is_some(),
+        "a peer that never connected kept its place"
+    );
+}

@@ -14,12 +14,14 @@ use str0m::{Candidate, RtcConfig};
 use studio_tests::{Backend, TestApp, eventually, on_both_databases, workspace_root};
 use tokio::process::{Child, Command};
 
+use super::clients::python;
 use super::live::publish;
 use super::playback_gate::sign_with_livepeer_react;
 
 on_both_databases!(
     a_browser_plays_an_rtmp_stream_over_whep,
     a_browser_publishes_over_whip_and_another_watches_over_whep,
+    aiortc_publishes_over_whip,
 );
 
 /// ffmpeg publishing `seconds` of 640x360 H.264 with B-frames (x264's `veryfast` defaults, as
@@ -256,6 +258,73 @@ async fn a_browser_publishes_over_whip_and_another_watches_over_whep(backend: Ba
         .parse()
         .unwrap();
     assert!((8.0..=16.0).contains(&duration), "{probe}");
+}
+
+/// ffprobe's streams and duration of an HLS URL.
+async fn probe(url: &str) -> Value {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height:format=duration",
+        ])
+        .args(["-of", "json", url])
+        .output()
+        .await
+        .expect("ffprobe runs");
+    serde_json::from_slice(&probe.stdout).unwrap()
+}
+
+/// aiortc (tests/player/aiortc_whip.py), a WebRTC stack of its own, publishes: the server is
+/// bound to every interface, as deployed, and advertises the default route's address.
+async fn aiortc_publishes_over_whip(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.webrtc_addr = "0.0.0.0:0".parse().unwrap();
+    })
+    .await;
+    let stream = app.create_stream(json!({"name": "aiortc"})).await;
+    let id = stream["id"].as_str().unwrap();
+    let pid = stream["playbackId"].as_str().unwrap();
+    let whip = format!(
+        "{}/webrtc/{}",
+        app.base,
+        stream["streamKey"].as_str().unwrap()
+    );
+    let publisher = Command::new(python())
+        .args(["tests/player/aiortc_whip.py", &whip, "10"])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running the test venv's python (scripts/test-deps installs aiortc)");
+    assert!(
+        until_active(&app, id, true, Duration::from_secs(15)).await,
+        "aiortc's publish did not make the stream live"
+    );
+    let published = result(publisher, Duration::from_secs(40)).await;
+    assert_eq!(published["ok"], true, "{published}");
+    assert!(until_active(&app, id, false, Duration::from_secs(10)).await);
+    let probe = probe(&format!("{}/hls/{pid}/index.m3u8", app.base)).await;
+    let streams = probe["streams"].as_array().unwrap();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_name"] == "h264")
+        .expect("video");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{probe}"
+    );
+    assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{probe}");
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((5.0..=12.0).contains(&duration), "{probe}");
 }
 
 /// An SDP offer as a non-browser peer sends it: one `kind` section in `direction`, H.264 (or

@@ -38,7 +38,7 @@ def server(data_dir):
     http, rtmp = free_port(), free_port()
     # Every listener on a port of its own, so a server already running here is no obstacle.
     process = subprocess.Popen([STUDIO, "serve", "--data-dir", data_dir, "--http-addr", f"127.0.0.1:{http}", "--rtmp-addr", f"127.0.0.1:{rtmp}",
-                                "--srt-addr", "127.0.0.1:0"],
+                                "--srt-addr", "127.0.0.1:0", "--webrtc-addr", "127.0.0.1:0"],
                                # Every benchmark publisher connects from 127.0.0.1, many at once.
                                env={**os.environ, "STUDIO_LOG": "warn", "STUDIO_INGEST__MAX_UNAUTHORIZED_PER_ADDRESS": "100000"})
     base = f"http://127.0.0.1:{http}"

@@ -67,6 +67,10 @@ fn api_key_create_prints_one_json_line_and_the_key_works() {
             &format!("127.0.0.1:{port}"),
             "--rtmp-addr",
             "127.0.0.1:0",
+            "--srt-addr",
+            "127.0.0.1:0",
+            "--webrtc-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&dir)

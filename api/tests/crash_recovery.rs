@@ -334,6 +334,7 @@ impl Node {
             .args(["--database-url", &self.database_url])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--rtmp-addr", "127.0.0.1:0", "--srt-addr", "127.0.0.1:0"])
+            .args(["--webrtc-addr", "127.0.0.1:0"])
             .env("STUDIO_STREAM_IDLE_AFTER_SECS", "3")
             .env("STUDIO_LOG", "info");
         Studio::start(command).await

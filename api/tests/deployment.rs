@@ -54,7 +54,9 @@ async fn every_variable_help_names_and_kubernetes_service_links_are_accepted() {
             "STUDIO_DATA_DIR" => dir.join("data").display().to_string(),
             "STUDIO_DATABASE_URL" => format!("sqlite://{}", database.display()),
             "STUDIO_HTTP_ADDR" => taken_addr.clone(),
-            "STUDIO_RTMP_ADDR" | "STUDIO_SRT_ADDR" => "127.0.0.1:0".to_string(),
+            "STUDIO_RTMP_ADDR" | "STUDIO_SRT_ADDR" | "STUDIO_WEBRTC_ADDR" => {
+                "127.0.0.1:0".to_string()
+            }
             "STUDIO_PUBLIC_URL" => "https://video.example".to_string(),
             "STUDIO_STORAGE__URL" => format!("file://{}", dir.join("media").display()),
             "STUDIO_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS" | "STUDIO_ALLOW_PRIVATE_DESTINATIONS" => {
@@ -133,6 +135,8 @@ fn a_refused_database_connection_says_so_without_the_password() {
         "--rtmp-addr",
         "127.0.0.1:0",
         "--srt-addr",
+        "127.0.0.1:0",
+        "--webrtc-addr",
         "127.0.0.1:0",
         "--database-url",
         &url,

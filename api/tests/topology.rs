@@ -227,6 +227,7 @@ impl Topology {
             .args(["--database-url", &self.database.url])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--rtmp-addr", "127.0.0.1:0", "--srt-addr", "127.0.0.1:0"])
+            .args(["--webrtc-addr", "127.0.0.1:0"])
             .env("STUDIO_STORAGE__URL", format!("s3://{BUCKET}/live"))
             .env("STUDIO_STORAGE__FORCE_PATH_STYLE", "true")
             .env("AWS_ENDPOINT_URL", &self.s3_endpoint)

@@ -59,6 +59,7 @@ async fn counter(app: &TestApp, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_with_b_frames_plays_over_whep_without_them() {
+    let _browsers = BROWSERS.lock().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
     let stream = app
         .create_stream(json!({"name": "b-frames", "profiles": []}))
@@ -101,6 +102,11 @@ async fn a_source_with_b_frames_plays_over_whep_without_them() {
     eprintln!("B-frame source over WHEP: {played}");
 }
 
+/// Held by each test while its browsers run: several Chromium peers encoding and decoding at once
+/// on a 2-core machine starve one another (and the server) of CPU until ICE consent lapses; the
+/// tests check behaviour, not that contention.
+static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs tests/player/webrtc.mjs (`whip` or `whep`) with `env`.
 fn browser(mode: &str, url: &str, env: &[(&str, &str)]) -> Child {
     Command::new("node")
@@ -141,6 +147,7 @@ async fn until_active(app: &TestApp, stream_id: &str, active: bool, within: Dura
 }
 
 async fn a_browser_plays_an_rtmp_stream_over_whep(backend: Backend) {
+    let _browsers = BROWSERS.lock().await;
     let app = TestApp::spawn(backend).await;
     let stream = app.create_stream(json!({"name": "whep"})).await;
     let id = stream["id"].as_str().unwrap();
@@ -186,6 +193,7 @@ async fn a_browser_plays_an_rtmp_stream_over_whep(backend: Backend) {
 }
 
 async fn a_browser_publishes_over_whip_and_another_watches_over_whep(backend: Backend) {
+    let _browsers = BROWSERS.lock().await;
     let app = TestApp::spawn(backend).await;
     let stream = app.create_stream(json!({"name": "whip"})).await;
     let id = stream["id"].as_str().unwrap();
@@ -458,6 +466,7 @@ async fn offers_are_refused_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_goes_through_the_playback_gate() {
+    let _browsers = BROWSERS.lock().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
     let key = app.post("/access-control/signing-key", json!({})).await;
     assert_eq!(key.status, StatusCode::OK, "{}", key.text);

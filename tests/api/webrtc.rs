@@ -236,36 +236,7 @@ async fn a_browser_publishes_over_whip_and_another_watches_over_whep(backend: Ba
     );
 
     // The HLS of the publish: H.264 at the camera's size and AAC (from Opus), ~14 s of it.
-    let hls = format!("{}/hls/{pid}/index.m3u8", app.base);
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height:format=duration",
-        ])
-        .args(["-of", "json", &hls])
-        .output()
-        .await
-        .expect("ffprobe runs");
-    let probe: Value = serde_json::from_slice(&probe.stdout).unwrap();
-    let streams = probe["streams"].as_array().unwrap();
-    let video = streams
-        .iter()
-        .find(|s| s["codec_name"] == "h264")
-        .expect("video");
-    assert_eq!(
-        (video["width"].as_u64(), video["height"].as_u64()),
-        (Some(640), Some(360)),
-        "{probe}"
-    );
-    assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{probe}");
-    let duration: f64 = probe["format"]["duration"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((8.0..=16.0).contains(&duration), "{probe}");
+    assert_published_hls(&format!("{}/hls/{pid}/index.m3u8", app.base), 8.0..=16.0).await;
 }
 
 /// ffprobe's streams and duration of an HLS URL.
@@ -282,6 +253,29 @@ async fn probe(url: &str) -> Value {
         .await
         .expect("ffprobe runs");
     serde_json::from_slice(&probe.stdout).unwrap()
+}
+
+/// The HLS a WebRTC publish became, as ffprobe reads it: H.264 at 640x360, AAC (from Opus), and
+/// a duration within `seconds`.
+async fn assert_published_hls(url: &str, seconds: std::ops::RangeInclusive<f64>) {
+    let probe = probe(url).await;
+    let streams = probe["streams"].as_array().unwrap();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_name"] == "h264")
+        .expect("video");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{probe}"
+    );
+    assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{probe}");
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seconds.contains(&duration), "{probe}");
 }
 
 /// aiortc (tests/player/aiortc_whip.py), a WebRTC stack of its own, publishes: the server is
@@ -315,24 +309,7 @@ async fn aiortc_publishes_over_whip(backend: Backend) {
     let published = result(publisher, Duration::from_secs(40)).await;
     assert_eq!(published["ok"], true, "{published}");
     assert!(until_active(&app, id, false, Duration::from_secs(10)).await);
-    let probe = probe(&format!("{}/hls/{pid}/index.m3u8", app.base)).await;
-    let streams = probe["streams"].as_array().unwrap();
-    let video = streams
-        .iter()
-        .find(|s| s["codec_name"] == "h264")
-        .expect("video");
-    assert_eq!(
-        (video["width"].as_u64(), video["height"].as_u64()),
-        (Some(640), Some(360)),
-        "{probe}"
-    );
-    assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{probe}");
-    let duration: f64 = probe["format"]["duration"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((5.0..=12.0).contains(&duration), "{probe}");
+    assert_published_hls(&format!("{}/hls/{pid}/index.m3u8", app.base), 5.0..=12.0).await;
 }
 
 /// An SDP offer as a non-browser peer sends it: one `kind` section in `direction`, H.264 (or
